@@ -1,0 +1,65 @@
+"""Orders: the marketplace's commands to the saga and the order lifecycle events."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from contracts.envelope import Command, Event
+from contracts.money import Money
+from contracts.topics import ORDER_COMMANDS, ORDER_EVENTS
+
+OrderId = str
+AccountId = str
+
+
+class OrderStatus(StrEnum):
+    """Where an order is in its lifecycle (S1)."""
+
+    CREATED = "created"
+    PAYMENT_PENDING = "payment_pending"
+    PAID = "paid"
+    IN_ESCROW = "in_escrow"
+    RELEASING = "releasing"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+_ORDER_ID = Field(min_length=1, max_length=100, description="Marketplace order id.", examples=["order-7f3a"])
+_BUYER_ID = Field(min_length=1, max_length=100, description="Buyer's account id.", examples=["buyer-1"])
+_SELLER_ID = Field(min_length=1, max_length=100, description="Seller's account id.", examples=["seller-9"])
+
+
+class Checkout(Command):
+    """The marketplace asks to collect payment for an order and hold it in escrow."""
+
+    topic = ORDER_COMMANDS
+
+    order_id: OrderId = _ORDER_ID
+    buyer_id: AccountId = _BUYER_ID
+    seller_id: AccountId = _SELLER_ID
+    amount: Money = Field(description="What the buyer pays.")
+    item: str = Field(default="", max_length=200, description="What was bought, for people to read.")
+
+
+class ConfirmReceipt(Command):
+    """The buyer confirms the goods arrived: release the escrow to the seller."""
+
+    topic = ORDER_COMMANDS
+
+    order_id: OrderId = _ORDER_ID
+    buyer_id: AccountId = _BUYER_ID
+
+
+class OrderStatusChanged(Event):
+    """The saga moved an order to a new status."""
+
+    topic = ORDER_EVENTS
+
+    order_id: OrderId = _ORDER_ID
+    buyer_id: AccountId = _BUYER_ID
+    seller_id: AccountId = _SELLER_ID
+    amount: Money
+    status: OrderStatus
+    reason: str | None = Field(default=None, description="Why, when the order failed or was cancelled.")

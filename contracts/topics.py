@@ -1,0 +1,103 @@
+"""Every Kafka topic the system uses, its partition count and what its records are keyed by.
+
+Keys keep one order's (or one wallet's) messages in order on one partition while
+different orders are spread over the partitions and proceed concurrently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Key(StrEnum):
+    """What a topic's record key is."""
+
+    ORDER_ID = "order_id"
+    ACCOUNT_ID = "account_id"
+    ORIGINAL_KEY = "key of the original record"
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A topic with the facts needed to create it and to publish to it."""
+
+    name: str
+    partitions: int
+    key: Key
+    description: str
+
+
+ORDER_COMMANDS = Topic(
+    "tradeguard.order.commands",
+    6,
+    Key.ORDER_ID,
+    "Commands from the marketplace to the order saga: checkout, confirm receipt.",
+)
+ORDER_EVENTS = Topic(
+    "tradeguard.order.events",
+    6,
+    Key.ORDER_ID,
+    "Order lifecycle as the saga sees it, for the marketplace and notifications.",
+)
+ACCOUNT_COMMANDS = Topic(
+    "tradeguard.account.commands",
+    6,
+    Key.ACCOUNT_ID,
+    "Wallet top-ups, debits and credits.",
+)
+ACCOUNT_EVENTS = Topic(
+    "tradeguard.account.events",
+    6,
+    Key.ACCOUNT_ID,
+    "Wallet balance changes and declined debits.",
+)
+PAYMENT_COMMANDS = Topic(
+    "tradeguard.payment.commands",
+    6,
+    Key.ORDER_ID,
+    "Payment captures requested by the saga.",
+)
+PAYMENT_EVENTS = Topic(
+    "tradeguard.payment.events",
+    6,
+    Key.ORDER_ID,
+    "Payments captured or failed.",
+)
+ESCROW_COMMANDS = Topic(
+    "tradeguard.escrow.commands",
+    6,
+    Key.ORDER_ID,
+    "Escrow holds and releases requested by the saga.",
+)
+ESCROW_EVENTS = Topic(
+    "tradeguard.escrow.events",
+    6,
+    Key.ORDER_ID,
+    "Funds held in and released from escrow.",
+)
+DEAD_LETTER = Topic(
+    "tradeguard.dead-letter",
+    3,
+    Key.ORIGINAL_KEY,
+    "Records no consumer could process: the original bytes, with the reason in headers.",
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (
+    ORDER_COMMANDS,
+    ORDER_EVENTS,
+    ACCOUNT_COMMANDS,
+    ACCOUNT_EVENTS,
+    PAYMENT_COMMANDS,
+    PAYMENT_EVENTS,
+    ESCROW_COMMANDS,
+    ESCROW_EVENTS,
+    DEAD_LETTER,
+)
+
+# Headers a dead-lettered record carries next to its original bytes.
+DEAD_LETTER_REASON = "tg-dead-letter-reason"
+DEAD_LETTER_SOURCE = "tg-dead-letter-source"  # "topic/partition/offset"
+DEAD_LETTER_CONSUMER = "tg-dead-letter-consumer"
+# Header naming the message type, so consumers can skip what they do not handle unparsed.
+MESSAGE_TYPE_HEADER = "tg-type"

@@ -1,0 +1,113 @@
+"""A marketplace's side of TradeGuard: publish commands, watch events. Depends on contracts only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from contracts import ALL_TOPICS, Command, Message, RawEnvelope, Topic, parse_envelope, payload_model
+from contracts.envelope import envelope_for
+from contracts.topics import MESSAGE_TYPE_HEADER
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A message observed on a topic, with the local time it arrived."""
+
+    topic: str
+    envelope: RawEnvelope
+    message: Message
+    received_at: float  # time.time()
+
+
+class Marketplace:
+    """Publishes commands the way a marketplace integration would."""
+
+    def __init__(self, bootstrap_servers: str, source: str = "marketplace") -> None:
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all")
+        self.source = source
+
+    async def __aenter__(self) -> Self:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._producer.stop()
+
+    async def publish(self, command: Command, *, correlation_id: str, idempotency_key: str) -> RawEnvelope:
+        envelope = envelope_for(
+            command, correlation_id=correlation_id, idempotency_key=idempotency_key, source=self.source
+        )
+        await self.publish_raw(command.topic, command.partition_key, envelope.model_dump_json().encode(), command)
+        return parse_envelope(envelope.model_dump_json())
+
+    async def publish_raw(self, topic: Topic, key: str, value: bytes, command: Command | None = None) -> None:
+        """Send bytes as they are (used to replay a record or to send a malformed one)."""
+        headers = [(MESSAGE_TYPE_HEADER, command.message_type.encode())] if command else []
+        await self._producer.send_and_wait(topic.name, value, key=key.encode(), headers=headers)
+
+
+class EventWatcher:
+    """Reads topics from their current end and lets callers await a matching message."""
+
+    def __init__(self, bootstrap_servers: str, topics: Iterable[Topic] = ALL_TOPICS) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        self._topics = list(topics)
+        self.seen: list[Seen] = []
+        self.raw: list[tuple[str, bytes | None, dict[str, bytes]]] = []
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        await self._consumer.start()
+        partitions = [TopicPartition(t.name, p) for t in self._topics for p in range(t.partitions)]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        for partition in partitions:  # resolve positions now, so nothing published later is missed
+            await self._consumer.position(partition)
+        self._task = asyncio.create_task(self._pump())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._consumer.stop()
+
+    async def _pump(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100)
+            records = [r for batch in batches.values() for r in batch]
+            if not records:
+                continue
+            for record in records:
+                self.raw.append((record.topic, record.value, dict(record.headers)))
+                try:
+                    envelope = parse_envelope(record.value or b"")
+                    message = payload_model(envelope.type, envelope.version).model_validate(envelope.payload)
+                except ValueError:
+                    continue  # malformed records are the dead-letter topic's business
+                self.seen.append(Seen(record.topic, envelope, message, time.time()))
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[Seen], bool], timeout: float = 30.0) -> Seen:
+        """The first message (already seen or arriving) that matches."""
+
+        def first() -> Seen | None:
+            return next((s for s in self.seen if predicate(s)), None)
+
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: first() is not None)
+        found = first()
+        assert found is not None
+        return found
+
+    def about(self, correlation_id: str) -> list[Seen]:
+        return sorted(
+            (s for s in self.seen if s.envelope.correlation_id == correlation_id), key=lambda s: s.envelope.occurred_at
+        )

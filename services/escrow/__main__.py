@@ -1,0 +1,4 @@
+from services.escrow.app import create_app
+from shared.service import run
+
+run(create_app())

@@ -1,0 +1,43 @@
+"""Orders and their transitions.
+
+Revision ID: saga_0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "saga_0001"
+down_revision = None
+branch_labels = ("saga",)
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "orders",
+        sa.Column("order_id", sa.String(100), primary_key=True),
+        sa.Column("buyer_id", sa.String(100), nullable=False),
+        sa.Column("seller_id", sa.String(100), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger, nullable=False),
+        sa.Column("currency", sa.String(3), nullable=False),
+        sa.Column("status", sa.String(30), nullable=False),
+        sa.Column("reason", sa.Text),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "order_transitions",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("order_id", sa.String(100), nullable=False, index=True),
+        sa.Column("from_status", sa.String(30)),
+        sa.Column("to_status", sa.String(30), nullable=False),
+        sa.Column("cause_type", sa.String(100), nullable=False),
+        sa.Column("cause_message_id", sa.String(36), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("order_transitions")
+    op.drop_table("orders")

@@ -1,0 +1,25 @@
+"""Errors the shared messaging core understands.
+
+TradeGuardError
+├── CommandRefused      a well-formed command breaks a business rule: answered with CommandRejected
+└── PoisonMessage       a record that can never be handled: sent to the dead-letter topic
+"""
+
+from __future__ import annotations
+
+
+class TradeGuardError(Exception):
+    """Root of every error raised on purpose by TradeGuard code."""
+
+
+class CommandRefused(TradeGuardError):
+    """Raised by a rule or handler, before it writes anything, to refuse a command."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class PoisonMessage(TradeGuardError):
+    """Raised when a record cannot be decoded into a known message."""

@@ -1,0 +1,34 @@
+"""Inbox: the ids of messages already handled, so a redelivery changes nothing.
+
+Written in the same transaction as the handler's effects, so "handled" and
+"recorded as handled" can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.tables import inbox
+
+
+async def already_handled(connection: AsyncConnection, message_ids: Collection[str]) -> set[str]:
+    """Which of these message ids this service has handled before."""
+    if not message_ids:
+        return set()
+    rows = await connection.execute(sa.select(inbox.c.message_id).where(inbox.c.message_id.in_(list(message_ids))))
+    return set(rows.scalars())
+
+
+async def record_handled(connection: AsyncConnection, messages: Sequence[tuple[str, str]]) -> None:
+    """Record (message_id, message_type) pairs as handled."""
+    if not messages:
+        return
+    now = datetime.now(UTC)
+    await connection.execute(
+        inbox.insert(),
+        [{"message_id": mid, "message_type": mtype, "received_at": now} for mid, mtype in messages],
+    )
