@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Self
+from typing import Self, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -23,6 +23,18 @@ class Seen:
     envelope: RawEnvelope
     message: Message
     received_at: float  # time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record as it came off the topic."""
+
+    topic: str
+    value: bytes | None
+    headers: dict[str, bytes]
+
+
+T = TypeVar("T")
 
 
 class Marketplace:
@@ -59,7 +71,7 @@ class EventWatcher:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
         self._topics = list(topics)
         self.seen: list[Seen] = []
-        self.raw: list[tuple[str, bytes | None, dict[str, bytes]]] = []
+        self.raw: list[RawRecord] = []
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -85,7 +97,7 @@ class EventWatcher:
             if not records:
                 continue
             for record in records:
-                self.raw.append((record.topic, record.value, dict(record.headers)))
+                self.raw.append(RawRecord(record.topic, record.value, dict(record.headers)))
                 try:
                     envelope = parse_envelope(record.value or b"")
                     message = payload_model(envelope.type, envelope.version).model_validate(envelope.payload)
@@ -97,13 +109,16 @@ class EventWatcher:
 
     async def wait_for(self, predicate: Callable[[Seen], bool], timeout: float = 30.0) -> Seen:
         """The first message (already seen or arriving) that matches."""
+        return await self._wait(lambda: next((s for s in self.seen if predicate(s)), None), timeout)
 
-        def first() -> Seen | None:
-            return next((s for s in self.seen if predicate(s)), None)
+    async def wait_for_record(self, predicate: Callable[[RawRecord], bool], timeout: float = 30.0) -> RawRecord:
+        """The first record, parsed or not (dead letters are raw bytes), that matches."""
+        return await self._wait(lambda: next((r for r in self.raw if predicate(r)), None), timeout)
 
+    async def _wait(self, find: Callable[[], T | None], timeout: float) -> T:
         async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: first() is not None)
-        found = first()
+            await self._changed.wait_for(lambda: find() is not None)
+        found = find()
         assert found is not None
         return found
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-
 SERVICES = ("account", "payment", "escrow", "notification", "saga")
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -52,12 +52,18 @@ INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, ConnectionError, Time
 class ConsumedRecord(Protocol):
     """The parts of a Kafka consumer record we use (aiokafka's ConsumerRecord fits)."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 @dataclass(slots=True)

@@ -35,7 +35,7 @@ class ReadinessFile(ConsumerRebalanceListener):  # type: ignore[misc]
             self._path.touch()
         log.info("partitions assigned", partitions=sorted(str(p) for p in assigned))  # type: ignore[attr-defined]
 
-    async def on_partitions_revoked(self, revoked: object) -> None:
+    async def on_partitions_revoked(self, _revoked: object) -> None:
         self.clear()
 
     def clear(self) -> None:

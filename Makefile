@@ -1,0 +1,48 @@
+# TradeGuard: `make run` starts everything and shows a demo order; `make test` runs every test.
+UV_RUN := uv run --frozen
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: help setup run demo test test-fast lint format contracts bench bench-smoke kafka-stop clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup:  ## install uv, the Python environment, JDK/Maven if missing, and Kafka's jars
+	@bash scripts/setup.sh
+
+run: setup  ## start Kafka and the five services, run a demo order, keep running until Ctrl-C
+	@$(UV_RUN) python -m scripts.devstack run
+
+demo: setup  ## like run, but exit when the demo order ends (0 = completed)
+	@$(UV_RUN) python -m scripts.devstack demo
+
+test: setup  ## unit, integration (SQLite and PostgreSQL) and end-to-end tests against a real broker
+	@bash scripts/postgres.sh install
+	@$(UV_RUN) pytest
+
+test-fast: setup  ## unit tests only
+	@$(UV_RUN) pytest tests/unit
+
+lint:  ## ruff and mypy
+	@$(UV_RUN) ruff check .
+	@$(UV_RUN) ruff format --check .
+	@$(UV_RUN) mypy .
+
+format:  ## apply ruff's fixes and formatting
+	@$(UV_RUN) ruff check --fix .
+	@$(UV_RUN) ruff format .
+
+contracts:  ## regenerate JSON Schemas, AsyncAPI and the topic table from the models
+	@$(UV_RUN) python scripts/export_contracts.py
+
+bench: setup  ## throughput and latency benchmark (several minutes); writes bench/results/
+	@$(UV_RUN) python -m bench.run
+
+bench-smoke: setup  ## a few orders through the benchmark, to see it works
+	@$(UV_RUN) python -m bench.run --smoke
+
+kafka-stop:  ## stop a broker left running by an interrupted run
+	@bash scripts/kafka.sh stop
+
+clean:  ## remove local databases and logs (keeps cached Kafka jars)
+	rm -rf .data

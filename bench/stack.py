@@ -1,0 +1,139 @@
+"""The stack under test: a private Kafka broker (scripts/kafka.sh) and the five services.
+
+Everything the bench starts is stopped by :func:`bench_stack`, also on errors and Ctrl-C.
+The broker gets its own ports and data dir so it never collides with ``make run`` or the
+test broker; service databases and logs go to a fresh ``.cache/bench/<name>/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contracts import ALL_TOPICS
+from contracts.topics import Key, Topic
+from scripts.stack import ROOT, SERVICES, ServiceProcesses, sqlite_urls
+from shared.broker import ensure_topics
+
+KAFKA_SH = ROOT / "scripts" / "kafka.sh"
+WORK_ROOT = ROOT / ".cache" / "bench"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """Which kafka.sh instance the bench runs (overridable through BENCH_KAFKA_* variables)."""
+
+    port: int = int(os.environ.get("BENCH_KAFKA_PORT", "19292"))
+    controller_port: int = int(os.environ.get("BENCH_KAFKA_CONTROLLER_PORT", "19293"))
+    data_dir: str = os.environ.get("BENCH_KAFKA_DATA_DIR", ".cache/kafka/bench-data")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def data_path(self) -> Path:
+        path = Path(self.data_dir)
+        return path if path.is_absolute() else ROOT / path
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "KAFKA_DATA_DIR": str(self.data_path),
+        }
+
+
+def kafka_sh(command: str, config: BrokerConfig, *, check: bool = True) -> None:
+    """Run ``scripts/kafka.sh <command>`` against the bench broker instance."""
+    result = subprocess.run(["bash", str(KAFKA_SH), command], env=config.env(), check=False)
+    if check and result.returncode != 0:
+        msg = f"scripts/kafka.sh {command} failed with exit code {result.returncode}"
+        raise RuntimeError(msg)
+
+
+def broker_pid(config: BrokerConfig) -> int | None:
+    """The broker JVM's pid, from the pid file kafka.sh writes."""
+    try:
+        return int((config.data_path / "kafka.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def bench_topic(name: str, partitions: int = 6) -> Topic:
+    return Topic(name, partitions, Key.ORDER_ID, "bench transport measurement")
+
+
+@dataclass(slots=True)
+class RunningStack:
+    """What a benchmark needs to know about the running stack."""
+
+    bootstrap_servers: str
+    services: ServiceProcesses
+    work_dir: Path
+    broker_pid: int | None
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def check_alive(self) -> None:
+        self.services.check_alive()
+
+
+def service_env(log_level: str) -> dict[str, str]:
+    """``<SVC>_LOG_LEVEL`` for every service."""
+    return {f"{name.upper()}_LOG_LEVEL": log_level for name in SERVICES}
+
+
+@asynccontextmanager
+async def bench_stack(
+    name: str,
+    *,
+    bootstrap_servers: str | None = None,
+    broker: BrokerConfig | None = None,
+    log_level: str = "WARNING",
+    extra_env: Mapping[str, str] | None = None,
+    ready_timeout: float = 120.0,
+) -> AsyncIterator[RunningStack]:
+    """Start (a fresh broker unless ``bootstrap_servers`` is given,) topics and the five services.
+
+    Stops what it started when the block exits, however it exits.
+    """
+    broker = broker or BrokerConfig()
+    own_broker = bootstrap_servers is None
+    work_dir = WORK_ROOT / name
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    services: ServiceProcesses | None = None
+    try:
+        if own_broker:
+            kafka_sh("reset", broker)  # also stops a broker left behind by an aborted run
+            kafka_sh("start", broker)
+            bootstrap_servers = broker.bootstrap_servers
+        assert bootstrap_servers is not None
+        await ensure_topics(bootstrap_servers, ALL_TOPICS)
+        services = ServiceProcesses(
+            bootstrap_servers,
+            sqlite_urls(work_dir / "db"),
+            work_dir / "logs",
+            extra_env={**service_env(log_level), **(extra_env or {})},
+        )
+        services.start()
+        await services.wait_ready(timeout=ready_timeout)
+        stack = RunningStack(
+            bootstrap_servers=bootstrap_servers,
+            services=services,
+            work_dir=work_dir,
+            broker_pid=broker_pid(broker) if own_broker else None,
+            pids={n: p.pid for n, p in services.processes.items()},
+        )
+        yield stack
+    finally:
+        if services is not None:
+            services.stop()
+        if own_broker:
+            kafka_sh("stop", broker, check=False)

@@ -1,0 +1,332 @@
+"""The published catalogue of the contracts: JSON Schemas, an AsyncAPI document and a topic table.
+
+Pure data and functions: who publishes and who consumes what is written down here,
+next to the messages, so the generated files (``scripts/export_contracts.py``) can say
+it without importing any service. Everything is deterministic: the same models give
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from contracts import MESSAGE_TYPES
+from contracts.envelope import Envelope, Message
+from contracts.rejections import CommandRejected
+from contracts.topics import (
+    ACCOUNT_EVENTS,
+    ALL_TOPICS,
+    DEAD_LETTER,
+    DEAD_LETTER_CONSUMER,
+    DEAD_LETTER_REASON,
+    DEAD_LETTER_SOURCE,
+    ESCROW_EVENTS,
+    MESSAGE_TYPE_HEADER,
+    ORDER_EVENTS,
+    PAYMENT_EVENTS,
+    Topic,
+)
+
+JsonDict = dict[str, Any]
+
+ASYNCAPI_VERSION = "2.6.0"
+KAFKA_BINDING_VERSION = "0.4.0"
+CONTRACTS_VERSION = "0.1.0"  # info.version of the AsyncAPI document; bump with a breaking change
+
+# Who publishes each message type. "marketplace" is the client side (scripts/marketplace.py).
+PRODUCERS: dict[str, tuple[str, ...]] = {
+    "Checkout": ("marketplace",),
+    "ConfirmReceipt": ("marketplace",),
+    "FundWallet": ("marketplace",),
+    "CapturePayment": ("saga",),
+    "HoldFunds": ("saga",),
+    "ReleaseFunds": ("saga",),
+    "CreditWallet": ("saga",),
+    "OrderStatusChanged": ("saga",),
+    "DebitWallet": ("payment",),
+    "PaymentCaptured": ("payment",),
+    "PaymentFailed": ("payment",),
+    "WalletFunded": ("account",),
+    "WalletDebited": ("account",),
+    "WalletDebitDeclined": ("account",),
+    "WalletCredited": ("account",),
+    "FundsHeld": ("escrow",),
+    "FundsReleased": ("escrow",),
+    "CommandRejected": ("account", "escrow", "payment", "saga"),
+}
+
+# CommandRejected has no fixed topic: a service that refuses a command says so on its own events topic.
+REJECTIONS: dict[str, Topic] = {
+    "saga": ORDER_EVENTS,
+    "account": ACCOUNT_EVENTS,
+    "payment": PAYMENT_EVENTS,
+    "escrow": ESCROW_EVENTS,
+}
+
+# Who reads each topic (by topic name).
+CONSUMERS: dict[str, tuple[str, ...]] = {
+    "tradeguard.order.commands": ("saga",),
+    "tradeguard.order.events": ("marketplace", "notification"),
+    "tradeguard.account.commands": ("account",),
+    "tradeguard.account.events": ("notification", "payment", "saga"),
+    "tradeguard.payment.commands": ("payment",),
+    "tradeguard.payment.events": ("notification", "saga"),
+    "tradeguard.escrow.commands": ("escrow",),
+    "tradeguard.escrow.events": ("notification", "saga"),
+    "tradeguard.dead-letter": (),  # for people: inspect, fix, replay
+}
+
+# Every service that consumes records dead-letters the ones it cannot process.
+DEAD_LETTER_PRODUCERS: tuple[str, ...] = ("account", "escrow", "notification", "payment", "saga")
+
+DEAD_LETTER_HEADERS: dict[str, str] = {
+    DEAD_LETTER_REASON: "Why the record could not be processed.",
+    DEAD_LETTER_SOURCE: "Where it was read: topic/partition/offset.",
+    DEAD_LETTER_CONSUMER: "The consumer that gave up on it.",
+}
+
+_COMPONENT_REF = "#/components/schemas/{model}"
+
+
+# --- what is where ---------------------------------------------------------------------------
+
+
+def schema_name(message: type[Message]) -> str:
+    """``Checkout.v1``: the file stem and component name of a message's schema."""
+    return f"{message.message_type}.v{message.version}"
+
+
+def topics_of(message: type[Message]) -> tuple[Topic, ...]:
+    """The topics a message type is published on."""
+    if message is CommandRejected:
+        return tuple(t for t in ALL_TOPICS if t in REJECTIONS.values())
+    return (message.topic,)
+
+
+def messages_on(topic: Topic) -> tuple[type[Message], ...]:
+    return tuple(m for m in MESSAGE_TYPES if topic in topics_of(m))
+
+
+def producers_of(topic: Topic) -> tuple[str, ...]:
+    if topic == DEAD_LETTER:
+        return DEAD_LETTER_PRODUCERS
+    names: set[str] = set()
+    for message in messages_on(topic):
+        if message is CommandRejected:
+            names.update(service for service, t in REJECTIONS.items() if t == topic)
+        else:
+            names.update(PRODUCERS[message.message_type])
+    return tuple(sorted(names))
+
+
+def consumers_of(topic: Topic) -> tuple[str, ...]:
+    return tuple(sorted(CONSUMERS[topic.name]))
+
+
+def key_field(message: type[Message]) -> str:
+    """The payload field whose value is the record key."""
+    return "subject_id" if message is CommandRejected else message.topic.key.value
+
+
+# --- JSON Schema -----------------------------------------------------------------------------
+
+
+def _pin(schema: JsonDict, message: type[Message]) -> JsonDict:
+    """Title the envelope schema after its payload and fix the envelope's type and version."""
+    properties = schema["properties"]
+    for field, value in (("type", message.message_type), ("version", message.version)):
+        pinned = {k: v for k, v in properties[field].items() if k != "examples"}
+        properties[field] = pinned | {"const": value}
+    schema["title"] = schema_name(message)
+    return schema
+
+
+def message_schema(message: type[Message]) -> JsonDict:
+    """The standalone JSON Schema of one message as it travels: the envelope around its payload."""
+    schema = _pin(Envelope[message].model_json_schema(), message)  # type: ignore[valid-type]
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema"} | schema
+
+
+def message_schemas() -> dict[str, JsonDict]:
+    return {schema_name(m): message_schema(m) for m in MESSAGE_TYPES}
+
+
+def _component_schemas() -> JsonDict:
+    """Every envelope schema plus the models they share, referencing each other in components."""
+    models = [(Envelope[m], "validation") for m in MESSAGE_TYPES]  # type: ignore[valid-type]
+    refs, defs = models_json_schema(models, ref_template=_COMPONENT_REF)  # type: ignore[arg-type]
+    schemas: JsonDict = dict(defs["$defs"])
+    for message, model in zip(MESSAGE_TYPES, models, strict=True):
+        envelope_def = refs[model]["$ref"].rsplit("/", 1)[-1]
+        schemas[schema_name(message)] = _pin(schemas.pop(envelope_def), message)
+    return schemas
+
+
+# --- AsyncAPI --------------------------------------------------------------------------------
+
+
+def _summary(message: type[Message]) -> JsonDict:
+    doc = message.__doc__  # not inherited: a payload without a docstring has no summary
+    return {"summary": doc.strip().splitlines()[0]} if doc else {}
+
+
+def _message_component(message: type[Message]) -> JsonDict:
+    field = key_field(message)
+    return {
+        "messageId": schema_name(message),
+        "name": message.message_type,
+        "title": f"{message.message_type} v{message.version}",
+        **_summary(message),
+        "contentType": "application/json",
+        "headers": {
+            "type": "object",
+            "properties": {
+                MESSAGE_TYPE_HEADER: {
+                    "type": "string",
+                    "const": message.message_type,
+                    "description": "The payload type, so consumers can skip what they do not handle unparsed.",
+                },
+            },
+        },
+        "payload": {"$ref": _COMPONENT_REF.format(model=schema_name(message))},
+        "bindings": {
+            "kafka": {
+                "key": {"type": "string", "description": f"The payload's {field}."},
+                "bindingVersion": KAFKA_BINDING_VERSION,
+            },
+        },
+        "x-producers": list(PRODUCERS[message.message_type]),
+    }
+
+
+_DEAD_LETTER_MESSAGE: JsonDict = {
+    "messageId": "DeadLetter",
+    "name": "DeadLetter",
+    "title": "Dead-lettered record",
+    "summary": "A record no consumer could process: its original key and bytes, unchanged.",
+    "contentType": "application/octet-stream",
+    "headers": {
+        "type": "object",
+        "properties": {name: {"type": "string", "description": text} for name, text in DEAD_LETTER_HEADERS.items()},
+        "required": list(DEAD_LETTER_HEADERS),
+    },
+    "payload": {"description": "The original record value, byte for byte (often not valid JSON)."},
+    "bindings": {
+        "kafka": {
+            "key": {"type": "string", "description": "The key of the original record."},
+            "bindingVersion": KAFKA_BINDING_VERSION,
+        },
+    },
+    "x-producers": list(DEAD_LETTER_PRODUCERS),
+}
+
+
+def _message_refs(topic: Topic) -> list[str]:
+    if topic == DEAD_LETTER:
+        return ["DeadLetter"]
+    return [schema_name(m) for m in messages_on(topic)]
+
+
+def _operation(topic: Topic, action: str, services: tuple[str, ...]) -> JsonDict:
+    verb = "Published" if action == "publish" else "Consumed"
+    summary = f"{verb} by {', '.join(services)}." if services else f"{verb} by no service; for operators."
+    return {
+        "operationId": f"{topic.name}.{action}",
+        "summary": summary,
+        "tags": [{"name": service} for service in services],
+        "message": {"oneOf": [{"$ref": f"#/components/messages/{name}"} for name in _message_refs(topic)]},
+    }
+
+
+def _channel(topic: Topic) -> JsonDict:
+    return {
+        "description": topic.description,
+        "bindings": {
+            "kafka": {
+                "topic": topic.name,
+                "partitions": topic.partitions,
+                "x-key": topic.key.value,
+                "bindingVersion": KAFKA_BINDING_VERSION,
+            },
+        },
+        "publish": _operation(topic, "publish", producers_of(topic)),
+        "subscribe": _operation(topic, "subscribe", consumers_of(topic)),
+    }
+
+
+def asyncapi() -> JsonDict:
+    """An AsyncAPI 2.6 document of the whole system: every topic, its messages, producers and consumers.
+
+    ``publish``/``subscribe`` name the services that write/read the channel (tagged by service),
+    rather than one application's view.
+    """
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "id": "urn:tradeguard:contracts",
+        "info": {
+            "title": "TradeGuard",
+            "version": CONTRACTS_VERSION,
+            "description": "Payment and escrow for marketplaces: the Kafka topics and the messages on them. "
+            "Every JSON message is an envelope with the payload under `payload`.",
+        },
+        "defaultContentType": "application/json",
+        "channels": {topic.name: _channel(topic) for topic in ALL_TOPICS},
+        "components": {
+            "messages": {schema_name(m): _message_component(m) for m in MESSAGE_TYPES} | {"DeadLetter": _DEAD_LETTER_MESSAGE},
+            "schemas": _component_schemas(),
+        },
+    }
+
+
+# --- topic table -----------------------------------------------------------------------------
+
+
+def topics_markdown() -> str:
+    """A markdown table of the topics: topic | partitions | key | messages | producers | consumers."""
+    lines = [
+        "# Topic catalogue",
+        "",
+        "Generated from `contracts/` by `scripts/export_contracts.py`; do not edit by hand.",
+        "",
+        "| Topic | Partitions | Key | Messages | Producers | Consumers |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for topic in ALL_TOPICS:
+        if topic == DEAD_LETTER:
+            messages = "original record bytes; headers " + ", ".join(f"`{h}`" for h in DEAD_LETTER_HEADERS)
+        else:
+            messages = ", ".join(schema_name(m) for m in messages_on(topic))
+        cells = [
+            f"`{topic.name}`",
+            str(topic.partitions),
+            topic.key.value,
+            messages,
+            ", ".join(producers_of(topic)) or "-",
+            ", ".join(consumers_of(topic)) or "- (operators)",
+        ]
+        lines.append(f"| {' | '.join(cells)} |")
+    lines += [
+        "",
+        "CommandRejected is published on the events topic of the service that refused the command, "
+        "keyed by its subject_id. JSON messages carry their type in the `tg-type` header.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def render_json(document: Any) -> str:
+    """Pretty-printed, sorted keys, trailing newline: stable bytes for stable files."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def rendered_files() -> dict[str, str]:
+    """Every generated file, by path relative to the ``contracts`` directory."""
+    files = {f"schemas/{name}.json": render_json(schema) for name, schema in message_schemas().items()}
+    files["asyncapi.json"] = render_json(asyncapi())
+    files["TOPICS.md"] = topics_markdown()
+    return dict(sorted(files.items()))

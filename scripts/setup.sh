@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Everything `make run` / `make test` need on a fresh machine, each step skipped when already done:
+# uv and the locked Python environment, a JDK and Maven, and Apache Kafka's jars.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+if ! command -v uv >/dev/null 2>&1; then
+  step "installing uv (Python package manager) from PyPI"
+  python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  step "installing Python dependencies from uv.lock (first run only)"
+  uv sync --frozen
+else
+  uv sync --frozen --quiet
+fi
+
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+if ((${#missing[@]})); then
+  step "installing ${missing[*]} from Debian packages"
+  [[ $(id -u) == 0 ]] && sudo="" || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+step "Apache Kafka jars"
+bash scripts/kafka.sh fetch

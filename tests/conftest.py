@@ -1,0 +1,57 @@
+"""Shared fixtures: one real Kafka broker and one PostgreSQL server per test run."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts import ALL_TOPICS
+from shared.broker import ensure_topics
+from shared.db import create_engine
+from tests.support.kafka import kafka_bootstrap_servers
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_SH = ROOT / "scripts" / "postgres.sh"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real broker with every TradeGuard topic created."""
+    with kafka_bootstrap_servers() as servers:
+        asyncio.run(ensure_topics(servers, ALL_TOPICS))
+        yield servers
+
+
+def _postgres(*args: str) -> str:
+    result = subprocess.run(["bash", str(POSTGRES_SH), *args], check=True, capture_output=True, text=True)
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[None]:
+    """PostgreSQL from Debian's packages, started by scripts/postgres.sh for this run."""
+    _postgres("start")
+    yield
+    subprocess.run(["bash", str(POSTGRES_SH), "stop"], check=False, capture_output=True)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind: every test using it runs once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
+    request.getfixturevalue("postgres_server")
+    return _postgres("createdb", f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()

@@ -1,0 +1,44 @@
+"""Build Kafka-like consumer records for tests that drive a consumer without a broker."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from contracts import Command, Message
+from shared.consumer import outgoing
+
+_offsets = itertools.count()
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Looks like aiokafka's ConsumerRecord to the consumer."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    partition: int = 0
+    offset: int = field(default_factory=lambda: next(_offsets))
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def record_of(message: Message, *, correlation_id: str = "test", idempotency_key: str | None = None) -> Record:
+    """The record a producer would send for ``message``."""
+    out = outgoing(
+        message,
+        source="test",
+        correlation_id=correlation_id,
+        idempotency_key=idempotency_key or f"test-{next(_offsets)}",
+    )
+    return Record(
+        topic=out.topic,
+        value=out.value,
+        key=out.key.encode() if out.key else None,
+        headers=tuple((k, v.encode()) for k, v in out.headers.items()),
+    )
+
+
+def raw_record(command: type[Command], value: bytes, key: bytes = b"k") -> Record:
+    """A record on ``command``'s topic with arbitrary bytes (for malformed input)."""
+    return Record(topic=command.topic.name, value=value, key=key)
