@@ -1,6 +1,6 @@
 # One image for every service; docker-compose.yml picks the module to run.
 FROM python:3.11-slim
-COPY --from=ghcr.io/astral-sh/uv:0.13 /uv /usr/local/bin/uv
+RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from contracts import MESSAGE_TYPES
 from contracts.envelope import Envelope, Message
@@ -156,8 +157,11 @@ def message_schemas() -> dict[str, JsonDict]:
 
 def _component_schemas() -> JsonDict:
     """Every envelope schema plus the models they share, referencing each other in components."""
-    models = [(Envelope[m], "validation") for m in MESSAGE_TYPES]  # type: ignore[valid-type]
-    refs, defs = models_json_schema(models, ref_template=_COMPONENT_REF)  # type: ignore[arg-type]
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (Envelope[m], "validation")  # type: ignore[valid-type]
+        for m in MESSAGE_TYPES
+    ]
+    refs, defs = models_json_schema(models, ref_template=_COMPONENT_REF)
     schemas: JsonDict = dict(defs["$defs"])
     for message, model in zip(MESSAGE_TYPES, models, strict=True):
         envelope_def = refs[model]["$ref"].rsplit("/", 1)[-1]
@@ -275,7 +279,8 @@ def asyncapi() -> JsonDict:
         "defaultContentType": "application/json",
         "channels": {topic.name: _channel(topic) for topic in ALL_TOPICS},
         "components": {
-            "messages": {schema_name(m): _message_component(m) for m in MESSAGE_TYPES} | {"DeadLetter": _DEAD_LETTER_MESSAGE},
+            "messages": {schema_name(m): _message_component(m) for m in MESSAGE_TYPES}
+            | {"DeadLetter": _DEAD_LETTER_MESSAGE},
             "schemas": _component_schemas(),
         },
     }
@@ -310,8 +315,10 @@ def topics_markdown() -> str:
         lines.append(f"| {' | '.join(cells)} |")
     lines += [
         "",
-        "CommandRejected is published on the events topic of the service that refused the command, "
-        "keyed by its subject_id. JSON messages carry their type in the `tg-type` header.",
+        (
+            "CommandRejected is published on the events topic of the service that refused the command, "
+            "keyed by its subject_id. JSON messages carry their type in the `tg-type` header."
+        ),
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,7 +1,7 @@
 """Write the contract catalogue to contracts/: JSON Schemas, asyncapi.json and TOPICS.md.
 
-    python scripts/export_contracts.py           # (re)write the files
-    python scripts/export_contracts.py --check   # exit 1 and list the files that are out of date
+python scripts/export_contracts.py           # (re)write the files
+python scripts/export_contracts.py --check   # exit 1 and list the files that are out of date
 """
 
 from __future__ import annotations
