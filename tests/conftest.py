@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ALL_TOPICS
 from shared.broker import ensure_topics
+from scripts.marketplace import EventWatcher, Marketplace
+from scripts.stack import ServiceProcesses, sqlite_urls
 from shared.db import create_engine
 from tests.support.kafka import kafka_bootstrap_servers
 
@@ -55,3 +57,40 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     yield engine
     await engine.dispose()
+
+
+# The five services as separate processes against the test broker, one stack per test module
+# (fault tests stop, kill and restart services, so they never share a stack with other tests).
+
+
+@pytest.fixture(scope="module")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="module")
+async def stack(kafka_bootstrap: str, stack_dir: Path) -> AsyncIterator[ServiceProcesses]:
+    services = ServiceProcesses(kafka_bootstrap, sqlite_urls(stack_dir), stack_dir / "logs")
+    services.start()
+    try:
+        await services.wait_ready(timeout=90)
+        yield services
+    finally:
+        services.stop()
+
+
+@pytest.fixture
+async def market(kafka_bootstrap: str) -> AsyncIterator[Marketplace]:
+    async with Marketplace(kafka_bootstrap) as market:
+        yield market
+
+
+@pytest.fixture
+async def watcher(kafka_bootstrap: str, stack: ServiceProcesses) -> AsyncIterator[EventWatcher]:
+    async with EventWatcher(kafka_bootstrap) as watcher:
+        yield watcher
+
+
+@pytest.fixture
+def service_db(stack_dir: Path) -> dict[str, str]:
+    return sqlite_urls(stack_dir)
