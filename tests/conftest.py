@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ALL_TOPICS
-from shared.broker import ensure_topics
 from scripts.marketplace import EventWatcher, Marketplace
 from scripts.stack import ServiceProcesses, sqlite_urls
+from shared.broker import ensure_topics
 from shared.db import create_engine
 from tests.support.kafka import kafka_bootstrap_servers
 

@@ -4,6 +4,7 @@ and a service killed without warning loses nothing it had acknowledged."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -18,7 +19,7 @@ def usd(minor: int) -> Money:
     return Money(amount_minor=minor, currency="USD")
 
 
-def reached(order_id: str, status: OrderStatus) -> object:
+def reached(order_id: str, status: OrderStatus) -> Callable[[Seen], bool]:
     def matches(seen: Seen) -> bool:
         m = seen.message
         return isinstance(m, OrderStatusChanged) and m.order_id == order_id and m.status is status
