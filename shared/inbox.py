@@ -15,6 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.tables import inbox
 
 
+_INSERT = inbox.insert()
+
+
 async def already_handled(connection: AsyncConnection, message_ids: Collection[str]) -> set[str]:
     """Which of these message ids this service has handled before."""
     if not message_ids:
@@ -29,6 +32,6 @@ async def record_handled(connection: AsyncConnection, messages: Sequence[tuple[s
         return
     now = datetime.now(UTC)
     await connection.execute(
-        inbox.insert(),
+        _INSERT,
         [{"message_id": mid, "message_type": mtype, "received_at": now} for mid, mtype in messages],
     )

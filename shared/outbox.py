@@ -34,13 +34,17 @@ class OutgoingRecord:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+_INSERT = outbox.insert()
+_PENDING = sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers).order_by(outbox.c.id)
+
+
 async def store_records(connection: AsyncConnection, records: list[OutgoingRecord]) -> None:
     """Add records to the outbox inside the caller's transaction."""
     if not records:
         return
     now = datetime.now(UTC)
     await connection.execute(
-        outbox.insert(),
+        _INSERT,
         [{"topic": r.topic, "key": r.key, "value": r.value, "headers": r.headers, "created_at": now} for r in records],
     )
 
@@ -95,13 +99,7 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows; returns how many there were."""
         async with self._engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
-                    .order_by(outbox.c.id)
-                    .limit(self._batch_size)
-                )
-            ).all()
+            rows = (await connection.execute(_PENDING.limit(self._batch_size))).all()
             await connection.rollback()
         if not rows:
             return 0

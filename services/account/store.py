@@ -37,6 +37,18 @@ movements = sa.Table(
 )
 
 
+# Statements are built once: building one per call cost more than running it.
+_SELECT_WALLET = sa.select(wallets).where(wallets.c.account_id == sa.bindparam("key"))
+_SELECT_MOVEMENT = sa.select(movements).where(
+    movements.c.account_id == sa.bindparam("key"),
+    movements.c.kind == sa.bindparam("movement_kind"),
+    movements.c.reference == sa.bindparam("movement_reference"),
+)
+_INSERT_WALLET = wallets.insert()
+_UPDATE_WALLET = wallets.update().where(wallets.c.account_id == sa.bindparam("key"))
+_INSERT_MOVEMENT = movements.insert()
+
+
 @dataclass(frozen=True, slots=True)
 class Movement:
     amount: Money
@@ -50,22 +62,15 @@ class WalletStore:
         self._connection = connection
 
     async def get(self, account_id: str) -> Wallet | None:
-        row = (await self._connection.execute(sa.select(wallets).where(wallets.c.account_id == account_id))).first()
+        row = (await self._connection.execute(_SELECT_WALLET, {"key": account_id})).first()
         if row is None:
             return None
         return Wallet(row.account_id, Money(amount_minor=row.balance_minor, currency=row.currency))
 
     async def find_movement(self, account_id: str, kind: MovementKind, reference: str) -> Movement | None:
         """The movement already made for this reference: a repeat gets the first result."""
-        row = (
-            await self._connection.execute(
-                sa.select(movements).where(
-                    movements.c.account_id == account_id,
-                    movements.c.kind == kind.value,
-                    movements.c.reference == reference,
-                )
-            )
-        ).first()
+        params = {"key": account_id, "movement_kind": kind.value, "movement_reference": reference}
+        row = (await self._connection.execute(_SELECT_MOVEMENT, params)).first()
         if row is None:
             return None
         return Movement(
@@ -77,19 +82,18 @@ class WalletStore:
         now = datetime.now(UTC)
         values = {"balance_minor": wallet.balance.amount_minor, "currency": wallet.balance.currency, "updated_at": now}
         if is_new:
-            await self._connection.execute(wallets.insert().values(account_id=wallet.account_id, **values))
+            await self._connection.execute(_INSERT_WALLET, {"account_id": wallet.account_id, **values})
         else:
-            await self._connection.execute(
-                wallets.update().where(wallets.c.account_id == wallet.account_id).values(**values)
-            )
+            await self._connection.execute(_UPDATE_WALLET, {"key": wallet.account_id, **values})
         await self._connection.execute(
-            movements.insert().values(
-                account_id=wallet.account_id,
-                kind=kind.value,
-                reference=reference,
-                amount_minor=amount.amount_minor,
-                currency=amount.currency,
-                balance_after_minor=wallet.balance.amount_minor,
-                created_at=now,
-            )
+            _INSERT_MOVEMENT,
+            {
+                "account_id": wallet.account_id,
+                "kind": kind.value,
+                "reference": reference,
+                "amount_minor": amount.amount_minor,
+                "currency": amount.currency,
+                "balance_after_minor": wallet.balance.amount_minor,
+                "created_at": now,
+            },
         )

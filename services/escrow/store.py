@@ -39,12 +39,18 @@ ledger = sa.Table(
 )
 
 
+_SELECT_HOLD = sa.select(holds).where(holds.c.order_id == sa.bindparam("key"))
+_INSERT_HOLD = holds.insert()
+_UPDATE_HOLD = holds.update().where(holds.c.order_id == sa.bindparam("key"))
+_INSERT_ENTRY = ledger.insert()
+
+
 class EscrowStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
     async def get(self, order_id: str) -> EscrowHold | None:
-        row = (await self._connection.execute(sa.select(holds).where(holds.c.order_id == order_id))).first()
+        row = (await self._connection.execute(_SELECT_HOLD, {"key": order_id})).first()
         if row is None:
             return None
         return EscrowHold(
@@ -58,23 +64,24 @@ class EscrowStore:
     async def add(self, hold: EscrowHold, transfer: Transfer) -> None:
         now = datetime.now(UTC)
         await self._connection.execute(
-            holds.insert().values(
-                order_id=hold.order_id,
-                buyer_id=hold.buyer_id,
-                seller_id=hold.seller_id,
-                amount_minor=hold.amount.amount_minor,
-                currency=hold.amount.currency,
-                status=hold.status.value,
-                created_at=now,
-                updated_at=now,
-            )
+            _INSERT_HOLD,
+            {
+                "order_id": hold.order_id,
+                "buyer_id": hold.buyer_id,
+                "seller_id": hold.seller_id,
+                "amount_minor": hold.amount.amount_minor,
+                "currency": hold.amount.currency,
+                "status": hold.status.value,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
         await self._record(transfer, now)
 
     async def save_release(self, hold: EscrowHold, transfer: Transfer) -> None:
         now = datetime.now(UTC)
         await self._connection.execute(
-            holds.update().where(holds.c.order_id == hold.order_id).values(status=hold.status.value, updated_at=now)
+            _UPDATE_HOLD, {"key": hold.order_id, "status": hold.status.value, "updated_at": now}
         )
         await self._record(transfer, now)
 
@@ -87,7 +94,7 @@ class EscrowStore:
             "created_at": now,
         }
         await self._connection.execute(
-            ledger.insert(),
+            _INSERT_ENTRY,
             [
                 {**common, "account": transfer.from_account, "amount_minor": -transfer.amount.amount_minor},
                 {**common, "account": transfer.to_account, "amount_minor": transfer.amount.amount_minor},

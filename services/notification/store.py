@@ -26,27 +26,36 @@ notifications = sa.Table(
 )
 
 
+_SELECT_NOTIFICATION = sa.select(notifications.c.id).where(
+    notifications.c.recipient_id == sa.bindparam("recipient"),
+    notifications.c.kind == sa.bindparam("notice_kind"),
+    notifications.c.reference == sa.bindparam("notice_reference"),
+)
+_INSERT_NOTIFICATION = notifications.insert()
+
+
 class NotificationStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
     async def exists(self, notice: Notice) -> bool:
-        query = sa.select(notifications.c.id).where(
-            notifications.c.recipient_id == notice.recipient_id,
-            notifications.c.kind == notice.kind.value,
-            notifications.c.reference == notice.reference,
-        )
-        return (await self._connection.execute(query)).first() is not None
+        params = {
+            "recipient": notice.recipient_id,
+            "notice_kind": notice.kind.value,
+            "notice_reference": notice.reference,
+        }
+        return (await self._connection.execute(_SELECT_NOTIFICATION, params)).first() is not None
 
     async def add(self, notice: Notice, correlation_id: str) -> None:
         await self._connection.execute(
-            notifications.insert().values(
-                recipient_id=notice.recipient_id,
-                kind=notice.kind.value,
-                reference=notice.reference,
-                channel="in_app",
-                body=notice.body,
-                correlation_id=correlation_id,
-                created_at=datetime.now(UTC),
-            )
+            _INSERT_NOTIFICATION,
+            {
+                "recipient_id": notice.recipient_id,
+                "kind": notice.kind.value,
+                "reference": notice.reference,
+                "channel": "in_app",
+                "body": notice.body,
+                "correlation_id": correlation_id,
+                "created_at": datetime.now(UTC),
+            },
         )

@@ -27,12 +27,17 @@ payments = sa.Table(
 )
 
 
+_SELECT_PAYMENT = sa.select(payments).where(payments.c.order_id == sa.bindparam("key"))
+_INSERT_PAYMENT = payments.insert()
+_UPDATE_PAYMENT = payments.update().where(payments.c.order_id == sa.bindparam("key"))
+
+
 class PaymentStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
     async def get(self, order_id: str) -> Payment | None:
-        row = (await self._connection.execute(sa.select(payments).where(payments.c.order_id == order_id))).first()
+        row = (await self._connection.execute(_SELECT_PAYMENT, {"key": order_id})).first()
         if row is None:
             return None
         return Payment(
@@ -47,25 +52,26 @@ class PaymentStore:
     async def add(self, payment: Payment) -> None:
         now = datetime.now(UTC)
         await self._connection.execute(
-            payments.insert().values(
-                order_id=payment.order_id,
-                buyer_id=payment.buyer_id,
-                amount_minor=payment.amount.amount_minor,
-                currency=payment.amount.currency,
-                status=payment.status.value,
-                created_at=now,
-                updated_at=now,
-            )
+            _INSERT_PAYMENT,
+            {
+                "order_id": payment.order_id,
+                "buyer_id": payment.buyer_id,
+                "amount_minor": payment.amount.amount_minor,
+                "currency": payment.amount.currency,
+                "status": payment.status.value,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
 
     async def save_outcome(self, payment: Payment) -> None:
         await self._connection.execute(
-            payments.update()
-            .where(payments.c.order_id == payment.order_id)
-            .values(
-                status=payment.status.value,
-                failure_reason=payment.failure_reason,
-                failure_detail=payment.failure_detail,
-                updated_at=datetime.now(UTC),
-            )
+            _UPDATE_PAYMENT,
+            {
+                "key": payment.order_id,
+                "status": payment.status.value,
+                "failure_reason": payment.failure_reason,
+                "failure_detail": payment.failure_detail,
+                "updated_at": datetime.now(UTC),
+            },
         )
