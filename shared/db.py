@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.tables import inbox
 
-
 _INSERT = inbox.insert()
 
 

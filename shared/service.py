@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from aiokafka import ConsumerRebalanceListener
 from faststream import AckPolicy, FastStream
@@ -17,6 +18,7 @@ from shared.broker import BrokerPublisher, create_broker, ensure_topics
 from shared.consumer import BatchConsumer, MessageHandlers
 from shared.db import create_engine, migrate
 from shared.logging import configure_logging, get_logger
+from shared.offsets import Committer, OffsetCommitter, RedeliveryBackoff
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -61,6 +63,8 @@ def build_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastS
     broker = create_broker(kafka, client_id=definition.name)
     engine = create_engine(settings.database_url)
     relay = OutboxRelay(engine, BrokerPublisher(broker), poll_seconds=settings.outbox_poll_seconds)
+    offsets = OffsetCommitter()
+    backoff = RedeliveryBackoff()
     readiness = ReadinessFile(settings.ready_file)
     readiness.clear()
     consumer = BatchConsumer(
@@ -79,13 +83,24 @@ def build_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastS
         max_records=kafka.max_batch_records,
         batch_timeout_ms=kafka.batch_timeout_ms,
         auto_offset_reset="earliest",
-        # Commit offsets only after the batch's effects are stored; on error rewind, never skip.
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        session_timeout_ms=kafka.session_timeout_ms,
+        heartbeat_interval_ms=kafka.session_timeout_ms // 4,
+        # Acknowledgement is ours: offsets are committed after the batch is stored (see shared.offsets).
+        ack_policy=AckPolicy.MANUAL,
         listener=readiness,
     )
     async def on_records(message: KafkaMessage) -> None:
-        records = message.raw_message
-        await consumer.consume(records if isinstance(records, tuple) else (records,))
+        raw = message.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
+        try:
+            await consumer.consume(records)
+        except Exception:
+            log.exception("batch failed; it will be redelivered", records=len(records))
+            await backoff.wait()
+            await message.nack()  # rewind every partition to the batch's first record: nothing is skipped
+            return
+        backoff.reset()
+        offsets.stored(cast("Committer", message.consumer), records)
 
     app = FastStream(broker)
     relay_task: asyncio.Task[None] | None = None
@@ -104,6 +119,7 @@ def build_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastS
     @app.on_shutdown
     async def stop_relay() -> None:
         readiness.clear()
+        await offsets.flush()
         if relay_task is not None:
             relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

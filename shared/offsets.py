@@ -1,0 +1,74 @@
+"""Kafka offset commits that never run ahead of the database and never hold up the next batch.
+
+Offsets of a batch are committed only after its effects are stored, and only the
+offsets of that batch (never the consumer's fetch position, which may already be
+past records still being handled). Commits run in the background, one at a time,
+each covering every batch stored since the last: the consumer goes on to its next
+batch instead of waiting a broker round trip. A commit lost to a crash or a
+rebalance only means a redelivery, which the inbox recognises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import Protocol
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
+from shared.consumer import ConsumedRecord
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class Committer(Protocol):
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+
+
+class OffsetCommitter:
+    """Coalesces processed offsets and commits them in the background."""
+
+    def __init__(self) -> None:
+        self._pending: dict[TopicPartition, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def stored(self, consumer: Committer, records: Iterable[ConsumedRecord]) -> None:
+        """Records whose effects are committed to the database: their offsets may be committed."""
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            self._pending[partition] = max(self._pending.get(partition, 0), record.offset + 1)
+        if self._pending and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._commit_all(consumer))
+
+    async def _commit_all(self, consumer: Committer) -> None:
+        while self._pending:
+            offsets, self._pending = self._pending, {}
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as error:
+                # e.g. partitions revoked by a rebalance: their new owner redelivers, the inbox dedupes.
+                log.warning("offset commit failed; records will be redelivered", error=repr(error))
+
+    async def flush(self) -> None:
+        """Wait for the commit in flight (at shutdown)."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+
+
+class RedeliveryBackoff:
+    """How long to wait before a failed batch is fetched again: doubling, capped, reset on success."""
+
+    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
+        self._first, self._cap = first, cap
+        self._next = first
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self._next)
+        self._next = min(self._next * 2, self._cap)
+
+    def reset(self) -> None:
+        self._next = self._first
