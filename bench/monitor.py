@@ -25,6 +25,7 @@ class CpuSnapshot:
     process_seconds: dict[str, float]
     machine_busy: float
     machine_total: float
+    machine_steal: float
 
 
 class CpuMeter:
@@ -41,8 +42,10 @@ class CpuMeter:
                 seconds[name] = times.user + times.system
         machine = psutil.cpu_times()
         idle = machine.idle + getattr(machine, "iowait", 0.0)
-        total = sum(machine)
-        return CpuSnapshot(time.perf_counter(), seconds, total - idle, total)
+        steal = getattr(machine, "steal", 0.0)
+        # guest time is already counted in user time on Linux
+        total = sum(machine) - getattr(machine, "guest", 0.0) - getattr(machine, "guest_nice", 0.0)
+        return CpuSnapshot(time.perf_counter(), seconds, total - idle - steal, total, steal)
 
     @staticmethod
     def between(start: CpuSnapshot, end: CpuSnapshot) -> dict[str, Any]:
@@ -54,6 +57,7 @@ class CpuMeter:
         }
         machine_total = end.machine_total - start.machine_total
         busy = 100 * (end.machine_busy - start.machine_busy) / machine_total if machine_total > 0 else None
+        steal = 100 * (end.machine_steal - start.machine_steal) / machine_total if machine_total > 0 else None
         cores = psutil.cpu_count() or 1
         ours = sum(per_process.values())
         return {
@@ -62,6 +66,7 @@ class CpuMeter:
             "ours_total_percent_of_one_core": round(ours, 1),
             "machine_busy_percent_of_all_cores": round(busy, 1) if busy is not None else None,
             "machine_busy_cores": round(busy * cores / 100, 2) if busy is not None else None,
+            "machine_steal_percent": round(steal, 1) if steal is not None else None,
             "other_processes_cores": round(busy * cores / 100 - ours / 100, 2) if busy is not None else None,
         }
 

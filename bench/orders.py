@@ -160,9 +160,7 @@ class OrderDriver:
 
     async def _send(self, message: Message, *, correlation_id: str, idempotency_key: str) -> None:
         """Enqueue a command without waiting for its ack (failed acks are counted)."""
-        envelope = envelope_for(
-            message, correlation_id=correlation_id, idempotency_key=idempotency_key, source=SOURCE
-        )
+        envelope = envelope_for(message, correlation_id=correlation_id, idempotency_key=idempotency_key, source=SOURCE)
         ack = await self._producer.send(
             message.topic.name,
             envelope.model_dump_json().encode(),

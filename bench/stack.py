@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,11 +97,13 @@ async def bench_stack(
     broker: BrokerConfig | None = None,
     log_level: str = "WARNING",
     extra_env: Mapping[str, str] | None = None,
+    extra_topics: Iterable[Topic] = (),
     ready_timeout: float = 120.0,
 ) -> AsyncIterator[RunningStack]:
     """Start (a fresh broker unless ``bootstrap_servers`` is given,) topics and the five services.
 
-    Stops what it started when the block exits, however it exits.
+    ``extra_topics`` are created with the others, so their partition leaders are settled by the
+    time the services are ready. Stops what it started when the block exits, however it exits.
     """
     broker = broker or BrokerConfig()
     own_broker = bootstrap_servers is None
@@ -115,7 +117,7 @@ async def bench_stack(
             kafka_sh("start", broker)
             bootstrap_servers = broker.bootstrap_servers
         assert bootstrap_servers is not None
-        await ensure_topics(bootstrap_servers, ALL_TOPICS)
+        await ensure_topics(bootstrap_servers, (*ALL_TOPICS, *extra_topics))
         services = ServiceProcesses(
             bootstrap_servers,
             sqlite_urls(work_dir / "db"),

@@ -34,6 +34,7 @@ RATE = bench_topic("bench.rate")
 LINGER_MS = 2  # shared.settings.KafkaSettings.linger_ms default
 MAX_RECORDS = 500  # shared.settings.KafkaSettings.max_batch_records default
 WARMUP_PINGS = 20
+TOPICS = (PING, PONG, RATE)
 
 
 def new_producer(bootstrap_servers: str, client_id: str = "bench") -> AIOKafkaProducer:
@@ -213,13 +214,11 @@ async def measure_transport(
 ) -> dict[str, Any]:
     """All transport figures; each part is bounded by ``time_limit`` seconds."""
     cpu_start = os.times()
-    result = {
+    result: dict[str, Any] = {
         "ping_pong": await ping_pong(bootstrap_servers, pings, time_limit),
         "produce": await produce_rate(bootstrap_servers, raw_count, time_limit),
     }
     result["consume"] = await consume_rate(bootstrap_servers, result["produce"]["count"] + 1, time_limit)
     cpu_end = os.times()
-    result["bench_cpu_seconds"] = round(
-        (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system), 2
-    )
+    result["bench_cpu_seconds"] = round((cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system), 2)
     return result

@@ -7,7 +7,7 @@ For each batch the consumer
 3. calls the handler registered for each message type, which changes state and
    emits new messages into the outbox;
 4. records the handled ids in the inbox and commits, all in one transaction;
-5. wakes the outbox relay. The Kafka offset is committed by the subscriber only
+5. hands the stored outgoing records to the outbox relay. The Kafka offset is committed by the subscriber only
    after this returns, so a crash anywhere redelivers rather than loses.
 
 A handler that raises (other than :class:`CommandRefused`) makes the batch roll
@@ -41,7 +41,7 @@ from contracts.topics import (
 from shared import inbox
 from shared.errors import CommandRefused
 from shared.logging import get_logger, message_context
-from shared.outbox import OutgoingRecord, store_records
+from shared.outbox import OutgoingRecord, StoredRecord, store_records
 
 log = get_logger(__name__)
 
@@ -176,7 +176,7 @@ class BatchConsumer:
         engine: AsyncEngine,
         handlers: MessageHandlers,
         rejections_topic: Topic,
-        on_commit: Callable[[], None],
+        on_commit: Callable[[list[StoredRecord]], None],
         attempts: int = 3,
     ) -> None:
         self.name = name
@@ -191,10 +191,11 @@ class BatchConsumer:
         if not deliveries:
             return
         try:
-            await self._apply(deliveries, isolate=False)
+            stored = await self._apply(deliveries, isolate=False)
         except _HandlerFailed:
-            await self._apply(deliveries, isolate=True)
-        self._on_commit()
+            stored = await self._apply(deliveries, isolate=True)
+        if stored:
+            self._on_commit(stored)
 
     def _decode(self, record: ConsumedRecord) -> _Delivery | None:
         """Parse a record; None when it is a message this service does not handle."""
@@ -218,7 +219,7 @@ class BatchConsumer:
             delivery.poison_reason = _describe(error)
         return delivery
 
-    async def _apply(self, deliveries: list[_Delivery], *, isolate: bool) -> None:
+    async def _apply(self, deliveries: list[_Delivery], *, isolate: bool) -> list[StoredRecord]:
         async with self._engine.begin() as connection:
             ids = {str(d.envelope.message_id) for d in deliveries if d.envelope is not None}
             seen = await inbox.already_handled(connection, ids)
@@ -237,7 +238,7 @@ class BatchConsumer:
                 out.extend(await self._handle(connection, delivery, isolate=isolate))
                 handled.append((message_id, delivery.envelope.type))
             await inbox.record_handled(connection, handled)
-            await store_records(connection, out)
+            return await store_records(connection, out)
 
     async def _handle(self, connection: AsyncConnection, delivery: _Delivery, *, isolate: bool) -> list[OutgoingRecord]:
         assert delivery.envelope is not None

@@ -1,16 +1,17 @@
 """Transactional outbox: outgoing records are stored with the state change that caused them,
 then a relay publishes them to Kafka.
 
-The relay is woken as soon as a transaction that wrote to the outbox commits, so
-nothing waits on a timer; the timer (``poll_seconds``) only catches rows left over
-by a crash or a broker outage. Published rows are deleted. A crash between
-publish and delete publishes a row again: consumers deduplicate on message_id.
+The consumer hands each committed batch's records (with their row ids) straight to
+the relay, which publishes them at once, in batches, without reading them back; a
+timer (``poll_seconds``) only catches rows left over by a crash or a failed publish,
+by scanning the table. Published rows are deleted. A crash between publish and
+delete publishes a row again: consumers deduplicate on message_id.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -34,23 +35,29 @@ class OutgoingRecord:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-_INSERT = outbox.insert()
+_INSERT = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
+_DELETE = outbox.delete().where(outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
 _PENDING = sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers).order_by(outbox.c.id)
 
 
-async def store_records(connection: AsyncConnection, records: list[OutgoingRecord]) -> None:
-    """Add records to the outbox inside the caller's transaction."""
+StoredRecord = tuple[int, OutgoingRecord]
+"""An outbox row id and the record stored under it."""
+
+
+async def store_records(connection: AsyncConnection, records: list[OutgoingRecord]) -> list[StoredRecord]:
+    """Add records to the outbox inside the caller's transaction; returns them with their row ids."""
     if not records:
-        return
+        return []
     now = datetime.now(UTC)
-    await connection.execute(
+    result = await connection.execute(
         _INSERT,
         [{"topic": r.topic, "key": r.key, "value": r.value, "headers": r.headers, "created_at": now} for r in records],
     )
+    return list(zip(result.scalars(), records, strict=True))
 
 
 class RecordPublisher(Protocol):
-    """Sends records to Kafka; ``send`` only enqueues, ``flush`` waits for the acks."""
+    """Sends records to Kafka; ``send`` enqueues and returns a future that resolves on the broker's ack."""
 
     async def send(self, record: OutgoingRecord) -> asyncio.Future[object]: ...
 
@@ -71,42 +78,66 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self._handed_over: deque[StoredRecord] = deque()
+        self._scan_table = True  # rows a previous run left behind
         self.published = 0
 
+    def hand_over(self, stored: list[StoredRecord]) -> None:
+        """Records of a transaction that just committed: publish them now."""
+        self._handed_over.extend(stored)
+        self._wake.set()
+
     def wake(self) -> None:
-        """Called after a commit that stored records: publish them now."""
+        """Publish whatever the table holds (rows stored without being handed over)."""
+        self._scan_table = True
         self._wake.set()
 
     async def run(self) -> None:
         """Publish until cancelled; broker or database errors are retried, never dropped."""
         backoff = 0.1
         while True:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
+            except TimeoutError:
+                self._scan_table = True
             self._wake.clear()
             try:
-                while await self.publish_pending() == self._batch_size:
-                    pass
+                await self._publish_all()
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox relay failed; will retry", retry_in_seconds=backoff)
+                self._scan_table = True  # what was handed over is still in the table, in order
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 self._wake.set()
 
+    async def _publish_all(self) -> None:
+        if self._scan_table:
+            # Rows handed over so far are in the table too: publish them from there, in id order.
+            self._handed_over.clear()
+            while await self.publish_pending() == self._batch_size:
+                pass
+            self._scan_table = False
+        while self._handed_over:
+            count = min(len(self._handed_over), self._batch_size)
+            await self._publish([self._handed_over.popleft() for _ in range(count)])
+
     async def publish_pending(self) -> int:
-        """Publish one batch of pending rows; returns how many there were."""
+        """Publish one batch of rows read from the table; returns how many there were."""
         async with self._engine.connect() as connection:
             rows = (await connection.execute(_PENDING.limit(self._batch_size))).all()
             await connection.rollback()
-        if not rows:
-            return 0
+        await self._publish([(row.id, OutgoingRecord(row.topic, row.key, row.value, row.headers)) for row in rows])
+        return len(rows)
+
+    async def _publish(self, stored: list[StoredRecord]) -> None:
+        if not stored:
+            return
         # Enqueue in id order before awaiting any ack: the producer keeps per-partition order.
-        acks = [await self._publisher.send(OutgoingRecord(row.topic, row.key, row.value, row.headers)) for row in rows]
+        acks = [await self._publisher.send(record) for _, record in stored]
         await asyncio.gather(*acks)
         async with self._engine.begin() as connection:
-            await connection.execute(outbox.delete().where(outbox.c.id.in_([row.id for row in rows])))
-        self.published += len(rows)
-        return len(rows)
+            await connection.execute(_DELETE, {"ids": [row_id for row_id, _ in stored]})
+        self.published += len(stored)

@@ -25,12 +25,10 @@ async def record_notice(event: Message, ctx: HandlerContext) -> None:
     notice = notice_for(event, ctx.envelope.idempotency_key)
     if notice is None:
         return
-    store = NotificationStore(ctx.connection)
-    if await store.exists(notice):
+    if await NotificationStore(ctx.connection).add_once(notice, ctx.correlation_id):
+        log.info("notification recorded", recipient=notice.recipient_id, kind=notice.kind.value)
+    else:
         log.info("notification already recorded", kind=notice.kind.value, reference=notice.reference)
-        return
-    await store.add(notice, ctx.correlation_id)
-    log.info("notification recorded", recipient=notice.recipient_id, kind=notice.kind.value)
 
 
 for _event in (

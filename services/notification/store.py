@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notification.domain import Notice
@@ -26,29 +27,21 @@ notifications = sa.Table(
 )
 
 
-_SELECT_NOTIFICATION = sa.select(notifications.c.id).where(
-    notifications.c.recipient_id == sa.bindparam("recipient"),
-    notifications.c.kind == sa.bindparam("notice_kind"),
-    notifications.c.reference == sa.bindparam("notice_reference"),
-)
-_INSERT_NOTIFICATION = notifications.insert()
+# "Record it unless it is already there" in one statement; both dialects spell it ON CONFLICT.
+_INSERT_ONCE = {
+    "sqlite": sqlite.insert(notifications).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(notifications).on_conflict_do_nothing(),
+}
 
 
 class NotificationStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def exists(self, notice: Notice) -> bool:
-        params = {
-            "recipient": notice.recipient_id,
-            "notice_kind": notice.kind.value,
-            "notice_reference": notice.reference,
-        }
-        return (await self._connection.execute(_SELECT_NOTIFICATION, params)).first() is not None
-
-    async def add(self, notice: Notice, correlation_id: str) -> None:
-        await self._connection.execute(
-            _INSERT_NOTIFICATION,
+    async def add_once(self, notice: Notice, correlation_id: str) -> bool:
+        """Record the notification; False when this recipient already has it for this step."""
+        result = await self._connection.execute(
+            _INSERT_ONCE[self._connection.dialect.name],
             {
                 "recipient_id": notice.recipient_id,
                 "kind": notice.kind.value,
@@ -59,3 +52,4 @@ class NotificationStore:
                 "created_at": datetime.now(UTC),
             },
         )
+        return result.rowcount == 1

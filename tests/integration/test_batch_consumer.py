@@ -17,6 +17,7 @@ from services.account.app import DEFINITION as ACCOUNT
 from services.account.store import wallets
 from shared.consumer import BatchConsumer, HandlerContext, MessageHandlers
 from shared.db import migrate
+from shared.outbox import StoredRecord
 from shared.tables import inbox, outbox
 from tests.support.records import Record, raw_record, record_of
 
@@ -33,13 +34,18 @@ async def account_db(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-def consumer(engine: AsyncEngine, handlers: MessageHandlers = ACCOUNT.handlers, attempts: int = 3) -> BatchConsumer:
+def consumer(
+    engine: AsyncEngine,
+    handlers: MessageHandlers = ACCOUNT.handlers,
+    attempts: int = 3,
+    handed_over: list[StoredRecord] | None = None,
+) -> BatchConsumer:
     return BatchConsumer(
         name="account",
         engine=engine,
         handlers=handlers,
         rejections_topic=ACCOUNT.rejections_topic,
-        on_commit=lambda: None,
+        on_commit=(handed_over if handed_over is not None else []).extend,
         attempts=attempts,
     )
 
@@ -61,7 +67,10 @@ def types_in(rows: Sequence[sa.Row[tuple[object, ...]]]) -> list[str]:
 
 
 async def test_handled_message_changes_state_and_emits_into_the_outbox(account_db: AsyncEngine) -> None:
-    await consumer(account_db).consume([record_of(FundWallet(account_id="alice", amount=usd(5000)))])
+    handed_over: list[StoredRecord] = []
+    await consumer(account_db, handed_over=handed_over).consume(
+        [record_of(FundWallet(account_id="alice", amount=usd(5000)))]
+    )
 
     assert await balance(account_db, "alice") == 5000
     rows = await outbox_rows(account_db)
@@ -69,6 +78,8 @@ async def test_handled_message_changes_state_and_emits_into_the_outbox(account_d
     funded = WalletFunded.model_validate(parse_envelope(rows[0].value).payload)
     assert funded.balance == usd(5000)
     assert rows[0].key == "alice"
+    # The committed rows are handed to the relay as stored, so it need not read them back.
+    assert [(row_id, record.value) for row_id, record in handed_over] == [(rows[0].id, rows[0].value)]
 
 
 async def test_a_redelivered_message_changes_nothing(account_db: AsyncEngine) -> None:

@@ -20,6 +20,7 @@ from shared.db import migrate
 from shared.outbox import OutboxRelay, OutgoingRecord, store_records
 from shared.settings import KafkaSettings
 from shared.tables import outbox
+from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.kafka
 
@@ -43,6 +44,10 @@ async def broker(kafka_bootstrap: str) -> AsyncIterator[KafkaBroker]:
 async def migrated(engine: AsyncEngine) -> AsyncEngine:
     await migrate(engine, ACCOUNT.migrations)
     return engine
+
+
+async def _published(relay: OutboxRelay) -> int:
+    return relay.published
 
 
 async def read(kafka_bootstrap: str, topic: Topic, count: int) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
@@ -72,6 +77,7 @@ async def test_relay_publishes_committed_rows_in_order_and_deletes_them(
     relay.wake()
 
     got = await read(kafka_bootstrap, topic, 20)
+    await eventually(lambda: _published(relay), lambda n: n == 20)  # the delete follows the acks
     task.cancel()
 
     for key in (b"order-0", b"order-1"):
@@ -81,6 +87,26 @@ async def test_relay_publishes_committed_rows_in_order_and_deletes_them(
     async with migrated.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one() == 0
     assert relay.published == 20
+
+
+async def test_handed_over_rows_are_published_without_reading_the_table(
+    migrated: AsyncEngine, broker: KafkaBroker, topic: Topic, kafka_bootstrap: str
+) -> None:
+    relay = OutboxRelay(migrated, BrokerPublisher(broker), poll_seconds=60)
+    await relay.publish_pending()  # the run starts with a scan of leftovers; do it now, on an empty table
+    records = [OutgoingRecord(topic.name, "order-7", f"value-{i}".encode()) for i in range(5)]
+    async with migrated.begin() as conn:
+        stored = await store_records(conn, records)
+    task = asyncio.create_task(relay.run())
+    relay.hand_over(stored)
+
+    got = await read(kafka_bootstrap, topic, 5)
+    await eventually(lambda: _published(relay), lambda n: n == 5)
+    task.cancel()
+
+    assert [value for _, value, _ in got] == [r.value for r in records]
+    async with migrated.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one() == 0
 
 
 async def test_relay_keeps_rows_while_the_broker_cannot_take_them(migrated: AsyncEngine, topic: Topic) -> None:
