@@ -41,6 +41,7 @@ from bench.orders import (
     HAPPY_PATH_HOPS,
     HOPS_TO_COMPLETED,
     HOPS_TO_IN_ESCROW,
+    OFF_PATH_MESSAGES,
     OrderDriver,
     OrderTimes,
     latency_summary,
@@ -53,10 +54,10 @@ from bench.transport import TOPICS as TRANSPORT_TOPICS
 from bench.transport import measure_transport
 from scripts.stack import ROOT, SERVICES
 
-# Records on tradeguard.* topics per completed order on the happy path: the 12 commands and
-# events of HAPPY_PATH_HOPS other than the two status changes, plus 5 OrderStatusChanged
-# (payment_pending, paid, in_escrow, releasing, completed).
-EXPECTED_MESSAGES_PER_ORDER = len(HAPPY_PATH_HOPS) - 2 + 5
+# Records on tradeguard.* topics per completed order on the happy path: the commands and
+# events of HAPPY_PATH_HOPS other than the two status changes, the off-path seller payout,
+# plus 5 OrderStatusChanged (payment_pending, paid, in_escrow, releasing, completed).
+EXPECTED_MESSAGES_PER_ORDER = len(HAPPY_PATH_HOPS) - 2 + len(OFF_PATH_MESSAGES) + 5
 
 TARGET_RATE = 150.0
 TARGET_SUSTAIN_SECONDS = 120.0

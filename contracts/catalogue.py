@@ -72,7 +72,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "tradeguard.order.commands": ("saga",),
     "tradeguard.order.events": ("marketplace", "notification"),
     "tradeguard.account.commands": ("account",),
-    "tradeguard.account.events": ("notification", "payment", "saga"),
+    "tradeguard.account.events": ("notification", "payment"),
     "tradeguard.payment.commands": ("payment",),
     "tradeguard.payment.events": ("notification", "saga"),
     "tradeguard.escrow.commands": ("escrow",),

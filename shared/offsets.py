@@ -2,9 +2,10 @@
 
 Offsets of a batch are committed only after its effects are stored, and only the
 offsets of that batch (never the consumer's fetch position, which may already be
-past records still being handled). Commits run in the background, one at a time,
-each covering every batch stored since the last: the consumer goes on to its next
-batch instead of waiting a broker round trip. A commit lost to a crash or a
+past records still being handled). Commits run in the background, one at a time and
+at most every ``interval`` seconds, each covering every batch stored since the last:
+the consumer goes on to its next batch instead of waiting a broker round trip, and
+the broker is not asked to write a commit for every small batch. A commit lost to a crash or a
 rebalance only means a redelivery, which the inbox recognises.
 """
 
@@ -31,7 +32,8 @@ class Committer(Protocol):
 class OffsetCommitter:
     """Coalesces processed offsets and commits them in the background."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float = 0.1) -> None:
+        self._interval = interval
         self._pending: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -51,6 +53,7 @@ class OffsetCommitter:
             except KafkaError as error:
                 # e.g. partitions revoked by a rebalance: their new owner redelivers, the inbox dedupes.
                 log.warning("offset commit failed; records will be redelivered", error=repr(error))
+            await asyncio.sleep(self._interval)
 
     async def flush(self) -> None:
         """Wait for the commit in flight (at shutdown)."""

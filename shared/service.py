@@ -63,7 +63,7 @@ def build_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastS
     broker = create_broker(kafka, client_id=definition.name)
     engine = create_engine(settings.database_url)
     relay = OutboxRelay(engine, BrokerPublisher(broker), poll_seconds=settings.outbox_poll_seconds)
-    offsets = OffsetCommitter()
+    offsets = OffsetCommitter(interval=kafka.commit_interval_ms / 1000)
     backoff = RedeliveryBackoff()
     readiness = ReadinessFile(settings.ready_file)
     readiness.clear()

@@ -16,9 +16,12 @@ class KafkaSettings(BaseSettings):
     bootstrap_servers: str = Field(default="127.0.0.1:19092", description="host:port[,host:port]")
     max_batch_records: int = Field(default=500, ge=1, description="Records handled per consumer batch.")
     batch_timeout_ms: int = Field(
-        default=10,
+        default=5,
         ge=1,
         description="How long a poll waits for records; an idle consumer also sleeps this long between polls.",
+    )
+    commit_interval_ms: int = Field(
+        default=100, ge=0, description="Least time between offset commits; a crash redelivers at most this much."
     )
     session_timeout_ms: int = Field(
         default=6000, ge=1000, description="A consumer silent this long is dropped from its group."

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from faststream import FastStream
 
-from contracts.topics import ACCOUNT_EVENTS, ESCROW_EVENTS, ORDER_COMMANDS, ORDER_EVENTS, PAYMENT_EVENTS
+from contracts.topics import ESCROW_EVENTS, ORDER_COMMANDS, ORDER_EVENTS, PAYMENT_EVENTS
 from services.saga.handlers import handlers
 from services.saga.settings import SagaSettings
 from shared.service import ServiceDefinition, build_app
@@ -14,7 +14,7 @@ from shared.service import ServiceDefinition, build_app
 DEFINITION = ServiceDefinition(
     name="saga",
     handlers=handlers,
-    consumes=(ORDER_COMMANDS, PAYMENT_EVENTS, ESCROW_EVENTS, ACCOUNT_EVENTS),
+    consumes=(ORDER_COMMANDS, PAYMENT_EVENTS, ESCROW_EVENTS),
     rejections_topic=ORDER_EVENTS,
     migrations=Path(__file__).parent / "migrations",
 )

@@ -6,8 +6,11 @@ Happy path (S1):
     PaymentCaptured   -> paid,            send HoldFunds
     FundsHeld         -> in_escrow
     ConfirmReceipt    -> releasing,       send ReleaseFunds
-    FundsReleased     ->                  send CreditWallet (seller)
-    WalletCredited    -> completed
+    FundsReleased     -> completed,       send CreditWallet (pay the seller's wallet)
+
+The order is complete once escrow has released the funds to the seller's payable
+account; paying them into the seller's wallet follows from the outbox and is
+idempotent in the account service, so the saga does not wait for it.
 
 Failure branch: PaymentFailed -> cancelled. A message that does not fit the
 order's status is a duplicate or late delivery and changes nothing.
@@ -110,12 +113,7 @@ class Order:
         if self.status is not OrderStatus.RELEASING:
             return NOTHING
         pay_seller = CreditWallet(account_id=self.seller_id, order_id=self.order_id, amount=self.amount)
-        return Step(self.status, None, [pay_seller])
-
-    def seller_credited(self) -> Step:
-        if self.status is not OrderStatus.RELEASING:
-            return NOTHING
-        return self._move(OrderStatus.COMPLETED)
+        return self._move(OrderStatus.COMPLETED, pay_seller)
 
     def _move(self, to_status: OrderStatus, *commands: Command) -> Step:
         step = Step(self.status, to_status, list(commands))

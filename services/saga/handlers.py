@@ -12,7 +12,6 @@ from contracts import (
     OrderStatusChanged,
     PaymentCaptured,
     PaymentFailed,
-    WalletCredited,
 )
 from services.saga.domain import Order, Step, unknown_order
 from services.saga.store import OrderStore
@@ -59,11 +58,6 @@ async def funds_held(event: FundsHeld, ctx: HandlerContext) -> None:
 @handlers.on(FundsReleased)
 async def funds_released(event: FundsReleased, ctx: HandlerContext) -> None:
     await _advance(event.order_id, ctx, Order.funds_released)
-
-
-@handlers.on(WalletCredited)
-async def seller_credited(event: WalletCredited, ctx: HandlerContext) -> None:
-    await _advance(event.order_id, ctx, Order.seller_credited)
 
 
 async def _advance(

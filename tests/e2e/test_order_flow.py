@@ -56,6 +56,13 @@ def statuses(watcher: EventWatcher, order_id: str) -> list[OrderStatus]:
     return [s.message.status for s in watcher.about(order_id) if isinstance(s.message, OrderStatusChanged)]
 
 
+async def wallet_balances(url: str, *accounts: str) -> dict[str, int]:
+    rows = await query(
+        url, sa.select(wallets.c.account_id, wallets.c.balance_minor).where(wallets.c.account_id.in_(accounts))
+    )
+    return dict(rows)
+
+
 async def notifications_for(url: str, *recipients: str) -> Counter[tuple[str, str]]:
     rows = await query(
         url,
@@ -95,14 +102,12 @@ async def test_happy_path_completes_once_even_when_the_marketplace_repeats_itsel
     final = await watcher.wait_for(status_of(order_id, OrderStatus.COMPLETED, OrderStatus.CANCELLED))
 
     assert final.message.status is OrderStatus.COMPLETED  # type: ignore[attr-defined]
-    # Buyer debited once, seller credited once.
-    balances = dict(
-        await query(
-            service_db["account"],
-            sa.select(wallets.c.account_id, wallets.c.balance_minor).where(wallets.c.account_id.in_([buyer, seller])),
-        )
+    # Buyer debited once; the seller's wallet is paid right after completion, once.
+    expected_balances = {buyer: 50000 - 12999, seller: 12999}
+    balances = await eventually(
+        lambda: wallet_balances(service_db["account"], buyer, seller), lambda b: b == expected_balances
     )
-    assert balances == {buyer: 50000 - 12999, seller: 12999}
+    assert balances == expected_balances
     # Escrow holds nothing for the order any more, and the ledger balances.
     entries = await query(
         service_db["escrow"], sa.select(ledger.c.account, ledger.c.amount_minor).where(ledger.c.order_id == order_id)
