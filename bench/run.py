@@ -127,6 +127,15 @@ class Session:
 # ---------------------------------------------------------------- phases
 
 
+async def settle(offsets: OffsetReader, timeout: float = 10.0) -> None:
+    """Wait until every service has consumed everything: the seller payouts follow completion."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if not any((await offsets.lag(SERVICES, await offsets.end_offsets())).values()):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def run_phase(session: Session, name: str, rate: float, duration: float) -> dict[str, Any]:
     """Offer ``rate`` orders/s for ``duration`` s, wait for them to finish, and judge the backlog."""
     config, driver, sampler = session.config, session.driver, session.sampler
@@ -139,6 +148,7 @@ async def run_phase(session: Session, name: str, rate: float, duration: float) -
     cpu_end, t_end, sending_ended = session.cpu.snapshot(), sampler.elapsed(), time.perf_counter()
     sampler.sending = False
     drain_seconds = await driver.drain(name, timeout=config.drain_wait)
+    await settle(session.offsets)
     cpu_drained = session.cpu.snapshot()
     session.stack.check_alive()
     driver.check_watcher()
