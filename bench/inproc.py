@@ -94,7 +94,7 @@ async def start_service(name: str, data_dir: Path) -> ServiceUnderTest:
         engine=engine,
         handlers=definition.handlers,
         rejections_topic=definition.rejections_topic,
-        on_commit=lambda _stored: None,
+        hand_over=lambda _stored: None,
     )
     service = ServiceUnderTest(name, definition, engine, consumer, relay, publisher)
     _count_statements(service)

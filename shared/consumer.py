@@ -176,14 +176,14 @@ class BatchConsumer:
         engine: AsyncEngine,
         handlers: MessageHandlers,
         rejections_topic: Topic,
-        on_commit: Callable[[list[StoredRecord]], None],
+        hand_over: Callable[[list[StoredRecord]], None],
         attempts: int = 3,
     ) -> None:
         self.name = name
         self._engine = engine
         self._handlers = handlers
         self._rejections_topic = rejections_topic
-        self._on_commit = on_commit
+        self._hand_over = hand_over
         self._attempts = attempts
 
     async def consume(self, records: Sequence[ConsumedRecord]) -> None:
@@ -195,7 +195,7 @@ class BatchConsumer:
         except _HandlerFailed:
             stored = await self._apply(deliveries, isolate=True)
         if stored:
-            self._on_commit(stored)
+            self._hand_over(stored)
 
     def _decode(self, record: ConsumedRecord) -> _Delivery | None:
         """Parse a record; None when it is a message this service does not handle."""

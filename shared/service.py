@@ -72,7 +72,7 @@ def build_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastS
         engine=engine,
         handlers=definition.handlers,
         rejections_topic=definition.rejections_topic,
-        on_commit=relay.hand_over,
+        hand_over=relay.hand_over,
         attempts=settings.handler_attempts,
     )
 

@@ -45,7 +45,7 @@ def consumer(
         engine=engine,
         handlers=handlers,
         rejections_topic=ACCOUNT.rejections_topic,
-        on_commit=(handed_over if handed_over is not None else []).extend,
+        hand_over=(handed_over if handed_over is not None else []).extend,
         attempts=attempts,
     )
 
