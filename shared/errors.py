@@ -1,8 +1,10 @@
 """Errors the shared messaging core understands.
 
 TradeGuardError
-├── CommandRefused      a well-formed command breaks a business rule: answered with CommandRejected
-└── PoisonMessage       a record that can never be handled: sent to the dead-letter topic
+└── CommandRefused      a well-formed command breaks a business rule: answered with CommandRejected
+
+A record that cannot be decoded is not raised as an error: the consumer sends it to the
+dead-letter topic with the validation error as the reason.
 """
 
 from __future__ import annotations
@@ -19,7 +21,3 @@ class CommandRefused(TradeGuardError):
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
-
-
-class PoisonMessage(TradeGuardError):
-    """Raised when a record cannot be decoded into a known message."""

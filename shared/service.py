@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from aiokafka import ConsumerRebalanceListener
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka.annotations import KafkaMessage
 
@@ -31,13 +32,13 @@ class ReadinessFile(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, path: Path | None) -> None:
         self._path = path
 
-    async def on_partitions_assigned(self, assigned: object) -> None:
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         if self._path is not None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._path.touch()
-        log.info("partitions assigned", partitions=sorted(str(p) for p in assigned))  # type: ignore[attr-defined]
+        log.info("partitions assigned", partitions=sorted(f"{p.topic}/{p.partition}" for p in assigned))
 
-    async def on_partitions_revoked(self, _revoked: object) -> None:
+    async def on_partitions_revoked(self, _revoked: Collection[TopicPartition]) -> None:
         self.clear()
 
     def clear(self) -> None:
