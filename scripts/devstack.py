@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -128,6 +129,8 @@ async def main(mode: str) -> int:
             await asyncio.Event().wait()
         return 0 if completed else 1
     finally:
+        # A second Ctrl-C must not cut the clean-up short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         console.print("stopping services...")
         services.stop()
         kafka("stop")
