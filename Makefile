@@ -1,5 +1,8 @@
 # TradeGuard: `make run` starts everything and shows a demo order; `make test` runs every test.
-UV_RUN := uv run --frozen
+# uv as scripts/setup.sh leaves it: on PATH, or else as a module of the Python that installed it
+# (a fresh pyenv may not have a shim for it yet). Evaluated when used, i.e. after setup ran.
+UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+UV_RUN = $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
 .PHONY: help setup run demo test test-fast lint format contracts bench bench-smoke kafka-stop clean

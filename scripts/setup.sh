@@ -7,11 +7,12 @@ cd "$ROOT"
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-if ! command -v uv >/dev/null 2>&1; then
+if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then
   step "installing uv (Python package manager) from PyPI"
   python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
-  export PATH="$HOME/.local/bin:$PATH"
 fi
+# A new console script may not be on PATH yet (pyenv shims, ~/.local/bin): the module always works.
+uv() { if type -P uv >/dev/null; then command uv "$@"; else python3 -m uv "$@"; fi; }
 
 if [[ ! -x .venv/bin/python ]]; then
   step "installing Python dependencies from uv.lock (first run only)"
