@@ -60,18 +60,3 @@ class OffsetCommitter:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await self._task
-
-
-class RedeliveryBackoff:
-    """How long to wait before a failed batch is fetched again: doubling, capped, reset on success."""
-
-    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
-        self._first, self._cap = first, cap
-        self._next = first
-
-    async def wait(self) -> None:
-        await asyncio.sleep(self._next)
-        self._next = min(self._next * 2, self._cap)
-
-    def reset(self) -> None:
-        self._next = self._first

@@ -19,6 +19,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.backoff import Backoff
 from shared.logging import get_logger
 from shared.tables import outbox
 
@@ -87,31 +88,25 @@ class OutboxRelay:
         self._handed_over.extend(stored)
         self._wake.set()
 
-    def wake(self) -> None:
-        """Publish whatever the table holds (rows stored without being handed over)."""
-        self._scan_table = True
-        self._wake.set()
-
     async def run(self) -> None:
-        """Publish until cancelled; broker or database errors are retried, never dropped."""
-        backoff = 0.1
+        """Publish until cancelled, starting with rows a previous run left; errors are retried, never dropped."""
+        backoff = Backoff()
         while True:
+            try:
+                await self._publish_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; will retry", retry_in_seconds=backoff.next_delay)
+                self._scan_table = True  # what was handed over is still in the table, in order
+                await backoff.wait()
+                continue
+            backoff.reset()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
             except TimeoutError:
                 self._scan_table = True
             self._wake.clear()
-            try:
-                await self._publish_all()
-                backoff = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; will retry", retry_in_seconds=backoff)
-                self._scan_table = True  # what was handed over is still in the table, in order
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                self._wake.set()
 
     async def _publish_all(self) -> None:
         if self._scan_table:

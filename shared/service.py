@@ -15,11 +15,12 @@ from faststream import AckPolicy, FastStream
 from faststream.kafka.annotations import KafkaMessage
 
 from contracts.topics import ALL_TOPICS, Topic
+from shared.backoff import Backoff
 from shared.broker import BrokerPublisher, create_broker, ensure_topics
 from shared.consumer import BatchConsumer, MessageHandlers
 from shared.db import create_engine, migrate
 from shared.logging import configure_logging, get_logger
-from shared.offsets import Committer, OffsetCommitter, RedeliveryBackoff
+from shared.offsets import Committer, OffsetCommitter
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -65,7 +66,7 @@ def build_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastS
     engine = create_engine(settings.database_url)
     relay = OutboxRelay(engine, BrokerPublisher(broker), poll_seconds=settings.outbox_poll_seconds)
     offsets = OffsetCommitter(interval=kafka.commit_interval_ms / 1000)
-    backoff = RedeliveryBackoff()
+    backoff = Backoff()
     readiness = ReadinessFile(settings.ready_file)
     readiness.clear()
     consumer = BatchConsumer(
