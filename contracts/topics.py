@@ -95,9 +95,14 @@ ALL_TOPICS: tuple[Topic, ...] = (
     DEAD_LETTER,
 )
 
-# Headers a dead-lettered record carries next to its original bytes.
+# Headers a dead-lettered record carries next to its original key, value and headers.
 DEAD_LETTER_REASON = "tg-dead-letter-reason"
+DEAD_LETTER_CLASS = "tg-dead-letter-class"  # "record" (could not be read) or "bug" (handler kept failing)
 DEAD_LETTER_SOURCE = "tg-dead-letter-source"  # "topic/partition/offset"
-DEAD_LETTER_CONSUMER = "tg-dead-letter-consumer"
+DEAD_LETTER_CONSUMER = "tg-dead-letter-consumer"  # the service that gave up on it
+DEAD_LETTER_AT = "tg-dead-letter-at"  # ISO 8601, UTC
+DEAD_LETTER_HEADER_NAMES = (DEAD_LETTER_REASON, DEAD_LETTER_CLASS, DEAD_LETTER_SOURCE, DEAD_LETTER_CONSUMER, DEAD_LETTER_AT)
+# Set by `tradeguard dead-letters redrive` on the re-published record: how many times it was re-driven.
+REDRIVE_COUNT = "tg-redrive-count"
 # Header naming the message type, so consumers can skip what they do not handle unparsed.
 MESSAGE_TYPE_HEADER = "tg-type"
