@@ -1,20 +1,41 @@
-"""Waiting before a retry: doubling from ``first`` up to ``cap``, back to ``first`` after a success."""
+"""Waiting before a retry: exponential from ``first`` up to ``cap``, with full jitter.
+
+The one backoff of the project: the consumer's system-fault retries and the outbox relay
+both use it. Jitter keeps the services that lost the same database or broker from
+retrying in lockstep.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 
 
 class Backoff:
-    """Used wherever a failing step is retried forever (a batch, the outbox relay)."""
+    """Delays for a step retried until it succeeds; ``reset`` after a success."""
 
-    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
+    def __init__(self, first: float = 0.05, cap: float = 5.0, *, rng: random.Random | None = None) -> None:
+        if not 0 < first <= cap:
+            raise ValueError("backoff needs 0 < first <= cap")
         self._first, self._cap = first, cap
-        self.next_delay = first
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.attempt = 0
 
-    async def wait(self) -> None:
-        await asyncio.sleep(self.next_delay)
-        self.next_delay = min(self.next_delay * 2, self._cap)
+    @property
+    def ceiling(self) -> float:
+        """The largest delay the next wait may take."""
+        return min(self._cap, self._first * 2**self.attempt)
+
+    def next_delay(self) -> float:
+        """The next delay: uniform in [ceiling / 2, ceiling] (jittered, never zero)."""
+        ceiling = self.ceiling
+        self.attempt += 1
+        return ceiling / 2 + self._rng.random() * ceiling / 2
+
+    async def wait(self) -> float:
+        delay = self.next_delay()
+        await asyncio.sleep(delay)
+        return delay
 
     def reset(self) -> None:
-        self.next_delay = self._first
+        self.attempt = 0

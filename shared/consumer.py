@@ -1,37 +1,68 @@
-"""How every service consumes: batches of records, one database transaction per batch.
+"""How every service consumes: batches of records, read once, decided in memory, written once.
 
 For each batch the consumer
-1. decodes every record (a record that is not a valid envelope of a known
-   message goes to the dead-letter topic with the reason and its original bytes);
-2. skips messages the inbox says were already handled;
-3. calls the handler registered for each message type, which changes state and
-   emits new messages into the outbox;
-4. records the handled ids in the inbox and commits, all in one transaction;
-5. hands the stored outgoing records to the outbox relay. The Kafka offset is committed by the subscriber only
-   after this returns, so a crash anywhere redelivers rather than loses.
 
-A handler that raises (other than :class:`CommandRefused`) makes the batch roll
-back and run again with each message in its own savepoint, so one bad message
-is retried ``attempts`` times and then dead-lettered while the rest go through.
-Database outages are not a message's fault: they propagate, the batch is
-redelivered and nothing is dead-lettered.
+1. decodes every record from its raw bytes (:func:`decode_record`): a verdict for any
+   bytes in any key, header or value;
+2. skips messages the inbox says were already handled;
+3. loads every aggregate the batch's handlers declared, one query per table
+   (:mod:`shared.unit_of_work`);
+4. runs each handler on the objects in memory, in message order, each in its own
+   :class:`~shared.unit_of_work.MessageScope`;
+5. writes the changed aggregates back (one upsert per table, versions checked), records
+   the handled ids in the inbox and stores the outgoing records in the outbox, all in one
+   transaction, then hands the stored records to the outbox relay. Kafka offsets are
+   committed only after this returns (:mod:`shared.offsets`).
+
+Every failure has exactly one class, decided here and nowhere else:
+
+=====================  =======================================  ==========================================
+class                  what it is                               what happens
+=====================  =======================================  ==========================================
+(a) the record's       cannot be decoded: empty or oversized    dead-lettered at once with the reason
+fault                  value, key or ``tg-type`` header not     (class ``record``); no retry; the batch
+                       UTF-8, not JSON, not an envelope,        goes on without it
+                       unknown type or version, invalid
+                       payload, record key not the subject
+(b) the command's      a business rule refuses it               ``CommandRejected`` on the service's
+fault                  (:class:`~shared.errors.CommandRefused`) events topic; none of the handler's
+                                                                writes survive (its scope is discarded)
+(c) a conflict         a version changed since the batch read   the batch is rolled back and re-run on
+                       it (:class:`VersionConflict`)            fresh state, up to ``conflict_attempts``
+                                                                times; never dead-lettered for it
+(d) the system's       database busy, down or timing out;       :class:`SystemFault` is raised: the
+fault                  broker unavailable                       subscriber retries the batch with backoff
+                                                                and jitter, forever, never dead-letters
+                                                                it, and reports not-ready meanwhile
+(e) a bug              any other exception, in a handler or     retried ``attempts`` times in isolation,
+                       while writing one message's effects      then dead-lettered (class ``bug``) with
+                                                                the exception and the traceback's last
+                                                                frame; the others go through
+=====================  =======================================  ==========================================
+
+A dead-lettered message is *not* recorded in the inbox, so once the cause is fixed it can be
+re-driven (``tradeguard dead-letters redrive``) and then takes effect exactly once.
 """
 
 from __future__ import annotations
 
+import time
+import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from pydantic import ValidationError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts import CommandRejected, Message, RawEnvelope, UnknownMessageType, parse_envelope, payload_model
+from contracts import CommandRejected, Envelope, InvalidMessage, Message, decode_message, payload_model
 from contracts.envelope import envelope_for
 from contracts.topics import (
     DEAD_LETTER,
+    DEAD_LETTER_AT,
+    DEAD_LETTER_CLASS,
     DEAD_LETTER_CONSUMER,
     DEAD_LETTER_REASON,
     DEAD_LETTER_SOURCE,
@@ -39,14 +70,29 @@ from contracts.topics import (
     Topic,
 )
 from shared import inbox
-from shared.errors import CommandRefused
+from shared.aggregates import Aggregate, Journal, Key, Load, Row
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.errors import CommandRefused, SystemFault
 from shared.logging import get_logger, message_context
+from shared.observability import METRICS
 from shared.outbox import OutgoingRecord, StoredRecord, store_records
+from shared.unit_of_work import BatchUnitOfWork, MessageScope, VersionConflict, normalize_key
 
 log = get_logger(__name__)
 
 M = TypeVar("M", bound=Message)
-INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+A = TypeVar("A")
+
+# Class (d): failures of the database or the network, never of a message.
+SYSTEM_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+MAX_RECORD_BYTES = 1024 * 1024
+"""Largest record value a service reads; a larger one is the record's fault."""
 
 
 class ConsumedRecord(Protocol):
@@ -59,6 +105,8 @@ class ConsumedRecord(Protocol):
     @property
     def offset(self) -> int: ...
     @property
+    def timestamp(self) -> int: ...
+    @property
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
@@ -66,18 +114,33 @@ class ConsumedRecord(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
-@dataclass(slots=True)
 class HandlerContext:
-    """What a handler gets besides its message: the transaction and a way to emit messages."""
+    """What a handler gets besides its message: the batch's aggregates and a way to emit."""
 
-    connection: AsyncConnection
-    envelope: RawEnvelope
-    source: str
-    emitted: list[OutgoingRecord] = field(default_factory=list)
+    __slots__ = ("emitted", "envelope", "now", "scope", "source")
+
+    def __init__(self, envelope: Envelope[Any], source: str, scope: MessageScope, clock: Clock) -> None:
+        self.envelope = envelope
+        self.source = source
+        self.scope = scope
+        self.now = clock.now()
+        self.emitted: list[OutgoingRecord] = []
 
     @property
     def correlation_id(self) -> str:
         return self.envelope.correlation_id
+
+    def get(self, aggregate: Aggregate[A], key: Key) -> A | None:
+        """A declared aggregate, or None when it does not exist yet."""
+        return self.scope.get(aggregate, key)
+
+    def add(self, aggregate: Aggregate[A], item: A) -> A:
+        """A new aggregate, stored with the batch."""
+        return self.scope.add(aggregate, item)
+
+    def append(self, journal: Journal, row: Row) -> None:
+        """A row for an append-only table, stored with the batch."""
+        self.scope.append(journal, row)
 
     def emit(self, message: Message, *, idempotency_key: str | None = None, topic: Topic | None = None) -> None:
         """Queue a message caused by the one being handled; it is published after commit."""
@@ -112,40 +175,41 @@ def outgoing(
     )
     return OutgoingRecord(
         topic=(topic or message.topic).name,
-        key=message.partition_key,
+        key=message.partition_key.encode(),
         value=envelope.model_dump_json().encode(),
-        headers={MESSAGE_TYPE_HEADER: message.message_type},
+        headers=((MESSAGE_TYPE_HEADER, message.message_type.encode()),),
     )
 
 
-Handler = Callable[[M, HandlerContext], Awaitable[None]]
+Handler = Callable[[M, HandlerContext], None]
 
 
 @dataclass(frozen=True, slots=True)
-class _Route(Generic[M]):
+class Route(Generic[M]):
     model: type[M]
     handler: Handler[M]
+    loads: tuple[Load, ...]
 
 
 class MessageHandlers:
-    """Which function handles which message type, for one service."""
+    """Which function handles which message type, and what it reads, for one service."""
 
     def __init__(self) -> None:
-        self._routes: dict[str, _Route[Any]] = {}
+        self._routes: dict[str, Route[Any]] = {}
 
-    def on(self, model: type[M]) -> Callable[[Handler[M]], Handler[M]]:
-        """Register the decorated function as the handler of ``model``."""
+    def on(self, model: type[M], *, loads: Sequence[Load] = ()) -> Callable[[Handler[M]], Handler[M]]:
+        """Register the decorated function as the handler of ``model``; ``loads`` names every
+        aggregate it reads, so the batch can read them all at once."""
 
         def register(handler: Handler[M]) -> Handler[M]:
             if model.message_type in self._routes:
-                msg = f"{model.message_type} already has a handler"
-                raise ValueError(msg)
-            self._routes[model.message_type] = _Route(model, handler)
+                raise ValueError(f"{model.message_type} already has a handler")
+            self._routes[model.message_type] = Route(model, handler, tuple(loads))
             return handler
 
         return register
 
-    def route(self, message_type: str) -> _Route[Any] | None:
+    def route(self, message_type: str) -> Route[Any] | None:
         return self._routes.get(message_type)
 
     @property
@@ -153,17 +217,91 @@ class MessageHandlers:
         return frozenset(self._routes)
 
 
+# ---------------------------------------------------------------------- decoding
+
+
 @dataclass(slots=True)
-class _Delivery:
+class Delivery:
+    """One record and the verdict on it: a message to handle, or the reason it is poison."""
+
     record: ConsumedRecord
-    envelope: RawEnvelope | None = None
-    message: Message | None = None
-    route: _Route[Any] | None = None
-    poison_reason: str | None = None
+    envelope: Envelope[Any] | None = None
+    route: Route[Any] | None = None
+    poison: str | None = None
+
+    @property
+    def message_id(self) -> str:
+        assert self.envelope is not None
+        return str(self.envelope.message_id)
 
 
-class _HandlerFailed(Exception):
-    """A handler raised during a batch run without savepoints: rerun isolated."""
+def _header(record: ConsumedRecord, name: str) -> bytes | None:
+    for key, value in record.headers:
+        if key == name:
+            return value
+    return None
+
+
+def _known_type(name: str) -> bool:
+    try:
+        payload_model(name, 1)
+    except InvalidMessage:
+        return False
+    return True
+
+
+def decode_record(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery | None:
+    """The verdict on one record; None when it is a message this service does not handle.
+
+    Total: whatever the record holds, the answer is a Delivery (possibly poison) or None.
+    """
+    type_header = _header(record, MESSAGE_TYPE_HEADER)
+    header_type: str | None = None
+    if type_header is not None:
+        try:
+            header_type = type_header.decode()
+        except UnicodeDecodeError:
+            return Delivery(record, poison=f"header {MESSAGE_TYPE_HEADER} is not valid UTF-8")
+        if header_type not in handlers.message_types and _known_type(header_type):
+            return None  # someone else's message: not parsed at all
+    value = record.value
+    if not value:
+        return Delivery(record, poison="the record has no value")
+    if len(value) > MAX_RECORD_BYTES:
+        return Delivery(record, poison=f"value of {len(value):,} bytes exceeds the {MAX_RECORD_BYTES:,}-byte limit")
+    try:
+        envelope = decode_message(value)
+    except InvalidMessage as invalid:
+        return Delivery(record, poison=invalid.reason)
+    if header_type is not None and header_type != envelope.type:
+        return Delivery(record, poison=f"header {MESSAGE_TYPE_HEADER} says {header_type!r}, the envelope {envelope.type!r}")
+    route = handlers.route(envelope.type)
+    if route is None:
+        return None
+    subject = envelope.payload.partition_key
+    if record.key is None or record.key != subject.encode():
+        shown = "none" if record.key is None else repr(record.key[:120].decode(errors="replace"))
+        return Delivery(
+            record,
+            poison=f"record key {shown} is not the message's {envelope.payload.topic.key.value} {subject!r}",
+        )
+    return Delivery(record, envelope=envelope, route=route)
+
+
+# ---------------------------------------------------------------------- consuming
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What one pass over a batch produced, before it is stored."""
+
+    records: list[OutgoingRecord] = field(default_factory=list)
+    handled: list[tuple[str, str]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class _BatchFailed(Exception):
+    """A message's effects could not be written with the batch: re-run each in isolation."""
 
 
 class BatchConsumer:
@@ -178,6 +316,8 @@ class BatchConsumer:
         rejections_topic: Topic,
         hand_over: Callable[[list[StoredRecord]], None],
         attempts: int = 3,
+        conflict_attempts: int = 5,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = name
         self._engine = engine
@@ -185,133 +325,213 @@ class BatchConsumer:
         self._rejections_topic = rejections_topic
         self._hand_over = hand_over
         self._attempts = attempts
+        self._conflict_attempts = conflict_attempts
+        self._clock = clock
 
     async def consume(self, records: Sequence[ConsumedRecord]) -> None:
-        deliveries = [d for d in map(self._decode, records) if d is not None]
+        """Apply a batch. Raises :class:`SystemFault` when the database (or the network) is
+        the problem: nothing was stored and the same batch should be offered again."""
+        started = time.perf_counter()
+        deliveries = [d for r in records if (d := decode_record(r, self._handlers)) is not None]
+        METRICS.messages.labels("skipped").inc(len(records) - len(deliveries))
+        METRICS.stage("decode", time.perf_counter() - started)
         if not deliveries:
             return
         try:
-            stored = await self._apply(deliveries, isolate=False)
-        except _HandlerFailed:
-            stored = await self._apply(deliveries, isolate=True)
+            stored = await self._apply_with_conflict_retries(deliveries)
+        except SYSTEM_ERRORS as error:
+            raise SystemFault(f"{type(error).__name__}: {error}") from error
+        except DBAPIError as error:
+            if error.connection_invalidated:
+                raise SystemFault(f"database connection lost: {error}") from error
+            raise
         if stored:
             self._hand_over(stored)
 
-    def _decode(self, record: ConsumedRecord) -> _Delivery | None:
-        """Parse a record; None when it is a message this service does not handle."""
-        type_header = next((v for k, v in record.headers if k == MESSAGE_TYPE_HEADER), None)
-        if type_header is not None and type_header.decode(errors="replace") not in self._handlers.message_types:
+    async def _apply_with_conflict_retries(self, deliveries: list[Delivery]) -> list[StoredRecord]:
+        for attempt in range(1, self._conflict_attempts + 1):
             try:
-                payload_model(type_header.decode(), 1)
-            except UnknownMessageType:
-                pass  # fall through: parsing will name the problem
-            else:
-                return None
-        delivery = _Delivery(record)
-        try:
-            delivery.envelope = parse_envelope(record.value or b"")
-            model = payload_model(delivery.envelope.type, delivery.envelope.version)
-            delivery.route = self._handlers.route(model.message_type)
-            if delivery.route is None:
-                return None
-            delivery.message = delivery.route.model.model_validate(delivery.envelope.payload)
-        except (ValidationError, UnknownMessageType, ValueError) as error:
-            delivery.poison_reason = _describe(error)
-        return delivery
+                try:
+                    return await self._apply(deliveries, isolate=False)
+                except _BatchFailed:
+                    return await self._apply(deliveries, isolate=True)
+            except VersionConflict as conflict:
+                METRICS.messages.labels("conflict_retry").inc(len(deliveries))
+                log.info("version conflict; re-running the batch", attempt=attempt, conflict=str(conflict))
+        raise SystemFault(f"the batch still conflicted after {self._conflict_attempts} runs")
 
-    async def _apply(self, deliveries: list[_Delivery], *, isolate: bool) -> list[StoredRecord]:
+    async def _apply(self, deliveries: list[Delivery], *, isolate: bool) -> list[StoredRecord]:
         async with self._engine.begin() as connection:
-            ids = {str(d.envelope.message_id) for d in deliveries if d.envelope is not None}
-            seen = await inbox.already_handled(connection, ids)
-            handled: list[tuple[str, str]] = []
-            out: list[OutgoingRecord] = []
-            for delivery in deliveries:
-                if delivery.poison_reason is not None:
-                    out.append(self._dead_letter(delivery.record, delivery.poison_reason))
-                    continue
-                assert delivery.envelope is not None
-                message_id = str(delivery.envelope.message_id)
-                if message_id in seen:
-                    log.info("duplicate message skipped", message_id=message_id, type=delivery.envelope.type)
-                    continue
-                seen.add(message_id)
-                out.extend(await self._handle(connection, delivery, isolate=isolate))
-                handled.append((message_id, delivery.envelope.type))
-            await inbox.record_handled(connection, handled)
-            return await store_records(connection, out)
+            fresh, outcome = await self._split_duplicates(connection, deliveries)
+            if isolate:
+                await self._run_isolated(connection, fresh, outcome)
+            else:
+                await self._run_together(connection, fresh, outcome)
+            started = time.perf_counter()
+            await inbox.record_handled(connection, outcome.handled, self._clock.now())
+            stored = await store_records(connection, outcome.records, self._clock.now())
+        METRICS.stage("store", time.perf_counter() - started)
+        for outcome_name, count in outcome.counts.items():
+            METRICS.messages.labels(outcome_name).inc(count)
+        return stored
 
-    async def _handle(self, connection: AsyncConnection, delivery: _Delivery, *, isolate: bool) -> list[OutgoingRecord]:
+    async def _split_duplicates(
+        self, connection: AsyncConnection, deliveries: list[Delivery]
+    ) -> tuple[list[Delivery], _Outcome]:
+        """Dead-letter poison at once and drop what the inbox has seen; the rest is fresh."""
+        outcome = _Outcome()
+        ids = {d.message_id for d in deliveries if d.poison is None}
+        seen = await inbox.already_handled(connection, ids)
+        fresh: list[Delivery] = []
+        for delivery in deliveries:
+            if delivery.poison is not None:
+                outcome.records.append(self._dead_letter(delivery.record, "record", delivery.poison))
+                outcome.counts["dead_lettered"] += 1
+            elif delivery.message_id in seen:
+                outcome.counts["duplicate"] += 1
+                log.debug("duplicate message skipped", message_id=delivery.message_id)
+            else:
+                seen.add(delivery.message_id)
+                fresh.append(delivery)
+        return fresh, outcome
+
+    async def _load(self, connection: AsyncConnection, deliveries: list[Delivery]) -> BatchUnitOfWork:
+        started = time.perf_counter()
+        wanted: dict[Aggregate[Any], set[Key]] = defaultdict(set)
+        for delivery in deliveries:
+            assert delivery.route is not None
+            assert delivery.envelope is not None
+            for load in delivery.route.loads:
+                key = load.key(delivery.envelope.payload, delivery.envelope)
+                if key is not None:  # None: this message reads nothing of that kind
+                    wanted[load.aggregate].add(normalize_key(key))
+        uow = BatchUnitOfWork(self._clock)
+        await uow.load(connection, wanted)
+        METRICS.stage("load", time.perf_counter() - started)
+        return uow
+
+    async def _run_together(self, connection: AsyncConnection, deliveries: list[Delivery], outcome: _Outcome) -> None:
+        uow = await self._load(connection, deliveries)
+        started = time.perf_counter()
+        for delivery in deliveries:
+            self._handle(uow, delivery, outcome)
+        METRICS.stage("handle", time.perf_counter() - started)
+        try:
+            await uow.write(connection)
+        except (VersionConflict, *SYSTEM_ERRORS):
+            raise
+        except Exception as error:
+            log.warning("writing the batch failed; re-running each message alone", error=repr(error))
+            raise _BatchFailed from error
+
+    async def _run_isolated(self, connection: AsyncConnection, deliveries: list[Delivery], outcome: _Outcome) -> None:
+        """Each message with its own unit of work and savepoint: a write that fails is one
+        message's bug, retried and then dead-lettered while the others go through."""
+        for delivery in deliveries:
+            error: Exception | None = None
+            for _attempt in range(self._attempts):
+                single = _Outcome()
+                try:
+                    async with connection.begin_nested():
+                        uow = await self._load(connection, [delivery])
+                        self._handle(uow, delivery, single)
+                        await uow.write(connection)
+                except (VersionConflict, *SYSTEM_ERRORS):
+                    raise
+                except Exception as caught:
+                    error = caught
+                    continue
+                outcome.records.extend(single.records)
+                outcome.handled.extend(single.handled)
+                for name, count in single.counts.items():
+                    outcome.counts[name] += count
+                break
+            else:
+                self._give_up(delivery, error, outcome)
+
+    def _handle(self, uow: BatchUnitOfWork, delivery: Delivery, outcome: _Outcome) -> None:
+        """Run one message's handler in memory: kept, refused, or (after retries) a bug."""
         assert delivery.envelope is not None
-        assert delivery.message is not None
         assert delivery.route is not None
         envelope = delivery.envelope
-        with message_context(envelope.correlation_id, str(envelope.message_id), envelope.type):
-            if not isolate:
-                context = HandlerContext(connection, envelope, self.name)
+        with message_context(envelope.correlation_id, delivery.message_id, envelope.type):
+            error: Exception | None = None
+            for attempt in range(1, self._attempts + 1):
+                scope = uow.scope()
+                context = HandlerContext(envelope, self.name, scope, self._clock)
                 try:
-                    await self._call(delivery, context)
-                except INFRASTRUCTURE_ERRORS:
-                    raise
-                except Exception as error:
-                    raise _HandlerFailed from error
-                return context.emitted
-            return await self._handle_isolated(connection, delivery)
+                    delivery.route.handler(envelope.payload, context)
+                except CommandRefused as refusal:
+                    scope.discard()
+                    log.info("command refused", code=refusal.code, reason=refusal.reason)
+                    outcome.records.append(self._rejection(envelope, refusal))
+                    outcome.handled.append((delivery.message_id, envelope.type))
+                    outcome.counts["rejected"] += 1
+                    return
+                except Exception as caught:
+                    scope.discard()
+                    error = caught
+                    log.warning("handler failed", attempt=attempt, of=self._attempts, error=repr(caught))
+                    continue
+                scope.keep()
+                outcome.records.extend(context.emitted)
+                outcome.handled.append((delivery.message_id, envelope.type))
+                outcome.counts["handled"] += 1
+                return
+            self._give_up(delivery, error, outcome)
 
-    async def _handle_isolated(self, connection: AsyncConnection, delivery: _Delivery) -> list[OutgoingRecord]:
-        error: Exception | None = None
-        for attempt in range(1, self._attempts + 1):
-            context = HandlerContext(connection, delivery.envelope, self.name)  # type: ignore[arg-type]
-            try:
-                async with connection.begin_nested():
-                    await self._call(delivery, context)
-            except INFRASTRUCTURE_ERRORS:
-                raise
-            except Exception as caught:
-                error = caught
-                log.warning("handler failed", attempt=attempt, of=self._attempts, error=repr(caught))
-            else:
-                return context.emitted
-        reason = f"handler failed {self._attempts} times: {_describe(error)}"
-        log.error("message dead-lettered", reason=reason)
-        return [self._dead_letter(delivery.record, reason)]
+    def _give_up(self, delivery: Delivery, error: Exception | None, outcome: _Outcome) -> None:
+        reason = f"handler failed {self._attempts} times: {describe_bug(error)}"
+        log.error("message dead-lettered", failure_class="bug", reason=reason)
+        outcome.records.append(self._dead_letter(delivery.record, "bug", reason))
+        outcome.counts["dead_lettered"] += 1
 
-    async def _call(self, delivery: _Delivery, context: HandlerContext) -> None:
-        assert delivery.route is not None
-        try:
-            await delivery.route.handler(delivery.message, context)
-        except CommandRefused as refusal:
-            log.info("command refused", code=refusal.code, reason=refusal.reason)
-            context.emitted.clear()
-            context.emit(self._rejection(context.envelope, delivery.message, refusal), topic=self._rejections_topic)
-
-    @staticmethod
-    def _rejection(envelope: RawEnvelope, message: Message | None, refusal: CommandRefused) -> CommandRejected:
-        return CommandRejected(
-            subject_id=message.partition_key if message is not None else envelope.correlation_id,
+    def _rejection(self, envelope: Envelope[Any], refusal: CommandRefused) -> OutgoingRecord:
+        rejected = CommandRejected(
+            subject_id=envelope.payload.partition_key,
             rejected_message_id=envelope.message_id,
             rejected_type=envelope.type,
             code=refusal.code,
             reason=refusal.reason,
         )
+        return outgoing(
+            rejected,
+            source=self.name,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.message_id,
+            idempotency_key=f"{envelope.message_id}:CommandRejected",
+            topic=self._rejections_topic,
+        )
 
-    def _dead_letter(self, record: ConsumedRecord, reason: str) -> OutgoingRecord:
-        log.warning("record sent to dead-letter topic", topic=record.topic, offset=record.offset, reason=reason)
+    def _dead_letter(self, record: ConsumedRecord, failure_class: str, reason: str) -> OutgoingRecord:
+        if failure_class == "record":
+            log.warning(
+                "record dead-lettered",
+                failure_class=failure_class,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reason=reason,
+            )
         return OutgoingRecord(
             topic=DEAD_LETTER.name,
-            key=record.key.decode(errors="replace") if record.key is not None else None,
+            key=record.key,
             value=record.value or b"",
-            headers={
-                DEAD_LETTER_REASON: reason[:2000],
-                DEAD_LETTER_SOURCE: f"{record.topic}/{record.partition}/{record.offset}",
-                DEAD_LETTER_CONSUMER: self.name,
-            },
+            headers=(
+                *((k, v) for k, v in record.headers if not k.startswith("tg-dead-letter-")),
+                (DEAD_LETTER_REASON, reason[:2000].encode()),
+                (DEAD_LETTER_CLASS, failure_class.encode()),
+                (DEAD_LETTER_SOURCE, f"{record.topic}/{record.partition}/{record.offset}".encode()),
+                (DEAD_LETTER_CONSUMER, self.name.encode()),
+                (DEAD_LETTER_AT, self._clock.now().isoformat().encode()),
+            ),
         )
 
 
-def _describe(error: BaseException | None) -> str:
-    if isinstance(error, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in error.errors()[:10]
-        )
-        return f"invalid message ({error.error_count()} problem(s)): {problems}"
-    return f"{type(error).__name__}: {error}"
+def describe_bug(error: BaseException | None) -> str:
+    """The exception and where it was raised (the traceback's last frame), without locals."""
+    if error is None:
+        return "unknown error"
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"

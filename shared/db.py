@@ -1,6 +1,12 @@
 """Async SQLAlchemy access to a service's own database, and its migrations (Alembic).
 
 SQLite (a file, the default) and PostgreSQL (by URL) behave the same to callers.
+
+Neither may freeze a service: SQLite waits at most ``SQLITE_BUSY_MS`` on the event loop's
+thread for a lock another process holds, then fails with "database is locked", which the
+consumer treats as a system fault and retries with backoff (asynchronously: heartbeats and
+health go on meanwhile). PostgreSQL statements and lock waits have timeouts, and a query
+that gets no answer at all is abandoned after ``POSTGRES_COMMAND_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -18,13 +24,31 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_MS = 50
+POSTGRES_STATEMENT_TIMEOUT_MS = 10_000
+POSTGRES_LOCK_TIMEOUT_MS = 5_000
+POSTGRES_COMMAND_TIMEOUT_S = 15.0
 
 
 def create_engine(url: str) -> AsyncEngine:
     """An engine for ``url``; SQLite gets WAL and real transactions (BEGIN IMMEDIATE)."""
     parsed = make_url(url)
     if not parsed.get_backend_name().startswith("sqlite"):
-        return create_async_engine(url, pool_size=5, max_overflow=5)
+        return create_async_engine(
+            url,
+            pool_size=5,
+            max_overflow=5,
+            pool_pre_ping=True,
+            pool_timeout=POSTGRES_COMMAND_TIMEOUT_S,
+            connect_args={
+                "command_timeout": POSTGRES_COMMAND_TIMEOUT_S,
+                "timeout": POSTGRES_COMMAND_TIMEOUT_S,
+                "server_settings": {
+                    "statement_timeout": str(POSTGRES_STATEMENT_TIMEOUT_MS),
+                    "lock_timeout": str(POSTGRES_LOCK_TIMEOUT_MS),
+                },
+            },
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     database = parsed.database or ":memory:"
@@ -46,7 +70,8 @@ class _InlineSQLiteConnection(aiosqlite.Connection):
     to a worker thread and back, which cost ~1 ms of thread switching per statement
     on a busy 2-core machine and dominated every handler. Each service has one
     consumer loop writing to its own file, so blocking the loop for a statement is
-    cheaper than any hand-off. (Overrides aiosqlite's private hooks; pinned in uv.lock.)
+    cheaper than any hand-off; a lock held by another process blocks it at most
+    ``SQLITE_BUSY_MS``. (Overrides aiosqlite's private hooks; pinned in uv.lock.)
     """
 
     def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
@@ -75,7 +100,7 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

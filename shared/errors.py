@@ -1,10 +1,13 @@
 """Errors the shared messaging core understands.
 
 TradeGuardError
-└── CommandRefused      a well-formed command breaks a business rule: answered with CommandRejected
+├── CommandRefused      a well-formed command breaks a business rule: answered with CommandRejected
+├── SystemFault         the database or the network failed, not the message: the batch is retried
+├── VersionConflict     (shared.unit_of_work) rows changed since they were read: the batch is re-run
+└── UndeclaredRead      (shared.unit_of_work) a handler read an aggregate it did not declare: a bug
 
 A record that cannot be decoded is not raised as an error: the consumer sends it to the
-dead-letter topic with the validation error as the reason.
+dead-letter topic with the reason (see the table in shared.consumer).
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ class TradeGuardError(Exception):
 
 
 class CommandRefused(TradeGuardError):
-    """Raised by a rule or handler, before it writes anything, to refuse a command."""
+    """Raised by a rule or handler to refuse a command; nothing the handler changed is kept."""
 
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+
+
+class SystemFault(TradeGuardError):
+    """The batch could not be applied for a reason outside it (database busy or down)."""

@@ -45,7 +45,15 @@ class OffsetCommitter:
         if self._pending and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._commit_all(consumer))
 
-    async def _commit_all(self, consumer: Committer) -> None:
+    async def commit_now(self, consumer: Committer) -> None:
+        """Commit everything stored, now (before partitions are revoked, at shutdown)."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+        if self._pending:
+            await self._commit_all(consumer, pause=False)
+
+    async def _commit_all(self, consumer: Committer, *, pause: bool = True) -> None:
         while self._pending:
             offsets, self._pending = self._pending, {}
             try:
@@ -53,10 +61,5 @@ class OffsetCommitter:
             except KafkaError as error:
                 # e.g. partitions revoked by a rebalance: their new owner redelivers, the inbox dedupes.
                 log.warning("offset commit failed; records will be redelivered", error=repr(error))
-            await asyncio.sleep(self._interval)
-
-    async def flush(self) -> None:
-        """Wait for the commit in flight (at shutdown)."""
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await self._task
+            if pause:
+                await asyncio.sleep(self._interval)

@@ -1,58 +1,83 @@
 """Transactional outbox: outgoing records are stored with the state change that caused them,
 then a relay publishes them to Kafka.
 
-The consumer hands each committed batch's records (with their row ids) straight to
-the relay, which publishes them at once, in batches, without reading them back; a
-timer (``poll_seconds``) only catches rows left over by a crash or a failed publish,
-by scanning the table. Published rows are deleted. A crash between publish and
-delete publishes a row again: consumers deduplicate on message_id.
+The consumer hands each committed batch's records (with their row ids) straight to the
+relay, which publishes them at once, in batches, without reading them back. The table is
+read only at start (rows a previous run left) and after a failed publish. Published rows are
+deleted in bulk, at most once a second or every ``batch_size`` rows, not once per batch: a
+crash before the delete publishes those rows again, which consumers deduplicate on
+message_id. Nothing here polls: the relay sleeps until it is handed records or a delete is due.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.backoff import Backoff
-from shared.logging import get_logger
+from shared.logging import RateLimitedLog, get_logger
+from shared.observability import METRICS
 from shared.tables import outbox
 
 log = get_logger(__name__)
 
+Headers = tuple[tuple[str, bytes], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingRecord:
-    """One Kafka record waiting in the outbox."""
+    """One Kafka record waiting in the outbox, exactly as it will be sent."""
 
     topic: str
-    key: str | None
+    key: bytes | None
     value: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Headers = field(default_factory=tuple)
+
+
+def encode_headers(headers: Headers) -> str:
+    """Headers as stored: JSON pairs, values as Latin-1 text (any bytes survive the round trip)."""
+    return json.dumps([[name, value.decode("latin-1")] for name, value in headers], separators=(",", ":"))
+
+
+def decode_headers(stored: str) -> Headers:
+    return tuple((name, value.encode("latin-1")) for name, value in json.loads(stored))
 
 
 _INSERT = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
 _DELETE = outbox.delete().where(outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
-_PENDING = sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers).order_by(outbox.c.id)
+_PENDING = (
+    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
+    .where(outbox.c.id > sa.bindparam("after"))
+    .order_by(outbox.c.id)
+    .limit(sa.bindparam("limit"))
+)
 
 
 StoredRecord = tuple[int, OutgoingRecord]
 """An outbox row id and the record stored under it."""
 
 
-async def store_records(connection: AsyncConnection, records: list[OutgoingRecord]) -> list[StoredRecord]:
+async def store_records(
+    connection: AsyncConnection, records: Sequence[OutgoingRecord], now: datetime
+) -> list[StoredRecord]:
     """Add records to the outbox inside the caller's transaction; returns them with their row ids."""
     if not records:
         return []
-    now = datetime.now(UTC)
     result = await connection.execute(
         _INSERT,
-        [{"topic": r.topic, "key": r.key, "value": r.value, "headers": r.headers, "created_at": now} for r in records],
+        [
+            {"topic": r.topic, "key": r.key, "value": r.value, "headers": encode_headers(r.headers), "created_at": now}
+            for r in records
+        ],
     )
     return list(zip(result.scalars(), records, strict=True))
 
@@ -64,7 +89,7 @@ class RecordPublisher(Protocol):
 
 
 class OutboxRelay:
-    """Publishes outbox rows in id order, in batches, then deletes them."""
+    """Publishes outbox rows in id order, in batches, and deletes them once published."""
 
     def __init__(
         self,
@@ -72,67 +97,109 @@ class OutboxRelay:
         publisher: RecordPublisher,
         *,
         batch_size: int = 1000,
-        poll_seconds: float = 1.0,
+        delete_after_seconds: float = 1.0,
     ) -> None:
         self._engine = engine
         self._publisher = publisher
         self._batch_size = batch_size
-        self._poll_seconds = poll_seconds
+        self._delete_after = delete_after_seconds
         self._wake = asyncio.Event()
-        self._handed_over: deque[StoredRecord] = deque()
+        self._handed_over: deque[tuple[float, list[StoredRecord]]] = deque()
+        self._published_ids: list[int] = []
+        self._delete_due: float | None = None
         self._scan_table = True  # rows a previous run left behind
+        self._errors = RateLimitedLog(log, interval=10.0)
         self.published = 0
 
     def hand_over(self, stored: list[StoredRecord]) -> None:
         """Records of a transaction that just committed: publish them now."""
-        self._handed_over.extend(stored)
+        self._handed_over.append((time.perf_counter(), stored))
         self._wake.set()
 
     async def run(self) -> None:
         """Publish until cancelled, starting with rows a previous run left; errors are retried, never dropped."""
-        backoff = Backoff()
+        backoff = Backoff(first=0.1, cap=5.0)
         while True:
             try:
                 await self._publish_all()
+                if self._delete_due is not None and time.monotonic() >= self._delete_due:
+                    await self.delete_published()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("outbox relay failed; will retry", retry_in_seconds=backoff.next_delay)
+            except Exception as error:
+                delay = backoff.next_delay()
+                self._errors.error("outbox relay failed; will retry", error=repr(error), retry_in_seconds=delay)
                 self._scan_table = True  # what was handed over is still in the table, in order
-                await backoff.wait()
+                await asyncio.sleep(delay)
                 continue
             backoff.reset()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
-            except TimeoutError:
-                self._scan_table = True
-            self._wake.clear()
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        """Until records are handed over, or the next delete is due; no timer when idle."""
+        if self._handed_over:
+            return
+        timeout = None if self._delete_due is None else max(0.0, self._delete_due - time.monotonic())
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+        except TimeoutError:
+            pass
+        self._wake.clear()
 
     async def _publish_all(self) -> None:
         if self._scan_table:
             # Rows handed over so far are in the table too: publish them from there, in id order.
             self._handed_over.clear()
-            while await self.publish_pending() == self._batch_size:
-                pass
+            await self.delete_published()
+            await self.publish_pending()
             self._scan_table = False
         while self._handed_over:
-            count = min(len(self._handed_over), self._batch_size)
-            await self._publish([self._handed_over.popleft() for _ in range(count)])
+            handed_at, stored = self._handed_over[0]
+            METRICS.stage("handover", time.perf_counter() - handed_at)
+            for start in range(0, len(stored), self._batch_size):
+                await self._publish(stored[start : start + self._batch_size])
+            self._handed_over.popleft()
 
     async def publish_pending(self) -> int:
-        """Publish one batch of rows read from the table; returns how many there were."""
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(_PENDING.limit(self._batch_size))).all()
-            await connection.rollback()
-        await self._publish([(row.id, OutgoingRecord(row.topic, row.key, row.value, row.headers)) for row in rows])
-        return len(rows)
+        """Publish every row in the table not yet published, in id order; returns how many."""
+        after, total = self._published_ids[-1] if self._published_ids else 0, 0
+        while True:
+            async with self._engine.connect() as connection:
+                rows = (await connection.execute(_PENDING, {"after": after, "limit": self._batch_size})).all()
+                await connection.rollback()
+            if not rows:
+                return total
+            await self._publish(
+                [(row.id, OutgoingRecord(row.topic, row.key, row.value, decode_headers(row.headers))) for row in rows]
+            )
+            after, total = rows[-1].id, total + len(rows)
 
     async def _publish(self, stored: list[StoredRecord]) -> None:
         if not stored:
             return
+        started = time.perf_counter()
         # Enqueue in id order before awaiting any ack: the producer keeps per-partition order.
         acks = [await self._publisher.send(record) for _, record in stored]
         await asyncio.gather(*acks)
-        async with self._engine.begin() as connection:
-            await connection.execute(_DELETE, {"ids": [row_id for row_id, _ in stored]})
+        METRICS.stage("publish", time.perf_counter() - started)
         self.published += len(stored)
+        self._published_ids.extend(row_id for row_id, _ in stored)
+        if self._delete_due is None:
+            self._delete_due = time.monotonic() + self._delete_after
+        if len(self._published_ids) >= self._batch_size:
+            await self.delete_published()
+
+    async def delete_published(self) -> None:
+        """Delete the rows already published (also called at shutdown)."""
+        ids, self._published_ids = self._published_ids, []
+        self._delete_due = None
+        if not ids:
+            return
+        try:
+            async with self._engine.begin() as connection:
+                for start in range(0, len(ids), self._batch_size):
+                    await connection.execute(_DELETE, {"ids": ids[start : start + self._batch_size]})
+        except BaseException:
+            self._published_ids = ids + self._published_ids  # try again later
+            self._delete_due = time.monotonic() + self._delete_after
+            raise

@@ -1,50 +1,38 @@
-"""Wiring shared by every service: one FastStream app with a batch subscriber, the service's
-database (migrated at start) and the outbox relay."""
+"""Wiring shared by every service: its database (migrated at start), the consumer group that
+feeds its batch consumer, the outbox relay, and the health endpoint.
+
+Each service is a :class:`ServiceDefinition` (name, handlers, topics, migrations) run by
+:class:`Service`; ``python -m services.<name>`` calls :func:`run`, which serves until SIGINT
+or SIGTERM and then stops in order: stop consuming, commit stored offsets, publish what is
+committed, close the producer and the database.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection
+import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TypeVar
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
-from faststream import AckPolicy, FastStream
-from faststream.kafka.annotations import KafkaMessage
+from aiokafka.errors import KafkaError
 
 from contracts.topics import ALL_TOPICS, Topic
 from shared.backoff import Backoff
-from shared.broker import BrokerPublisher, create_broker, ensure_topics
-from shared.consumer import BatchConsumer, MessageHandlers
+from shared.broker import ProducerPublisher, create_consumer, create_producer, ensure_topics
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.consumer import SYSTEM_ERRORS, BatchConsumer, MessageHandlers
 from shared.db import create_engine, migrate
-from shared.logging import configure_logging, get_logger
-from shared.offsets import Committer, OffsetCommitter
+from shared.logging import RateLimitedLog, configure_logging, get_logger
+from shared.observability import METRICS, HealthServer
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
+from shared.subscriber import Readiness, Subscriber
 
 log = get_logger(__name__)
-
-
-class ReadinessFile(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Exists while the service's consumer holds partitions: launchers and tests wait on it."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-
-    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        if self._path is not None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._path.touch()
-        log.info("partitions assigned", partitions=sorted(f"{p.topic}/{p.partition}" for p in assigned))
-
-    async def on_partitions_revoked(self, _revoked: Collection[TopicPartition]) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        if self._path is not None:
-            self._path.unlink(missing_ok=True)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,85 +46,96 @@ class ServiceDefinition:
     migrations: Path
 
 
-def build_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastStream:
-    """A runnable service: ``await app.run()`` serves until SIGINT/SIGTERM."""
-    configure_logging(definition.name, settings.log_level, settings.log_format)
-    kafka = settings.kafka
-    broker = create_broker(kafka, client_id=definition.name)
-    engine = create_engine(settings.database_url)
-    relay = OutboxRelay(engine, BrokerPublisher(broker), poll_seconds=settings.outbox_poll_seconds)
-    offsets = OffsetCommitter(interval=kafka.commit_interval_ms / 1000)
-    backoff = Backoff()
-    readiness = ReadinessFile(settings.ready_file)
-    readiness.clear()
-    consumer = BatchConsumer(
-        name=definition.name,
-        engine=engine,
-        handlers=definition.handlers,
-        rejections_topic=definition.rejections_topic,
-        hand_over=relay.hand_over,
-        attempts=settings.handler_attempts,
-    )
+class Service:
+    """One running service; see the module docstring."""
 
-    @broker.subscriber(
-        *(t.name for t in definition.consumes),
-        group_id=definition.name,
-        batch=True,
-        max_records=kafka.max_batch_records,
-        batch_timeout_ms=kafka.batch_timeout_ms,
-        auto_offset_reset="earliest",
-        session_timeout_ms=kafka.session_timeout_ms,
-        heartbeat_interval_ms=kafka.session_timeout_ms // 4,
-        # Acknowledgement is ours: offsets are committed after the batch is stored (see shared.offsets).
-        ack_policy=AckPolicy.MANUAL,
-        listener=readiness,
-    )
-    async def on_records(message: KafkaMessage) -> None:
-        raw = message.raw_message
-        records = raw if isinstance(raw, tuple) else (raw,)
-        try:
-            await consumer.consume(records)
-        except Exception:
-            log.exception("batch failed; it will be redelivered", records=len(records))
-            await backoff.wait()
-            await message.nack()  # rewind every partition to the batch's first record: nothing is skipped
-            return
-        backoff.reset()
-        offsets.stored(cast("Committer", message.consumer), records)
+    def __init__(self, definition: ServiceDefinition, settings: ServiceSettings, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.definition = definition
+        self.settings = settings
+        kafka = settings.kafka
+        self.engine = create_engine(settings.database_url)
+        METRICS.count_statements(self.engine)
+        self.producer = create_producer(kafka, client_id=definition.name)
+        self.relay = OutboxRelay(self.engine, ProducerPublisher(self.producer))
+        self.readiness = Readiness(settings.ready_file)
+        self.readiness.set(assigned=False)
+        batch_consumer = BatchConsumer(
+            name=definition.name,
+            engine=self.engine,
+            handlers=definition.handlers,
+            rejections_topic=definition.rejections_topic,
+            hand_over=self.relay.hand_over,
+            attempts=settings.handler_attempts,
+            clock=clock,
+        )
+        self.subscriber = Subscriber(
+            create_consumer(kafka, definition.name, definition.consumes), batch_consumer, kafka, self.readiness
+        )
+        self.http = (
+            HealthServer(settings.http_port, lambda: self.readiness.ready) if settings.http_port is not None else None
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._startup_errors = RateLimitedLog(log, interval=10.0)
 
-    app = FastStream(broker)
-    relay_task: asyncio.Task[None] | None = None
+    async def start(self) -> None:
+        """Connect and migrate, retrying while the broker or the database is not there yet."""
+        if self.http is not None:
+            await self.http.start()
+        kafka = self.settings.kafka
+        await self._retrying("creating topics", lambda: ensure_topics(kafka.bootstrap_servers, ALL_TOPICS))
+        await self._retrying("migrating the database", lambda: migrate(self.engine, self.definition.migrations))
+        await self._retrying("starting the producer", self.producer.start)
+        await self._retrying("starting the consumer", self.subscriber.consumer.start)
+        self.subscriber.consumer.subscribe(
+            [t.name for t in self.definition.consumes], listener=self.subscriber.listener
+        )
+        name = self.definition.name
+        self._tasks = [
+            asyncio.create_task(self.relay.run(), name=f"{name}-outbox-relay"),
+            asyncio.create_task(self.subscriber.run(), name=f"{name}-subscriber"),
+        ]
+        log.info("service started", consumes=[t.name for t in self.definition.consumes])
 
-    @app.on_startup
-    async def prepare() -> None:
-        await ensure_topics(kafka.bootstrap_servers, ALL_TOPICS)
-        await migrate(engine, definition.migrations)
+    async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
+        backoff = Backoff(first=0.2, cap=5.0)
+        while True:
+            try:
+                return await step()
+            except (KafkaError, *SYSTEM_ERRORS) as error:
+                self._startup_errors.warning(f"{what} failed; will retry", error=repr(error))
+                await backoff.wait()
 
-    @app.after_startup
-    async def start_relay() -> None:
-        nonlocal relay_task
-        relay_task = asyncio.create_task(relay.run(), name=f"{definition.name}-outbox-relay")
-        log.info("service started", consumes=[t.name for t in definition.consumes])
-
-    @app.on_shutdown
-    async def stop_relay() -> None:
-        readiness.clear()
-        await offsets.flush()
-        if relay_task is not None:
-            relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
+    async def stop(self) -> None:
+        self.readiness.set(assigned=False)
+        await self.subscriber.stop()  # no batch is in flight after this: the loop ends at its next poll
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         with contextlib.suppress(Exception):
-            await relay.publish_pending()  # hand over what is committed before the producer closes
-
-    @app.after_shutdown
-    async def close_database() -> None:
-        await engine.dispose()
+            await self.relay.publish_pending()  # hand over what is committed before the producer closes
+            await self.relay.delete_published()
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        if self.http is not None:
+            await self.http.stop()
+        await self.engine.dispose()
         log.info("service stopped")
 
-    return app
+    async def serve(self) -> None:
+        """Run until SIGINT or SIGTERM."""
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
+        try:
+            await self.start()
+            await stopping.wait()
+        finally:
+            await self.stop()
 
 
-def run(app: FastStream) -> None:
+def run(definition: ServiceDefinition, settings: ServiceSettings) -> None:
     """Process entry point used by each service's ``__main__``."""
-    asyncio.run(app.run())
+    configure_logging(definition.name, settings.log_level, settings.log_format)
+    asyncio.run(Service(definition, settings).serve())

@@ -9,24 +9,33 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class KafkaSettings(BaseSettings):
-    """Where the broker is and how hard to batch; shared by every process."""
+    """Where the broker is and how to batch; shared by every process."""
 
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
 
     bootstrap_servers: str = Field(default="127.0.0.1:19092", description="host:port[,host:port]")
     max_batch_records: int = Field(default=500, ge=1, description="Records handled per consumer batch.")
-    batch_timeout_ms: int = Field(
-        default=5,
+    poll_timeout_ms: int = Field(
+        default=30_000,
         ge=1,
-        description="How long a poll waits for records; an idle consumer also sleeps this long between polls.",
+        description="Longest a poll waits for records; records wake it at once, so this only bounds idle waits.",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=500, ge=0, description="How long the broker holds a fetch that has no records yet (long poll)."
     )
     commit_interval_ms: int = Field(
         default=100, ge=0, description="Least time between offset commits; a crash redelivers at most this much."
     )
     session_timeout_ms: int = Field(
-        default=6000, ge=1000, description="A consumer silent this long is dropped from its group."
+        default=10_000, ge=1000, description="A consumer that sends no heartbeat this long is dropped from its group."
     )
-    linger_ms: int = Field(default=2, ge=0, description="Producer wait to fill a batch.")
+    max_poll_interval_ms: int = Field(
+        default=600_000,
+        ge=10_000,
+        description="A consumer that does not poll this long leaves its group (a database outage longer than this rebalances).",
+    )
+    linger_ms: int = Field(default=1, ge=0, description="Producer wait to fill a batch.")
+    retry_backoff_ms: int = Field(default=200, ge=10, description="Client wait between retries while the broker is away.")
 
 
 class ServiceSettings(BaseSettings):
@@ -38,12 +47,12 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(default="INFO")
     log_format: str = Field(default="auto", description="'json', 'console' or 'auto' (console on a terminal).")
     handler_attempts: int = Field(
-        default=3, ge=1, description="Tries per message before it goes to the dead-letter topic."
+        default=3, ge=1, description="Tries per message before a failing handler's message is dead-lettered."
     )
-    outbox_poll_seconds: float = Field(
-        default=1.0, gt=0, description="Fallback outbox scan interval; commits wake the relay at once."
+    http_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port of /health, /ready and /metrics on 127.0.0.1 (none if unset)."
     )
     ready_file: Path | None = Field(
-        default=None, description="Touched while the consumer holds partitions (for launchers and tests)."
+        default=None, description="Exists while the service is ready (holds partitions, database answering)."
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

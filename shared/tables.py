@@ -1,4 +1,4 @@
-"""The messaging tables every service database has (created by ``messaging_0001``)."""
+"""The messaging tables every service database has (``messaging_0001``, reshaped by ``messaging_0002``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ outbox = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("topic", sa.String(200), nullable=False),
-    sa.Column("key", sa.String(200), nullable=True),
+    # The record exactly as it will be sent: key bytes, headers as JSON pairs (shared.outbox.encode_headers).
+    sa.Column("key", sa.LargeBinary(), nullable=True),
     sa.Column("value", sa.LargeBinary(), nullable=False),
-    sa.Column("headers", sa.JSON(), nullable=False),
+    sa.Column("headers", sa.Text(), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 

@@ -1,4 +1,5 @@
-from services.account.app import create_app
+from services.account.app import DEFINITION
+from services.account.settings import AccountSettings
 from shared.service import run
 
-run(create_app())
+run(DEFINITION, AccountSettings())

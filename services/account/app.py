@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faststream import FastStream
-
 from contracts.topics import ACCOUNT_COMMANDS, ACCOUNT_EVENTS
 from services.account.handlers import handlers
 from services.account.settings import AccountSettings
-from shared.service import ServiceDefinition, build_app
+from shared.service import Service, ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="account",
@@ -20,5 +18,5 @@ DEFINITION = ServiceDefinition(
 )
 
 
-def create_app(settings: AccountSettings | None = None) -> FastStream:
-    return build_app(DEFINITION, settings or AccountSettings())
+def create_service(settings: AccountSettings | None = None) -> Service:
+    return Service(DEFINITION, settings or AccountSettings())

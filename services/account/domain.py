@@ -1,4 +1,4 @@
-"""Wallet rules: balances never go negative and never mix currencies."""
+"""Wallet rules: balances never go negative, never mix currencies, never pass their limit."""
 
 from __future__ import annotations
 
@@ -6,21 +6,53 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from contracts import DeclineReason, Money
+from contracts.money import max_balance_minor
 from shared.errors import CommandRefused
 
 
 class WalletRuleBroken(CommandRefused):
-    """A wallet movement that the rules forbid."""
+    """A wallet debit that the rules decline (answered with WalletDebitDeclined, not a rejection)."""
 
     def __init__(self, reason: DeclineReason, detail: str) -> None:
         super().__init__(reason.value, detail)
         self.decline_reason = reason
 
 
+class BalanceLimitReached(CommandRefused):
+    """A top-up or credit that would take a balance past the most it may hold."""
+
+    def __init__(self, account_id: str, balance: Money, amount: Money) -> None:
+        limit = Money.model_construct(amount_minor=max_balance_minor(balance.currency), currency=balance.currency)
+        super().__init__(
+            "balance_limit",
+            f"wallet {account_id} holds {balance}; adding {amount} would pass its limit of {limit}",
+        )
+
+
 class MovementKind(StrEnum):
     TOP_UP = "top_up"
     DEBIT = "debit"
     CREDIT = "credit"
+
+
+@dataclass(slots=True)
+class Movement:
+    """One change of a wallet's balance, unique per (account, kind, reference): a repeat of
+    the same reference gets this first result."""
+
+    account_id: str
+    kind: MovementKind
+    reference: str
+    amount: Money
+    balance_after: Money
+
+    def check_same_amount(self, amount: Money) -> None:
+        """P5: the same reference with different content is refused."""
+        if amount != self.amount:
+            raise CommandRefused(
+                "idempotency_conflict",
+                f"{self.kind.value} {self.reference} of wallet {self.account_id} was already made for {self.amount}",
+            )
 
 
 @dataclass(slots=True)
@@ -34,23 +66,29 @@ class Wallet:
     def open(cls, account_id: str, currency: str) -> Wallet:
         return cls(account_id, Money(amount_minor=0, currency=currency))
 
-    def top_up(self, amount: Money) -> None:
-        self._check_currency(amount)
-        self.balance = self.balance + amount
+    def top_up(self, amount: Money, reference: str) -> Movement:
+        return self._add(MovementKind.TOP_UP, amount, reference)
 
-    def debit(self, amount: Money) -> None:
+    def credit(self, amount: Money, reference: str) -> Movement:
+        return self._add(MovementKind.CREDIT, amount, reference)
+
+    def debit(self, amount: Money, reference: str) -> Movement:
         self._check_currency(amount)
         if amount.amount_minor > self.balance.amount_minor:
             raise WalletRuleBroken(
                 DeclineReason.INSUFFICIENT_FUNDS,
-                f"wallet {self.account_id} holds {self.balance.amount_minor} {self.balance.currency} minor units, "
-                f"{amount.amount_minor} needed; top up the wallet or pay with another source",
+                f"wallet {self.account_id} holds {self.balance}, {amount} needed; "
+                "top up the wallet or pay with another source",
             )
         self.balance = self.balance - amount
+        return Movement(self.account_id, MovementKind.DEBIT, reference, amount, self.balance)
 
-    def credit(self, amount: Money) -> None:
+    def _add(self, kind: MovementKind, amount: Money, reference: str) -> Movement:
         self._check_currency(amount)
+        if self.balance.amount_minor + amount.amount_minor > max_balance_minor(amount.currency):
+            raise BalanceLimitReached(self.account_id, self.balance, amount)
         self.balance = self.balance + amount
+        return Movement(self.account_id, kind, reference, amount, self.balance)
 
     def _check_currency(self, amount: Money) -> None:
         if amount.currency != self.balance.currency:

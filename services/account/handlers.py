@@ -1,4 +1,8 @@
-"""Account service handlers: thin glue between messages, wallet rules and the store."""
+"""Account service handlers: thin glue between messages and wallet rules.
+
+Each names what it reads (``loads=``); the batch unit of work reads it for the whole batch
+and stores what changed.
+"""
 
 from __future__ import annotations
 
@@ -6,81 +10,93 @@ from contracts import (
     CreditWallet,
     DebitWallet,
     FundWallet,
-    Money,
     WalletCredited,
     WalletDebitDeclined,
     WalletDebited,
     WalletFunded,
 )
-from services.account.domain import MovementKind, Wallet, WalletRuleBroken, missing_wallet
-from services.account.store import WalletStore
+from services.account.domain import Movement, MovementKind, Wallet, WalletRuleBroken, missing_wallet
+from services.account.store import MOVEMENTS, WALLETS
 from shared.consumer import HandlerContext, MessageHandlers
 
 handlers = MessageHandlers()
 
 
-@handlers.on(FundWallet)
-async def fund_wallet(command: FundWallet, ctx: HandlerContext) -> None:
-    store = WalletStore(ctx.connection)
+@handlers.on(
+    FundWallet,
+    loads=[
+        WALLETS.by("account_id"),
+        MOVEMENTS.by(lambda command, envelope: (command.account_id, MovementKind.TOP_UP, envelope.idempotency_key)),
+    ],
+)
+def fund_wallet(command: FundWallet, ctx: HandlerContext) -> None:
     reference = ctx.envelope.idempotency_key
-    if (done := await store.find_movement(command.account_id, MovementKind.TOP_UP, reference)) is not None:
-        ctx.emit(WalletFunded(account_id=command.account_id, amount=done.amount, balance=done.balance_after))
-        return
-    wallet = await store.get(command.account_id)
-    is_new = wallet is None
-    wallet = wallet or Wallet.open(command.account_id, command.amount.currency)
-    wallet.top_up(command.amount)
-    await store.save(wallet, is_new=is_new, kind=MovementKind.TOP_UP, reference=reference, amount=command.amount)
-    ctx.emit(WalletFunded(account_id=command.account_id, amount=command.amount, balance=wallet.balance))
-
-
-@handlers.on(DebitWallet)
-async def debit_wallet(command: DebitWallet, ctx: HandlerContext) -> None:
-    store = WalletStore(ctx.connection)
-    if (done := await store.find_movement(command.account_id, MovementKind.DEBIT, command.order_id)) is not None:
-        ctx.emit(_debited(command, done.balance_after))
-        return
-    try:
-        wallet = await store.get(command.account_id)
-        if wallet is None:
-            raise missing_wallet(command.account_id)
-        wallet.debit(command.amount)
-    except WalletRuleBroken as broken:
-        ctx.emit(
-            WalletDebitDeclined(
-                account_id=command.account_id,
-                order_id=command.order_id,
-                amount=command.amount,
-                reason=broken.decline_reason,
-                detail=broken.reason,
-            )
+    movement = ctx.get(MOVEMENTS, (command.account_id, MovementKind.TOP_UP, reference))
+    if movement is None:
+        wallet = ctx.get(WALLETS, command.account_id) or ctx.add(
+            WALLETS, Wallet.open(command.account_id, command.amount.currency)
         )
-        return
-    await store.save(wallet, is_new=False, kind=MovementKind.DEBIT, reference=command.order_id, amount=command.amount)
-    ctx.emit(_debited(command, wallet.balance))
+        movement = ctx.add(MOVEMENTS, wallet.top_up(command.amount, reference))
+    movement.check_same_amount(command.amount)
+    ctx.emit(WalletFunded(account_id=command.account_id, amount=movement.amount, balance=movement.balance_after))
 
 
-def _debited(command: DebitWallet, balance: Money) -> WalletDebited:
+@handlers.on(
+    DebitWallet,
+    loads=[
+        WALLETS.by("account_id"),
+        MOVEMENTS.by(lambda command, _: (command.account_id, MovementKind.DEBIT, command.order_id)),
+    ],
+)
+def debit_wallet(command: DebitWallet, ctx: HandlerContext) -> None:
+    movement = ctx.get(MOVEMENTS, (command.account_id, MovementKind.DEBIT, command.order_id))
+    if movement is None:
+        try:
+            wallet = ctx.get(WALLETS, command.account_id)
+            if wallet is None:
+                raise missing_wallet(command.account_id)
+            movement = ctx.add(MOVEMENTS, wallet.debit(command.amount, command.order_id))
+        except WalletRuleBroken as broken:
+            ctx.emit(
+                WalletDebitDeclined(
+                    account_id=command.account_id,
+                    order_id=command.order_id,
+                    amount=command.amount,
+                    reason=broken.decline_reason,
+                    detail=broken.reason,
+                )
+            )
+            return
+    movement.check_same_amount(command.amount)
+    ctx.emit(_debited(command, movement))
+
+
+def _debited(command: DebitWallet, movement: Movement) -> WalletDebited:
     return WalletDebited(
-        account_id=command.account_id, order_id=command.order_id, amount=command.amount, balance=balance
+        account_id=command.account_id, order_id=command.order_id, amount=movement.amount, balance=movement.balance_after
     )
 
 
-@handlers.on(CreditWallet)
-async def credit_wallet(command: CreditWallet, ctx: HandlerContext) -> None:
-    store = WalletStore(ctx.connection)
-    if (done := await store.find_movement(command.account_id, MovementKind.CREDIT, command.order_id)) is not None:
-        ctx.emit(_credited(command, done.balance_after))
-        return
-    wallet = await store.get(command.account_id)
-    is_new = wallet is None
-    wallet = wallet or Wallet.open(command.account_id, command.amount.currency)
-    wallet.credit(command.amount)  # a currency mismatch is refused with CommandRejected
-    await store.save(wallet, is_new=is_new, kind=MovementKind.CREDIT, reference=command.order_id, amount=command.amount)
-    ctx.emit(_credited(command, wallet.balance))
-
-
-def _credited(command: CreditWallet, balance: Money) -> WalletCredited:
-    return WalletCredited(
-        account_id=command.account_id, order_id=command.order_id, amount=command.amount, balance=balance
+@handlers.on(
+    CreditWallet,
+    loads=[
+        WALLETS.by("account_id"),
+        MOVEMENTS.by(lambda command, _: (command.account_id, MovementKind.CREDIT, command.order_id)),
+    ],
+)
+def credit_wallet(command: CreditWallet, ctx: HandlerContext) -> None:
+    movement = ctx.get(MOVEMENTS, (command.account_id, MovementKind.CREDIT, command.order_id))
+    if movement is None:
+        wallet = ctx.get(WALLETS, command.account_id) or ctx.add(
+            WALLETS, Wallet.open(command.account_id, command.amount.currency)
+        )
+        movement = ctx.add(MOVEMENTS, wallet.credit(command.amount, command.order_id))  # a mismatch is refused
+    movement.check_same_amount(command.amount)
+    ctx.emit(
+        WalletCredited(
+            account_id=command.account_id,
+            order_id=command.order_id,
+            amount=movement.amount,
+            balance=movement.balance_after,
+        )
     )

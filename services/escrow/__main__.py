@@ -1,4 +1,5 @@
-from services.escrow.app import create_app
+from services.escrow.app import DEFINITION
+from services.escrow.settings import EscrowSettings
 from shared.service import run
 
-run(create_app())
+run(DEFINITION, EscrowSettings())

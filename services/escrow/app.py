@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faststream import FastStream
-
 from contracts.topics import ESCROW_COMMANDS, ESCROW_EVENTS
 from services.escrow.handlers import handlers
 from services.escrow.settings import EscrowSettings
-from shared.service import ServiceDefinition, build_app
+from shared.service import Service, ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="escrow",
@@ -20,5 +18,5 @@ DEFINITION = ServiceDefinition(
 )
 
 
-def create_app(settings: EscrowSettings | None = None) -> FastStream:
-    return build_app(DEFINITION, settings or EscrowSettings())
+def create_service(settings: EscrowSettings | None = None) -> Service:
+    return Service(DEFINITION, settings or EscrowSettings())

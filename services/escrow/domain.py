@@ -6,6 +6,7 @@ entries that sum to zero, so the books balance by construction.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -34,6 +35,9 @@ class EscrowRuleBroken(CommandRefused):
     """An escrow command that the rules forbid."""
 
 
+_TRANSFERS = uuid.UUID("6f1c9a52-8d3e-4b7a-9c2e-1d5f0a7b3e64")
+
+
 @dataclass(frozen=True, slots=True)
 class Transfer:
     """Move ``amount`` from one ledger account to another, for one order."""
@@ -42,6 +46,19 @@ class Transfer:
     from_account: str
     to_account: str
     amount: Money
+
+    @property
+    def transfer_id(self) -> str:
+        """The same transfer always gets the same id (one per order, source and destination)."""
+        return str(uuid.uuid5(_TRANSFERS, f"{self.order_id}|{self.from_account}|{self.to_account}"))
+
+    def entries(self) -> list[dict[str, object]]:
+        """The two ledger entries, which sum to zero."""
+        common = {"transfer_id": self.transfer_id, "order_id": self.order_id, "currency": self.amount.currency}
+        return [
+            {**common, "account": self.from_account, "amount_minor": -self.amount.amount_minor},
+            {**common, "account": self.to_account, "amount_minor": self.amount.amount_minor},
+        ]
 
 
 @dataclass(slots=True)

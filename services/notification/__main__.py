@@ -1,4 +1,5 @@
-from services.notification.app import create_app
+from services.notification.app import DEFINITION
+from services.notification.settings import NotificationSettings
 from shared.service import run
 
-run(create_app())
+run(DEFINITION, NotificationSettings())

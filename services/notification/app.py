@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faststream import FastStream
-
 from contracts.topics import ACCOUNT_EVENTS, ESCROW_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS
 from services.notification.handlers import handlers
 from services.notification.settings import NotificationSettings
-from shared.service import ServiceDefinition, build_app
+from shared.service import Service, ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="notification",
@@ -20,5 +18,5 @@ DEFINITION = ServiceDefinition(
 )
 
 
-def create_app(settings: NotificationSettings | None = None) -> FastStream:
-    return build_app(DEFINITION, settings or NotificationSettings())
+def create_service(settings: NotificationSettings | None = None) -> Service:
+    return Service(DEFINITION, settings or NotificationSettings())

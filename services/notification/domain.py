@@ -43,12 +43,16 @@ TEMPLATES: dict[NoticeKind, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """One notification for one person; ``reference`` makes it unique per step."""
+    """One notification for one person; (recipient, kind, reference) makes it unique per step."""
 
     recipient_id: str
     kind: NoticeKind
     reference: str
     body: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.recipient_id, self.kind.value, self.reference)
 
 
 def _notice(recipient: str, kind: NoticeKind, reference: str, **fields: object) -> Notice:

@@ -1,4 +1,5 @@
-from services.payment.app import create_app
+from services.payment.app import DEFINITION
+from services.payment.settings import PaymentSettings
 from shared.service import run
 
-run(create_app())
+run(DEFINITION, PaymentSettings())

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faststream import FastStream
-
 from contracts.topics import ACCOUNT_EVENTS, PAYMENT_COMMANDS, PAYMENT_EVENTS
 from services.payment.handlers import handlers
 from services.payment.settings import PaymentSettings
-from shared.service import ServiceDefinition, build_app
+from shared.service import Service, ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="payment",
@@ -20,5 +18,5 @@ DEFINITION = ServiceDefinition(
 )
 
 
-def create_app(settings: PaymentSettings | None = None) -> FastStream:
-    return build_app(DEFINITION, settings or PaymentSettings())
+def create_service(settings: PaymentSettings | None = None) -> Service:
+    return Service(DEFINITION, settings or PaymentSettings())

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from contracts import Money
+from contracts import DeclineReason, Money
 from shared.errors import CommandRefused
+
+# P4: a permanent failure ends the order; a transient one may succeed when retried. Every
+# wallet decline is permanent; funding-network faults (timeouts, an issuer away) will not be.
+PERMANENT_REASONS = frozenset(reason.value for reason in DeclineReason)
 
 
 class PaymentStatus(StrEnum):
@@ -31,10 +35,18 @@ class Payment:
     failure_reason: str | None = None
     failure_detail: str | None = None
 
+    @property
+    def failure_is_permanent(self) -> bool:
+        return self.failure_reason in PERMANENT_REASONS
+
     def check_same_request(self, buyer_id: str, amount: Money) -> None:
         """A repeated capture must ask for exactly the same thing."""
         if (buyer_id, amount) != (self.buyer_id, self.amount):
             raise PaymentConflict(self.order_id)
+
+    def answers(self, account_id: str, amount: Money) -> bool:
+        """Whether a wallet event is the answer to the debit this payment asked for."""
+        return (account_id, amount) == (self.buyer_id, self.amount)
 
     def capture(self) -> bool:
         """Mark captured; False when the payment had already reached an outcome."""

@@ -11,7 +11,7 @@ from contracts import (
     WalletDebited,
 )
 from services.payment.domain import Payment, PaymentStatus
-from services.payment.store import PaymentStore
+from services.payment.store import PAYMENTS
 from shared.consumer import HandlerContext, MessageHandlers
 from shared.logging import get_logger
 
@@ -19,16 +19,14 @@ handlers = MessageHandlers()
 log = get_logger(__name__)
 
 
-@handlers.on(CapturePayment)
-async def capture_payment(command: CapturePayment, ctx: HandlerContext) -> None:
-    store = PaymentStore(ctx.connection)
-    payment = await store.get(command.order_id)
+@handlers.on(CapturePayment, loads=[PAYMENTS.by("order_id")])
+def capture_payment(command: CapturePayment, ctx: HandlerContext) -> None:
+    payment = ctx.get(PAYMENTS, command.order_id)
     if payment is not None:
         payment.check_same_request(command.buyer_id, command.amount)
         _repeat_outcome(payment, ctx)
         return
-    payment = Payment(command.order_id, command.buyer_id, command.amount)
-    await store.add(payment)
+    ctx.add(PAYMENTS, Payment(command.order_id, command.buyer_id, command.amount))
     ctx.emit(
         DebitWallet(account_id=command.buyer_id, order_id=command.order_id, amount=command.amount),
         idempotency_key=f"debit:{command.order_id}",
@@ -43,26 +41,24 @@ def _repeat_outcome(payment: Payment, ctx: HandlerContext) -> None:
         ctx.emit(_failed(payment))
 
 
-@handlers.on(WalletDebited)
-async def wallet_debited(event: WalletDebited, ctx: HandlerContext) -> None:
-    store = PaymentStore(ctx.connection)
-    payment = await store.get(event.order_id)
-    if payment is None or not payment.capture():
-        log.info("wallet debit needs no action", order_id=event.order_id)
+@handlers.on(WalletDebited, loads=[PAYMENTS.by("order_id")])
+def wallet_debited(event: WalletDebited, ctx: HandlerContext) -> None:
+    payment = ctx.get(PAYMENTS, event.order_id)
+    if payment is None or not payment.answers(event.account_id, event.amount):
+        log.warning("wallet debit that answers no debit of ours ignored", order_id=event.order_id)
         return
-    await store.save_outcome(payment)
-    ctx.emit(_captured(payment), idempotency_key=f"captured:{payment.order_id}")
+    if payment.capture():
+        ctx.emit(_captured(payment), idempotency_key=f"captured:{payment.order_id}")
 
 
-@handlers.on(WalletDebitDeclined)
-async def wallet_debit_declined(event: WalletDebitDeclined, ctx: HandlerContext) -> None:
-    store = PaymentStore(ctx.connection)
-    payment = await store.get(event.order_id)
-    if payment is None or not payment.fail(event.reason.value, event.detail):
-        log.info("declined debit needs no action", order_id=event.order_id)
+@handlers.on(WalletDebitDeclined, loads=[PAYMENTS.by("order_id")])
+def wallet_debit_declined(event: WalletDebitDeclined, ctx: HandlerContext) -> None:
+    payment = ctx.get(PAYMENTS, event.order_id)
+    if payment is None or not payment.answers(event.account_id, event.amount):
+        log.warning("declined debit that answers no debit of ours ignored", order_id=event.order_id)
         return
-    await store.save_outcome(payment)
-    ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")
+    if payment.fail(event.reason.value, event.detail):
+        ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")
 
 
 def _captured(payment: Payment) -> PaymentCaptured:
@@ -76,5 +72,5 @@ def _failed(payment: Payment) -> PaymentFailed:
         amount=payment.amount,
         reason=payment.failure_reason or "unknown",
         detail=payment.failure_detail or "",
-        permanent=True,  # every wallet decline is permanent; transient network faults come with cards
+        permanent=payment.failure_is_permanent,
     )

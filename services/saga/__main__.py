@@ -1,4 +1,5 @@
-from services.saga.app import create_app
+from services.saga.app import DEFINITION
+from services.saga.settings import SagaSettings
 from shared.service import run
 
-run(create_app())
+run(DEFINITION, SagaSettings())

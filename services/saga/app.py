@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faststream import FastStream
-
 from contracts.topics import ESCROW_EVENTS, ORDER_COMMANDS, ORDER_EVENTS, PAYMENT_EVENTS
 from services.saga.handlers import handlers
 from services.saga.settings import SagaSettings
-from shared.service import ServiceDefinition, build_app
+from shared.service import Service, ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="saga",
@@ -20,5 +18,5 @@ DEFINITION = ServiceDefinition(
 )
 
 
-def create_app(settings: SagaSettings | None = None) -> FastStream:
-    return build_app(DEFINITION, settings or SagaSettings())
+def create_service(settings: SagaSettings | None = None) -> Service:
+    return Service(DEFINITION, settings or SagaSettings())

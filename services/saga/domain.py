@@ -61,7 +61,6 @@ class Order:
     amount: Money
     status: OrderStatus = OrderStatus.CREATED
     reason: str | None = None
-    version: int = 0
 
     @classmethod
     def place(cls, checkout: Checkout) -> tuple[Order, Step]:
@@ -79,6 +78,14 @@ class Order:
             raise OrderRuleBroken(
                 "order_conflict", f"order {self.order_id} already exists with another buyer, seller or amount"
             )
+
+    def answers(self, *, amount: Money, buyer_id: str | None = None, seller_id: str | None = None) -> bool:
+        """Whether an event is about this order's money and parties (an id alone is not trusted)."""
+        return (
+            amount == self.amount
+            and buyer_id in (None, self.buyer_id)
+            and seller_id in (None, self.seller_id)
+        )
 
     def payment_captured(self) -> Step:
         if self.status is not OrderStatus.PAYMENT_PENDING:

@@ -1,14 +1,11 @@
-"""Orders (optimistic concurrency on ``version``) and their transition history."""
+"""Orders (versioned aggregates) and their transition history (a journal)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts import Money, OrderStatus
-from services.saga.domain import Order, Step
+from services.saga.domain import Order
+from shared.aggregates import Aggregate, Journal
 
 metadata = sa.MetaData()
 
@@ -39,84 +36,5 @@ transitions = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
-
-_SELECT_ORDER = sa.select(orders).where(orders.c.order_id == sa.bindparam("key"))
-_INSERT_ORDER = orders.insert()
-# Optimistic concurrency: the update only applies to the version that was read.
-_UPDATE_ORDER = orders.update().where(
-    orders.c.order_id == sa.bindparam("key"), orders.c.version == sa.bindparam("read_version")
-)
-_INSERT_TRANSITION = transitions.insert()
-
-
-class StaleOrder(Exception):
-    """Someone else saved the order since it was read; the message is retried."""
-
-
-class OrderStore:
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
-
-    async def get(self, order_id: str) -> Order | None:
-        row = (await self._connection.execute(_SELECT_ORDER, {"key": order_id})).first()
-        if row is None:
-            return None
-        return Order(
-            order_id=row.order_id,
-            buyer_id=row.buyer_id,
-            seller_id=row.seller_id,
-            amount=Money(amount_minor=row.amount_minor, currency=row.currency),
-            status=OrderStatus(row.status),
-            reason=row.reason,
-            version=row.version,
-        )
-
-    async def add(self, order: Order) -> None:
-        now = datetime.now(UTC)
-        await self._connection.execute(
-            _INSERT_ORDER,
-            {
-                "order_id": order.order_id,
-                "buyer_id": order.buyer_id,
-                "seller_id": order.seller_id,
-                "amount_minor": order.amount.amount_minor,
-                "currency": order.amount.currency,
-                "status": order.status.value,
-                "reason": order.reason,
-                "version": 1,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-        order.version = 1
-
-    async def save(self, order: Order) -> None:
-        result = await self._connection.execute(
-            _UPDATE_ORDER,
-            {
-                "key": order.order_id,
-                "read_version": order.version,
-                "status": order.status.value,
-                "reason": order.reason,
-                "version": order.version + 1,
-                "updated_at": datetime.now(UTC),
-            },
-        )
-        if result.rowcount != 1:
-            msg = f"order {order.order_id} changed since version {order.version}"
-            raise StaleOrder(msg)
-        order.version += 1
-
-    async def record_transition(self, order_id: str, step: Step, cause_type: str, cause_message_id: str) -> None:
-        assert step.to_status is not None
-        await self._connection.execute(
-            _INSERT_TRANSITION,
-            {
-                "order_id": order_id,
-                "from_status": step.from_status.value if step.from_status else None,
-                "to_status": step.to_status.value,
-                "cause_type": cause_type,
-                "cause_message_id": cause_message_id,
-                "at": datetime.now(UTC),
-            },
-        )
+ORDERS = Aggregate(Order, orders, key="order_id", money={"amount": ("amount_minor", "currency")})
+TRANSITIONS = Journal(transitions)

@@ -1,0 +1,100 @@
+"""What a running service tells the outside: Prometheus metrics and health/readiness over HTTP.
+
+One service per process, so the metrics live in the process's default registry. The HTTP
+endpoint (``<SERVICE>_HTTP_PORT``) serves ``/health`` (the process and its event loop answer),
+``/ready`` (it holds partitions and its database answers: 503 otherwise) and ``/metrics``.
+It runs on the service's own event loop, which is never blocked for long (see shared.db), so
+a service waiting for its database still answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+_STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The counters and histograms every service keeps (names in the README)."""
+
+    def __init__(self) -> None:
+        self.messages = Counter(
+            "tradeguard_messages", "Records consumed, by outcome.", ["outcome"]
+        )  # handled, duplicate, rejected, dead_lettered, skipped, conflict_retry
+        self.batches = Counter("tradeguard_batches", "Batches applied.")
+        self.statements = Counter("tradeguard_sql_statements", "SQL statements run on the service's database.")
+        self.system_faults = Counter("tradeguard_system_faults", "Batches retried because the database or broker failed.")
+        self.batch_records = Histogram(
+            "tradeguard_batch_records", "Records per consumed batch.", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500)
+        )
+        self.stages = Histogram(
+            "tradeguard_hop_stage_seconds", "Time spent in each stage of one hop.", ["stage"], buckets=_STAGE_BUCKETS
+        )
+        self._stage_children: dict[str, Any] = {}
+
+    def stage(self, name: str, seconds: float) -> None:
+        child = self._stage_children.get(name)
+        if child is None:
+            child = self._stage_children[name] = self.stages.labels(name)
+        child.observe(seconds)
+
+    def count_statements(self, engine: AsyncEngine) -> None:
+        """Count every statement the engine runs (an executemany counts once)."""
+
+        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def _count(*_: object) -> None:
+            self.statements.inc()
+
+
+METRICS = Metrics()
+
+
+class HealthServer:
+    """A minimal HTTP/1.0 endpoint on the service's loop: /health, /ready, /metrics."""
+
+    def __init__(self, port: int, ready: Callable[[], bool], host: str = "127.0.0.1") -> None:
+        self._host, self._port, self._ready = host, port, ready
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        log.info("http endpoint listening", port=self._port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), timeout=5)
+            path = request.split(b" ")[1].decode(errors="replace") if request.count(b" ") >= 2 else ""
+            status, content_type, body = self._answer(path)
+            head = f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def _answer(self, path: str) -> tuple[str, str, bytes]:
+        if path == "/health":
+            return "200 OK", "text/plain", b"ok\n"
+        if path == "/ready":
+            return ("200 OK", "text/plain", b"ready\n") if self._ready() else ("503 Service Unavailable", "text/plain", b"not ready\n")
+        if path == "/metrics":
+            return "200 OK", CONTENT_TYPE_LATEST, generate_latest()
+        return "404 Not Found", "text/plain", b"not found\n"

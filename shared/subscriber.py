@@ -1,0 +1,155 @@
+"""The consume loop: long-poll Kafka, apply each batch, commit its offsets after it is stored.
+
+The loop waits in ``getmany`` until records arrive (the broker holds the fetch open, so an
+idle service costs almost nothing and a record is handed over as soon as it lands). A batch
+that fails for a system fault (:class:`~shared.errors.SystemFault`: the database is busy or
+down) is offered again with exponential backoff and jitter, forever, while the service
+reports not-ready; waiting is asynchronous, so heartbeats keep the group membership and the
+health endpoint answers. Records of partitions taken away by a rebalance meanwhile are
+dropped from the retried batch: their new owner reads them from the last committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Collection
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, KafkaError
+
+from shared.backoff import Backoff
+from shared.consumer import BatchConsumer, ConsumedRecord
+from shared.errors import SystemFault
+from shared.logging import RateLimitedLog, get_logger
+from shared.observability import METRICS
+from shared.offsets import OffsetCommitter
+from shared.settings import KafkaSettings
+
+log = get_logger(__name__)
+
+
+class Readiness:
+    """Ready while the consumer holds partitions and its database answers; mirrored in a file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self.assigned = False
+        self.healthy = True
+        self._sync()
+
+    @property
+    def ready(self) -> bool:
+        return self.assigned and self.healthy
+
+    def set(self, *, assigned: bool | None = None, healthy: bool | None = None) -> None:
+        before = self.ready
+        if assigned is not None:
+            self.assigned = assigned
+        if healthy is not None:
+            self.healthy = healthy
+        if self.ready != before:
+            self._sync()
+
+    def _sync(self) -> None:
+        if self._path is None:
+            return
+        if self.ready:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._path.touch()
+        else:
+            self._path.unlink(missing_ok=True)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, subscriber: Subscriber) -> None:
+        self._subscriber = subscriber
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        # Commit what is stored before the partitions go: their next owner starts there.
+        # Bounded: a commit that cannot finish only means a redelivery the inbox recognises.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._subscriber.offsets.commit_now(self._subscriber.consumer), timeout=5)
+        self._subscriber.readiness.set(assigned=False)
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        self._subscriber.readiness.set(assigned=bool(assigned))
+        log.info("partitions assigned", partitions=sorted(f"{p.topic}/{p.partition}" for p in assigned))
+
+
+class Subscriber:
+    """Feeds one service's :class:`BatchConsumer` from its consumer group."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch_consumer: BatchConsumer,
+        settings: KafkaSettings,
+        readiness: Readiness,
+    ) -> None:
+        self.consumer = consumer
+        self.readiness = readiness
+        self.offsets = OffsetCommitter(interval=settings.commit_interval_ms / 1000)
+        self._batch_consumer = batch_consumer
+        self._settings = settings
+        self._errors = RateLimitedLog(log, interval=10.0)
+        self.listener = _Rebalance(self)
+
+    async def run(self) -> None:
+        """Consume until the consumer is stopped."""
+        backoff = Backoff(first=0.1, cap=5.0)
+        while True:
+            try:
+                batches = await self.consumer.getmany(
+                    timeout_ms=self._settings.poll_timeout_ms, max_records=self._settings.max_batch_records
+                )
+            except ConsumerStoppedError:
+                return
+            except KafkaError as error:
+                self._errors.error("polling the broker failed; will retry", error=repr(error))
+                await backoff.wait()
+                continue
+            backoff.reset()
+            records = [record for partition in batches.values() for record in partition]
+            if not records:
+                continue
+            now_ms = time.time() * 1000
+            for record in records:
+                METRICS.stage("fetch_wait", max(0.0, (now_ms - record.timestamp) / 1000))
+            METRICS.batch_records.observe(len(records))
+            if await self._apply(records):
+                METRICS.batches.inc()
+                self.offsets.stored(self.consumer, records)
+
+    async def _apply(self, records: list[ConsumedRecord]) -> bool:
+        """Apply until stored; False when every record's partition was taken away meanwhile."""
+        backoff = Backoff(first=0.05, cap=5.0)
+        while True:
+            try:
+                await self._batch_consumer.consume(records)
+            except SystemFault as fault:
+                METRICS.system_faults.inc()
+                self.readiness.set(healthy=False)
+                self._errors.warning("system fault; the batch will be retried", error=str(fault), records=len(records))
+            except Exception as error:  # a defect of the mechanism itself: retried, never skipped
+                METRICS.system_faults.inc()
+                self.readiness.set(healthy=False)
+                self._errors.error("batch failed unexpectedly; it will be retried", error=repr(error))
+            else:
+                if not self.readiness.healthy:
+                    log.info("batch applied after retries", attempts=backoff.attempt + 1)
+                self.readiness.set(healthy=True)
+                self._errors.reset("system fault; the batch will be retried")
+                return True
+            await backoff.wait()
+            owned = self.consumer.assignment()
+            records = [r for r in records if TopicPartition(r.topic, r.partition) in owned]
+            if not records:
+                return False
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.offsets.commit_now(self.consumer)
+        await self.consumer.stop()

@@ -1,0 +1,217 @@
+"""The batch unit of work: read once, decide in memory, write once.
+
+For one consumed batch the consumer
+
+1. collects, from every decoded message, the aggregates its handler declared it reads
+   (``handlers.on(Model, loads=[WALLETS.by("account_id")])``);
+2. :meth:`BatchUnitOfWork.load` reads them with one query per table;
+3. runs each handler in a :class:`MessageScope`: reads and changes happen on the objects
+   in memory, and a scope that fails is rolled back in memory (the objects it touched are
+   rebuilt from their state before it), so a refused or failing message leaves nothing;
+4. :meth:`BatchUnitOfWork.write` writes every changed aggregate back with one upsert per
+   table that checks the version it read (optimistic concurrency) and appends journal rows
+   with one executemany per table, in the consumer's transaction.
+
+A version that no longer matches (another instance, or a rebalance, changed the row since
+it was read) raises :class:`VersionConflict`: the consumer rolls the batch back and runs it
+again on fresh state. Nothing here imports Kafka.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.aggregates import Aggregate, Journal, Key, Row
+from shared.clock import Clock
+from shared.errors import TradeGuardError
+
+A = TypeVar("A")
+_ABSENT: Any = object()
+
+
+class VersionConflict(TradeGuardError):
+    """Rows changed since the batch read them; the batch is re-run on fresh state."""
+
+    def __init__(self, aggregate: str, keys: Iterable[Key]) -> None:
+        shown = sorted(map(str, keys))[:5]
+        super().__init__(f"{aggregate} {', '.join(shown)} changed since it was read")
+        self.aggregate = aggregate
+
+
+class UndeclaredRead(TradeGuardError, LookupError):
+    """A handler read an aggregate its registration does not declare in ``loads=`` (a bug)."""
+
+
+def normalize_key(key: Key) -> Key:
+    """Enum members as their values: a StrEnum equals its value but does not hash like it."""
+    if isinstance(key, tuple):
+        return tuple(k.value if isinstance(k, enum.Enum) else k for k in key)
+    return key.value if isinstance(key, enum.Enum) else key
+
+
+class _TableStatements:
+    """Statements for one aggregate table, built once per dialect."""
+
+    def __init__(self, aggregate: Aggregate[Any], dialect: str) -> None:
+        table, keys = aggregate.table, aggregate.key_columns
+        key_expr = table.c[keys[0]] if len(keys) == 1 else sa.tuple_(*(table.c[k] for k in keys))
+        self.select = sa.select(table).where(key_expr.in_(sa.bindparam("keys", expanding=True)))
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+        updated = {c: insert.excluded[c] for c in aggregate.columns if c not in keys and c != "created_at"}
+        self.upsert = insert.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys],
+            set_=updated,
+            # Only the version that was read may be replaced; a new row (version 1) only if none exists.
+            where=table.c.version == insert.excluded.version - 1,
+        ).returning(*(table.c[k] for k in keys))
+
+
+_STATEMENTS: dict[tuple[int, str], _TableStatements] = {}
+
+
+def _statements(aggregate: Aggregate[Any], dialect: str) -> _TableStatements:
+    cache_key = (id(aggregate), dialect)
+    if (found := _STATEMENTS.get(cache_key)) is None:
+        found = _STATEMENTS[cache_key] = _TableStatements(aggregate, dialect)
+    return found
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One aggregate instance in the batch: its stored state and its state now."""
+
+    aggregate: Aggregate[Any]
+    stored: Row | None  # as read (None: no row yet)
+    version: int  # as read (0: no row yet)
+    item: Any  # the live object, or None while it does not exist
+    touched: bool = False
+
+
+@dataclass(slots=True)
+class BatchUnitOfWork:
+    """Aggregates of one batch, by (aggregate name, key)."""
+
+    clock: Clock
+    _entries: dict[tuple[str, Key], _Entry] = field(default_factory=dict)
+    _journal: list[tuple[Journal, Row]] = field(default_factory=list)
+
+    async def load(self, connection: AsyncConnection, wanted: Mapping[Aggregate[Any], set[Key]]) -> int:
+        """Read every wanted aggregate, one query per table; returns the statements run."""
+        statements = 0
+        dialect = connection.dialect.name
+        for aggregate, keys in wanted.items():
+            fresh = [k for k in keys if (aggregate.name, k) not in self._entries]
+            if not fresh:
+                continue
+            statements += 1
+            rows = await connection.execute(_statements(aggregate, dialect).select, {"keys": fresh})
+            for row in rows.mappings():
+                item = aggregate.from_row(row)
+                key = aggregate.key_of_row(row)
+                self._entries[aggregate.name, key] = _Entry(aggregate, aggregate.to_row(item), row["version"], item)
+            for key in fresh:
+                self._entries.setdefault((aggregate.name, key), _Entry(aggregate, None, 0, None))
+        return statements
+
+    def scope(self) -> MessageScope:
+        return MessageScope(self)
+
+    def _entry(self, aggregate: Aggregate[Any], key: Key) -> _Entry:
+        entry = self._entries.get((aggregate.name, normalize_key(key)), _ABSENT)
+        if entry is _ABSENT:
+            raise UndeclaredRead(
+                f"{aggregate.name} {key!r} was not loaded: declare it in the handler's loads=[...]"
+            )
+        return entry  # type: ignore[no-any-return]
+
+    async def write(self, connection: AsyncConnection) -> int:
+        """Write back what changed; returns the statements run. Raises VersionConflict."""
+        now = self.clock.now()
+        changed: dict[Aggregate[Any], list[Row]] = defaultdict(list)
+        for entry in self._entries.values():
+            if not entry.touched or entry.item is None:
+                continue
+            row = entry.aggregate.to_row(entry.item)
+            if row == entry.stored:
+                continue
+            row["version"] = entry.version + 1
+            for column in entry.aggregate.timestamps:
+                row[column] = now
+            changed[entry.aggregate].append(row)
+        statements = 0
+        dialect = connection.dialect.name
+        for aggregate, rows in changed.items():
+            statements += 1
+            result = await connection.execute(_statements(aggregate, dialect).upsert, rows)
+            written = {aggregate.key_of_row(r) for r in result.mappings()}
+            if len(written) != len(rows):
+                lost = {aggregate.key_of_row(r) for r in rows} - written
+                raise VersionConflict(aggregate.name, lost)
+        by_table: dict[Journal, list[Row]] = defaultdict(list)
+        for journal, row in self._journal:
+            by_table[journal].append(row)
+        for journal, rows in by_table.items():
+            statements += 1
+            if "created_at" in journal.table.c:
+                for row in rows:
+                    row.setdefault("created_at", now)
+            await connection.execute(journal.table.insert(), rows)
+        return statements
+
+
+class MessageScope:
+    """What one message's handler sees of the batch; rolled back in memory if it fails."""
+
+    __slots__ = ("_before", "_journal", "_uow")
+
+    def __init__(self, uow: BatchUnitOfWork) -> None:
+        self._uow = uow
+        self._before: dict[tuple[str, Key], tuple[_Entry, Row | None, bool]] = {}
+        self._journal: list[tuple[Journal, Row]] = []
+
+    def get(self, aggregate: Aggregate[A], key: Key) -> A | None:
+        """The aggregate with this key, or None when it does not exist (yet)."""
+        entry = self._uow._entry(aggregate, key)
+        self._remember(aggregate, key, entry)
+        return entry.item  # type: ignore[no-any-return]
+
+    def add(self, aggregate: Aggregate[A], item: A) -> A:
+        """A new aggregate; its key must have been declared and must not exist yet."""
+        key = aggregate.key_of(item)
+        entry = self._uow._entry(aggregate, key)
+        if entry.item is not None:
+            raise ValueError(f"{aggregate.name} {key!r} already exists")
+        self._remember(aggregate, key, entry)
+        entry.item = item
+        return item
+
+    def append(self, journal: Journal, row: Row) -> None:
+        """A row for an append-only table, written with the batch."""
+        self._journal.append((journal, row))
+
+    def _remember(self, aggregate: Aggregate[Any], key: Key, entry: _Entry) -> None:
+        index = (aggregate.name, normalize_key(key))
+        if index not in self._before:
+            state = None if entry.item is None else aggregate.to_row(entry.item)
+            self._before[index] = (entry, state, entry.touched)
+        entry.touched = True
+
+    def keep(self) -> None:
+        """The handler succeeded: its changes join the batch."""
+        self._uow._journal.extend(self._journal)
+
+    def discard(self) -> None:
+        """The handler failed or refused: every object it touched is as it was before."""
+        for entry, state, touched in self._before.values():
+            entry.item = None if state is None else entry.aggregate.from_row(state)
+            entry.touched = touched
+        self._before.clear()
+        self._journal.clear()
