@@ -15,6 +15,7 @@ from contracts import ALL_TOPICS
 from scripts.marketplace import EventWatcher, Marketplace
 from scripts.stack import ServiceProcesses, sqlite_urls
 from shared.broker import ensure_topics
+from shared.clock import ManualClock
 from shared.db import create_engine
 from tests.support.kafka import kafka_bootstrap_servers
 
@@ -43,6 +44,13 @@ def postgres_server() -> Iterator[None]:
     subprocess.run(["bash", str(POSTGRES_SH), "stop"], check=False, capture_output=True)
 
 
+def fresh_database_like(url: str) -> str:
+    """Another empty database of the same kind as ``url`` (for comparing two runs)."""
+    if url.startswith("sqlite"):
+        return url.replace(".db", f"-{uuid.uuid4().hex[:8]}.db")
+    return _postgres("createdb", f"test_{uuid.uuid4().hex[:12]}")
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database of each kind: every test using it runs once per backend."""
@@ -50,6 +58,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
     request.getfixturevalue("postgres_server")
     return _postgres("createdb", f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Time that moves only when a test says so (X8)."""
+    return ManualClock()
 
 
 @pytest.fixture

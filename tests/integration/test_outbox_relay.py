@@ -1,5 +1,5 @@
-"""The outbox relay against a real broker and real databases: rows are published in order,
-with their keys and headers, as soon as a commit wakes the relay, and then deleted."""
+"""The outbox relay against a real broker and real databases (X2): rows are published in order,
+with their keys and headers byte for byte, as soon as a commit wakes the relay, and then deleted."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.topics import Key, Topic
 from services.account.app import DEFINITION as ACCOUNT
-from shared.broker import BrokerPublisher, create_broker, ensure_topics
+from shared.broker import ProducerPublisher, create_producer, ensure_topics
+from shared.clock import ManualClock
 from shared.db import migrate
 from shared.outbox import OutboxRelay, OutgoingRecord, store_records
 from shared.settings import KafkaSettings
@@ -33,11 +34,11 @@ async def topic(kafka_bootstrap: str) -> Topic:
 
 
 @pytest.fixture
-async def broker(kafka_bootstrap: str) -> AsyncIterator[KafkaBroker]:
-    broker = create_broker(KafkaSettings(bootstrap_servers=kafka_bootstrap), client_id="relay-test")
-    await broker.connect()
-    yield broker
-    await broker.stop()
+async def publisher(kafka_bootstrap: str) -> AsyncIterator[ProducerPublisher]:
+    producer: AIOKafkaProducer = create_producer(KafkaSettings(bootstrap_servers=kafka_bootstrap), client_id="relay-test")
+    await producer.start()
+    yield ProducerPublisher(producer)
+    await producer.stop()
 
 
 @pytest.fixture
@@ -50,53 +51,76 @@ async def _published(relay: OutboxRelay) -> int:
     return relay.published
 
 
-async def read(kafka_bootstrap: str, topic: Topic, count: int) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
+async def _rows_left(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one())
+
+
+async def read(kafka_bootstrap: str, topic: Topic, count: int) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
     consumer = AIOKafkaConsumer(topic.name, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
     await consumer.start()
-    got: list[tuple[bytes, bytes, dict[str, bytes]]] = []
+    got: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = []
     try:
         async with asyncio.timeout(20):
             while len(got) < count:
                 for batch in (await consumer.getmany(timeout_ms=200)).values():
-                    got.extend((r.key, r.value, dict(r.headers)) for r in batch)
+                    got.extend((r.key, r.value, list(r.headers)) for r in batch)
     finally:
         await consumer.stop()
     return got
 
 
 async def test_relay_publishes_committed_rows_in_order_and_deletes_them(
-    migrated: AsyncEngine, broker: KafkaBroker, topic: Topic, kafka_bootstrap: str
+    migrated: AsyncEngine, publisher: ProducerPublisher, topic: Topic, kafka_bootstrap: str, clock: ManualClock
 ) -> None:
     records = [
-        OutgoingRecord(topic.name, f"order-{i % 2}", f"value-{i}".encode(), {"tg-type": "Test"}) for i in range(20)
+        OutgoingRecord(topic.name, f"order-{i % 2}".encode(), f"value-{i}".encode(), (("tg-type", b"Test"),))
+        for i in range(20)
     ]
     async with migrated.begin() as conn:
-        await store_records(conn, records)
-    # Rows already in the table (as after a crash) go out as the relay starts; the timer never fires here.
-    relay = OutboxRelay(migrated, BrokerPublisher(broker), poll_seconds=60)
+        await store_records(conn, records, clock.now())
+    # Rows already in the table (as after a crash) go out as the relay starts.
+    relay = OutboxRelay(migrated, publisher, delete_after_seconds=0.1)
     task = asyncio.create_task(relay.run())
 
     got = await read(kafka_bootstrap, topic, 20)
-    await eventually(lambda: _published(relay), lambda n: n == 20)  # the delete follows the acks
+    assert await eventually(lambda: _rows_left(migrated), lambda n: n == 0) == 0  # deleted once published
     task.cancel()
 
     for key in (b"order-0", b"order-1"):
         values = [value for k, value, _ in got if k == key]
-        assert values == [r.value for r in records if r.key == key.decode()]  # per-key order kept
-    assert all(headers["tg-type"] == b"Test" for _, _, headers in got)
-    async with migrated.connect() as conn:
-        assert (await conn.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one() == 0
+        assert values == [r.value for r in records if r.key == key]  # per-key order kept
+    assert all(headers == [("tg-type", b"Test")] for _, _, headers in got)
     assert relay.published == 20
 
 
-async def test_handed_over_rows_are_published_without_reading_the_table(
-    migrated: AsyncEngine, broker: KafkaBroker, topic: Topic, kafka_bootstrap: str
+async def test_x2_any_key_and_header_bytes_survive_the_outbox(
+    migrated: AsyncEngine, publisher: ProducerPublisher, topic: Topic, kafka_bootstrap: str, clock: ManualClock
 ) -> None:
-    relay = OutboxRelay(migrated, BrokerPublisher(broker), poll_seconds=60)
-    await relay.publish_pending()  # the run starts with a scan of leftovers; do it now, on an empty table
-    records = [OutgoingRecord(topic.name, "order-7", f"value-{i}".encode()) for i in range(5)]
+    # Dead letters carry the original record, which need not be UTF-8 anywhere.
+    odd = OutgoingRecord(
+        topic.name, b"\xff\xfekey", b"\x00\x80value", (("tg-type", b"\xc3\x28"), ("tg-type", b"again"), ("x", b""))
+    )
     async with migrated.begin() as conn:
-        stored = await store_records(conn, records)
+        stored = await store_records(conn, [odd], clock.now())
+    relay = OutboxRelay(migrated, publisher)
+    task = asyncio.create_task(relay.run())
+    relay.hand_over(stored)
+
+    ((key, value, headers),) = await read(kafka_bootstrap, topic, 1)
+    task.cancel()
+
+    assert (key, value, tuple(headers)) == (odd.key, odd.value, odd.headers)
+
+
+async def test_handed_over_rows_are_published_without_reading_the_table(
+    migrated: AsyncEngine, publisher: ProducerPublisher, topic: Topic, kafka_bootstrap: str, clock: ManualClock
+) -> None:
+    relay = OutboxRelay(migrated, publisher, delete_after_seconds=0.1)
+    await relay.publish_pending()  # the run starts with a scan of leftovers; do it now, on an empty table
+    records = [OutgoingRecord(topic.name, b"order-7", f"value-{i}".encode()) for i in range(5)]
+    async with migrated.begin() as conn:
+        stored = await store_records(conn, records, clock.now())
     task = asyncio.create_task(relay.run())
     relay.hand_over(stored)
 
@@ -105,17 +129,18 @@ async def test_handed_over_rows_are_published_without_reading_the_table(
     task.cancel()
 
     assert [value for _, value, _ in got] == [r.value for r in records]
-    async with migrated.connect() as conn:
-        assert (await conn.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one() == 0
+    assert await eventually(lambda: _rows_left(migrated), lambda n: n == 0) == 0
 
 
-async def test_relay_keeps_rows_while_the_broker_cannot_take_them(migrated: AsyncEngine, topic: Topic) -> None:
+async def test_relay_keeps_rows_while_the_broker_cannot_take_them(
+    migrated: AsyncEngine, topic: Topic, clock: ManualClock
+) -> None:
     class BrokerDown:
         async def send(self, _record: OutgoingRecord) -> asyncio.Future[object]:
             raise ConnectionError("broker unreachable")
 
     async with migrated.begin() as conn:
-        await store_records(conn, [OutgoingRecord(topic.name, "k", b"v")])
+        await store_records(conn, [OutgoingRecord(topic.name, b"k", b"v")], clock.now())
     with pytest.raises(ConnectionError):
         await OutboxRelay(migrated, BrokerDown()).publish_pending()
 

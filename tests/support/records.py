@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 
 from contracts import Command, Message
@@ -21,6 +22,7 @@ class Record:
     partition: int = 0
     offset: int = field(default_factory=lambda: next(_offsets))
     headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
 
 
 def record_of(message: Message, *, correlation_id: str = "test", idempotency_key: str | None = None) -> Record:
@@ -31,12 +33,7 @@ def record_of(message: Message, *, correlation_id: str = "test", idempotency_key
         correlation_id=correlation_id,
         idempotency_key=idempotency_key or f"test-{next(_offsets)}",
     )
-    return Record(
-        topic=out.topic,
-        value=out.value,
-        key=out.key.encode() if out.key else None,
-        headers=tuple((k, v.encode()) for k, v in out.headers.items()),
-    )
+    return Record(topic=out.topic, value=out.value, key=out.key, headers=out.headers)
 
 
 def raw_record(command: type[Command], value: bytes, key: bytes = b"k") -> Record:
