@@ -1,0 +1,5 @@
+"""``python -m scripts.cli`` works like the installed ``tradeguard`` script."""
+
+from scripts.cli import main
+
+main()
