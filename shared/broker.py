@@ -40,10 +40,10 @@ def create_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer
     )
 
 
-def create_consumer(settings: KafkaSettings, group_id: str, topics: Iterable[Topic]) -> AIOKafkaConsumer:
-    """A group consumer that hands over raw bytes and never commits on its own."""
+def create_consumer(settings: KafkaSettings, group_id: str) -> AIOKafkaConsumer:
+    """A group consumer that hands over raw bytes and never commits on its own (subscribe it
+    with a rebalance listener once started)."""
     return AIOKafkaConsumer(
-        *(t.name for t in topics),
         bootstrap_servers=settings.bootstrap_servers,
         client_id=group_id,
         group_id=group_id,

@@ -47,7 +47,7 @@ class ServiceDefinition:
 
 
 class Service:
-    """One running service; see the module docstring."""
+    """One running service; see the module docstring. Create it on the running event loop."""
 
     def __init__(self, definition: ServiceDefinition, settings: ServiceSettings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.definition = definition
@@ -69,7 +69,7 @@ class Service:
             clock=clock,
         )
         self.subscriber = Subscriber(
-            create_consumer(kafka, definition.name, definition.consumes), batch_consumer, kafka, self.readiness
+            create_consumer(kafka, definition.name), batch_consumer, kafka, self.readiness
         )
         self.http = (
             HealthServer(settings.http_port, lambda: self.readiness.ready) if settings.http_port is not None else None
@@ -138,4 +138,8 @@ class Service:
 def run(definition: ServiceDefinition, settings: ServiceSettings) -> None:
     """Process entry point used by each service's ``__main__``."""
     configure_logging(definition.name, settings.log_level, settings.log_format)
-    asyncio.run(Service(definition, settings).serve())
+
+    async def serve() -> None:  # the Kafka clients must be created on the running loop
+        await Service(definition, settings).serve()
+
+    asyncio.run(serve())
