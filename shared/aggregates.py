@@ -10,7 +10,7 @@ back, with the ``version`` column checked (optimistic concurrency). No store han
 row mapping.
 
 The mapping is read from the dataclass's fields: a field maps to the column of the same
-name; a :class:`~contracts.Money` field to two columns (``<field>_minor`` and
+name; a :class:`~contracts.Money` (or ``Balance``) field to two columns (``<field>_minor`` and
 ``<field>_currency`` unless ``money=`` names them); an enum to its value; an aware
 datetime to a UTC column. Columns the object does not have are the mechanism's:
 ``version`` (required on every aggregate table), ``created_at`` and ``updated_at`` (set
@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar, Union
 
 import sqlalchemy as sa
 
-from contracts import Money
+from contracts.money import Balance
 
 A = TypeVar("A")
 Key = Any  # a column value, or a tuple of them for a composite key
@@ -92,9 +92,9 @@ class Aggregate(Generic[A]):
         plans = []
         for field in dataclasses.fields(cls):
             hint = _plain_type(hints[field.name])
-            if hint is Money:
+            if isinstance(hint, type) and issubclass(hint, Balance):  # Money is a Balance with a lower bound
                 columns = money.get(field.name, (f"{field.name}_minor", f"{field.name}_currency"))
-                plans.append(_FieldPlan(field.name, "money", columns))
+                plans.append(_FieldPlan(field.name, "money", columns, hint))
             elif isinstance(hint, type) and issubclass(hint, enum.Enum):
                 plans.append(_FieldPlan(field.name, "enum", (field.name,), hint))
             elif hint is datetime:
@@ -152,7 +152,7 @@ class Aggregate(Generic[A]):
                 minor, currency = plan.columns
                 amount = row[minor]
                 values[plan.name] = (
-                    None if amount is None else Money.model_construct(amount_minor=amount, currency=row[currency])
+                    None if amount is None else plan.target.model_construct(amount_minor=amount, currency=row[currency])
                 )
             elif plan.kind == "enum":
                 value = row[plan.name]

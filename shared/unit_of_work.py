@@ -92,7 +92,7 @@ class _Entry:
     stored: Row | None  # as read (None: no row yet)
     version: int  # as read (0: no row yet)
     item: Any  # the live object, or None while it does not exist
-    touched: bool = False
+    touched: int = 0  # 0: untouched; else the order of first touch (new rows are inserted in it)
 
 
 @dataclass(slots=True)
@@ -102,6 +102,7 @@ class BatchUnitOfWork:
     clock: Clock
     _entries: dict[tuple[str, Key], _Entry] = field(default_factory=dict)
     _journal: list[tuple[Journal, Row]] = field(default_factory=list)
+    _touches: int = 0
 
     async def load(self, connection: AsyncConnection, wanted: Mapping[Aggregate[Any], set[Key]]) -> int:
         """Read every wanted aggregate, one query per table; returns the statements run."""
@@ -136,7 +137,7 @@ class BatchUnitOfWork:
         """Write back what changed; returns the statements run. Raises VersionConflict."""
         now = self.clock.now()
         changed: dict[Aggregate[Any], list[Row]] = defaultdict(list)
-        for entry in self._entries.values():
+        for entry in sorted(self._entries.values(), key=lambda e: e.touched):
             if not entry.touched or entry.item is None:
                 continue
             row = entry.aggregate.to_row(entry.item)
@@ -174,7 +175,7 @@ class MessageScope:
 
     def __init__(self, uow: BatchUnitOfWork) -> None:
         self._uow = uow
-        self._before: dict[tuple[str, Key], tuple[_Entry, Row | None, bool]] = {}
+        self._before: dict[tuple[str, Key], tuple[_Entry, Row | None, int]] = {}
         self._journal: list[tuple[Journal, Row]] = []
 
     def get(self, aggregate: Aggregate[A], key: Key) -> A | None:
@@ -202,7 +203,9 @@ class MessageScope:
         if index not in self._before:
             state = None if entry.item is None else aggregate.to_row(entry.item)
             self._before[index] = (entry, state, entry.touched)
-        entry.touched = True
+        if not entry.touched:
+            self._uow._touches += 1
+            entry.touched = self._uow._touches
 
     def keep(self) -> None:
         """The handler succeeded: its changes join the batch."""

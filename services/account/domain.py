@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from contracts import DeclineReason, Money
-from contracts.money import max_balance_minor
+from contracts.money import Balance, max_balance_minor
 from shared.errors import CommandRefused
 
 
@@ -21,8 +21,8 @@ class WalletRuleBroken(CommandRefused):
 class BalanceLimitReached(CommandRefused):
     """A top-up or credit that would take a balance past the most it may hold."""
 
-    def __init__(self, account_id: str, balance: Money, amount: Money) -> None:
-        limit = Money.model_construct(amount_minor=max_balance_minor(balance.currency), currency=balance.currency)
+    def __init__(self, account_id: str, balance: Balance, amount: Money) -> None:
+        limit = Balance(amount_minor=max_balance_minor(balance.currency), currency=balance.currency)
         super().__init__(
             "balance_limit",
             f"wallet {account_id} holds {balance}; adding {amount} would pass its limit of {limit}",
@@ -44,7 +44,7 @@ class Movement:
     kind: MovementKind
     reference: str
     amount: Money
-    balance_after: Money
+    balance_after: Balance
 
     def check_same_amount(self, amount: Money) -> None:
         """P5: the same reference with different content is refused."""
@@ -60,11 +60,11 @@ class Wallet:
     """An account's balance in its one currency."""
 
     account_id: str
-    balance: Money
+    balance: Balance
 
     @classmethod
     def open(cls, account_id: str, currency: str) -> Wallet:
-        return cls(account_id, Money(amount_minor=0, currency=currency))
+        return cls(account_id, Balance(amount_minor=0, currency=currency))
 
     def top_up(self, amount: Money, reference: str) -> Movement:
         return self._add(MovementKind.TOP_UP, amount, reference)

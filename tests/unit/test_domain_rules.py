@@ -21,7 +21,8 @@ from contracts import (
     PaymentCaptured,
     ReleaseFunds,
 )
-from services.account.domain import Wallet, WalletRuleBroken
+from contracts.money import Balance, max_balance_minor
+from services.account.domain import BalanceLimitReached, MovementKind, Wallet, WalletRuleBroken
 from services.escrow.domain import ESCROW_HOLDING, EscrowHold, EscrowRuleBroken, HoldStatus, seller_payable
 from services.notification.domain import NoticeKind, notice_for
 from services.payment.domain import Payment, PaymentConflict, PaymentStatus
@@ -35,21 +36,22 @@ def usd(minor: int) -> Money:
 class TestWallet:
     def test_top_up_then_debit_leaves_the_difference(self) -> None:
         wallet = Wallet.open("a", "USD")
-        wallet.top_up(usd(1000))
-        wallet.debit(usd(250))
+        wallet.top_up(usd(1000), "t1")
+        movement = wallet.debit(usd(250), "order-1")
         assert wallet.balance == usd(750)
+        assert (movement.kind, movement.reference, movement.balance_after) == (MovementKind.DEBIT, "order-1", usd(750))
 
     def test_debit_beyond_the_balance_is_declined_and_changes_nothing(self) -> None:
         wallet = Wallet("a", usd(100))
         with pytest.raises(WalletRuleBroken) as caught:
-            wallet.debit(usd(101))
+            wallet.debit(usd(101), "order-1")
         assert caught.value.decline_reason is DeclineReason.INSUFFICIENT_FUNDS
-        assert "100" in caught.value.reason
+        assert "1.00 USD" in caught.value.reason
         assert wallet.balance == usd(100)
 
     def test_other_currency_is_refused(self) -> None:
         with pytest.raises(WalletRuleBroken) as caught:
-            Wallet("a", usd(100)).credit(Money(amount_minor=1, currency="CNY"))
+            Wallet("a", usd(100)).credit(Money(amount_minor=1, currency="CNY"), "order-1")
         assert caught.value.decline_reason is DeclineReason.CURRENCY_MISMATCH
 
     @given(st.lists(st.tuples(st.sampled_from(["top_up", "debit"]), st.integers(0, 10_000)), max_size=40))
@@ -57,8 +59,14 @@ class TestWallet:
         wallet = Wallet.open("a", "USD")
         for kind, amount in moves:
             with contextlib.suppress(WalletRuleBroken):
-                getattr(wallet, kind)(usd(amount))
+                getattr(wallet, kind)(usd(amount), "ref")
             assert wallet.balance.amount_minor >= 0
+
+    def test_a1_a_balance_never_passes_its_limit(self) -> None:
+        wallet = Wallet("a", Balance(amount_minor=max_balance_minor("USD"), currency="USD"))
+        with pytest.raises(BalanceLimitReached):
+            wallet.top_up(usd(1), "t")
+        assert wallet.balance.amount_minor == max_balance_minor("USD")
 
 
 class TestPayment:
