@@ -87,10 +87,10 @@ class Aggregate(Generic[A]):
     # ------------------------------------------------------------------ mapping
 
     @staticmethod
-    def _plan(cls: type[Any], table: sa.Table, money: Mapping[str, tuple[str, str]]) -> list[_FieldPlan]:
-        hints = typing.get_type_hints(cls)
+    def _plan(item_type: type[Any], table: sa.Table, money: Mapping[str, tuple[str, str]]) -> list[_FieldPlan]:
+        hints = typing.get_type_hints(item_type)
         plans = []
-        for field in dataclasses.fields(cls):
+        for field in dataclasses.fields(item_type):
             hint = _plain_type(hints[field.name])
             if isinstance(hint, type) and issubclass(hint, Balance):  # Money is a Balance with a lower bound
                 columns = money.get(field.name, (f"{field.name}_minor", f"{field.name}_currency"))
@@ -103,7 +103,7 @@ class Aggregate(Generic[A]):
                 plans.append(_FieldPlan(field.name, "plain", (field.name,)))
         missing = [c for p in plans for c in p.columns if c not in table.c]
         if missing:
-            raise ValueError(f"table {table.name} lacks columns {missing} for {cls.__name__}")
+            raise ValueError(f"table {table.name} lacks columns {missing} for {item_type.__name__}")
         return plans
 
     def _key_attributes(self) -> tuple[str, ...]:
@@ -144,7 +144,7 @@ class Aggregate(Generic[A]):
                 row[plan.columns[0]] = value
         return row
 
-    def from_row(self, row: Mapping[str, Any]) -> A:
+    def from_row(self, row: Mapping[Any, Any]) -> A:
         """The object a stored row describes (the row comes from our own database: trusted)."""
         values: dict[str, Any] = {}
         for plan in self._plans:
@@ -170,7 +170,7 @@ class Aggregate(Generic[A]):
             return getattr(item, self._key_attrs[0])
         return tuple(getattr(item, a) for a in self._key_attrs)
 
-    def key_of_row(self, row: Mapping[str, Any]) -> Key:
+    def key_of_row(self, row: Mapping[Any, Any]) -> Key:
         if len(self.key_columns) == 1:
             return row[self.key_columns[0]]
         return tuple(row[c] for c in self.key_columns)

@@ -24,7 +24,7 @@ class Backoff:
     @property
     def ceiling(self) -> float:
         """The largest delay the next wait may take."""
-        return min(self._cap, self._first * 2**self.attempt)
+        return float(min(self._cap, self._first * 2.0**self.attempt))
 
     def next_delay(self) -> float:
         """The next delay: uniform in [ceiling / 2, ceiling] (jittered, never zero)."""

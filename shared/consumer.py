@@ -250,7 +250,7 @@ def _known_type(name: str) -> bool:
     return True
 
 
-def decode_record(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery | None:
+def decode_record(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery | None:  # noqa: PLR0911 - one verdict per rule
     """The verdict on one record; None when it is a message this service does not handle.
 
     Total: whatever the record holds, the answer is a Delivery (possibly poison) or None.
@@ -274,7 +274,9 @@ def decode_record(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery
     except InvalidMessage as invalid:
         return Delivery(record, poison=invalid.reason)
     if header_type is not None and header_type != envelope.type:
-        return Delivery(record, poison=f"header {MESSAGE_TYPE_HEADER} says {header_type!r}, the envelope {envelope.type!r}")
+        return Delivery(
+            record, poison=f"header {MESSAGE_TYPE_HEADER} says {header_type!r}, the envelope {envelope.type!r}"
+        )
     route = handlers.route(envelope.type)
     if route is None:
         return None
@@ -418,7 +420,9 @@ class BatchConsumer:
         METRICS.stage("handle", time.perf_counter() - started)
         try:
             await uow.write(connection)
-        except (VersionConflict, *SYSTEM_ERRORS):
+        except SYSTEM_ERRORS:
+            raise
+        except VersionConflict:
             raise
         except Exception as error:
             log.warning("writing the batch failed; re-running each message alone", error=repr(error))
@@ -436,7 +440,9 @@ class BatchConsumer:
                         uow = await self._load(connection, [delivery])
                         self._handle(uow, delivery, single)
                         await uow.write(connection)
-                except (VersionConflict, *SYSTEM_ERRORS):
+                except SYSTEM_ERRORS:
+                    raise
+                except VersionConflict:
                     raise
                 except Exception as caught:
                     error = caught

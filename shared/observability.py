@@ -34,7 +34,9 @@ class Metrics:
         )  # handled, duplicate, rejected, dead_lettered, skipped, conflict_retry
         self.batches = Counter("tradeguard_batches", "Batches applied.")
         self.statements = Counter("tradeguard_sql_statements", "SQL statements run on the service's database.")
-        self.system_faults = Counter("tradeguard_system_faults", "Batches retried because the database or broker failed.")
+        self.system_faults = Counter(
+            "tradeguard_system_faults", "Batches retried because the database or broker failed."
+        )
         self.batch_records = Histogram(
             "tradeguard_batch_records", "Records per consumed batch.", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500)
         )
@@ -94,7 +96,11 @@ class HealthServer:
         if path == "/health":
             return "200 OK", "text/plain", b"ok\n"
         if path == "/ready":
-            return ("200 OK", "text/plain", b"ready\n") if self._ready() else ("503 Service Unavailable", "text/plain", b"not ready\n")
+            return (
+                ("200 OK", "text/plain", b"ready\n")
+                if self._ready()
+                else ("503 Service Unavailable", "text/plain", b"not ready\n")
+            )
         if path == "/metrics":
             return "200 OK", CONTENT_TYPE_LATEST, generate_latest()
         return "404 Not Found", "text/plain", b"not found\n"

@@ -12,6 +12,7 @@ message_id. Nothing here polls: the relay sleeps until it is handed records or a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import deque
@@ -140,10 +141,8 @@ class OutboxRelay:
         if self._handed_over:
             return
         timeout = None if self._delete_due is None else max(0.0, self._delete_due - time.monotonic())
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-        except TimeoutError:
-            pass
         self._wake.clear()
 
     async def _publish_all(self) -> None:

@@ -68,9 +68,7 @@ class Service:
             attempts=settings.handler_attempts,
             clock=clock,
         )
-        self.subscriber = Subscriber(
-            create_consumer(kafka, definition.name), batch_consumer, kafka, self.readiness
-        )
+        self.subscriber = Subscriber(create_consumer(kafka, definition.name), batch_consumer, kafka, self.readiness)
         self.http = (
             HealthServer(settings.http_port, lambda: self.readiness.ready) if settings.http_port is not None else None
         )

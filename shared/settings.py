@@ -35,7 +35,9 @@ class KafkaSettings(BaseSettings):
         description="A consumer that does not poll this long leaves its group (a database outage longer than this rebalances).",
     )
     linger_ms: int = Field(default=1, ge=0, description="Producer wait to fill a batch.")
-    retry_backoff_ms: int = Field(default=200, ge=10, description="Client wait between retries while the broker is away.")
+    retry_backoff_ms: int = Field(
+        default=200, ge=10, description="Client wait between retries while the broker is away."
+    )
 
 
 class ServiceSettings(BaseSettings):

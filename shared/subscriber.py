@@ -67,7 +67,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, subscriber: Subscriber) -> None:
         self._subscriber = subscriber
 
-    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+    async def on_partitions_revoked(self, _revoked: Collection[TopicPartition]) -> None:
         # Commit what is stored before the partitions go: their next owner starts there.
         # Bounded: a commit that cannot finish only means a redelivery the inbox recognises.
         with contextlib.suppress(Exception):

@@ -23,6 +23,7 @@ import enum
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -128,14 +129,32 @@ class BatchUnitOfWork:
     def _entry(self, aggregate: Aggregate[Any], key: Key) -> _Entry:
         entry = self._entries.get((aggregate.name, normalize_key(key)), _ABSENT)
         if entry is _ABSENT:
-            raise UndeclaredRead(
-                f"{aggregate.name} {key!r} was not loaded: declare it in the handler's loads=[...]"
-            )
+            raise UndeclaredRead(f"{aggregate.name} {key!r} was not loaded: declare it in the handler's loads=[...]")
         return entry  # type: ignore[no-any-return]
 
     async def write(self, connection: AsyncConnection) -> int:
         """Write back what changed; returns the statements run. Raises VersionConflict."""
         now = self.clock.now()
+        dialect = connection.dialect.name
+        statements = 0
+        for aggregate, rows in self._changed_rows(now).items():
+            statements += 1
+            result = await connection.execute(_statements(aggregate, dialect).upsert, rows)
+            written = {aggregate.key_of_row(r) for r in result.mappings()}
+            if len(written) != len(rows):
+                raise VersionConflict(aggregate.name, {aggregate.key_of_row(r) for r in rows} - written)
+        by_table: dict[Journal, list[Row]] = defaultdict(list)
+        for journal, row in self._journal:
+            if "created_at" in journal.table.c:
+                row.setdefault("created_at", now)
+            by_table[journal].append(row)
+        for journal, rows in by_table.items():
+            statements += 1
+            await connection.execute(journal.table.insert(), rows)
+        return statements
+
+    def _changed_rows(self, now: datetime) -> dict[Aggregate[Any], list[Row]]:
+        """The rows to upsert, per aggregate, in the order the batch first touched them."""
         changed: dict[Aggregate[Any], list[Row]] = defaultdict(list)
         for entry in sorted(self._entries.values(), key=lambda e: e.touched):
             if not entry.touched or entry.item is None:
@@ -147,25 +166,7 @@ class BatchUnitOfWork:
             for column in entry.aggregate.timestamps:
                 row[column] = now
             changed[entry.aggregate].append(row)
-        statements = 0
-        dialect = connection.dialect.name
-        for aggregate, rows in changed.items():
-            statements += 1
-            result = await connection.execute(_statements(aggregate, dialect).upsert, rows)
-            written = {aggregate.key_of_row(r) for r in result.mappings()}
-            if len(written) != len(rows):
-                lost = {aggregate.key_of_row(r) for r in rows} - written
-                raise VersionConflict(aggregate.name, lost)
-        by_table: dict[Journal, list[Row]] = defaultdict(list)
-        for journal, row in self._journal:
-            by_table[journal].append(row)
-        for journal, rows in by_table.items():
-            statements += 1
-            if "created_at" in journal.table.c:
-                for row in rows:
-                    row.setdefault("created_at", now)
-            await connection.execute(journal.table.insert(), rows)
-        return statements
+        return changed
 
 
 class MessageScope:

@@ -81,11 +81,7 @@ class Order:
 
     def answers(self, *, amount: Money, buyer_id: str | None = None, seller_id: str | None = None) -> bool:
         """Whether an event is about this order's money and parties (an id alone is not trusted)."""
-        return (
-            amount == self.amount
-            and buyer_id in (None, self.buyer_id)
-            and seller_id in (None, self.seller_id)
-        )
+        return amount == self.amount and buyer_id in (None, self.buyer_id) and seller_id in (None, self.seller_id)
 
     def payment_captured(self) -> Step:
         if self.status is not OrderStatus.PAYMENT_PENDING:

@@ -5,7 +5,7 @@ failure gets the verdict of the table in shared/consumer.py."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 import sqlalchemy as sa
@@ -122,7 +122,7 @@ async def test_a_redelivered_message_changes_nothing(account_db: AsyncEngine) ->
 
 def _with(record: Record, **changes: object) -> Record:
     fields = {f: getattr(record, f) for f in ("topic", "value", "key", "partition", "offset", "headers")}
-    return Record(**{**fields, **changes})  # type: ignore[arg-type]
+    return Record(**{**fields, **changes})
 
 
 def _valid(account: str = "carol") -> Record:
@@ -135,7 +135,7 @@ def _with_payload(record: Record, **payload: object) -> Record:
     return _with(record, value=json.dumps(envelope).encode())
 
 
-POISON = {
+POISON: dict[str, tuple[Callable[[Record], Record], str]] = {
     "not JSON": (lambda r: _with(r, value=b"\x00not json at all"), "not JSON"),
     "empty value": (lambda r: _with(r, value=b""), "no value"),
     "no value": (lambda r: _with(r, value=None), "no value"),
@@ -171,9 +171,7 @@ async def test_x2_a_record_that_cannot_be_read_is_dead_lettered_at_once_and_its_
     assert headers[DEAD_LETTER_CLASS] == b"record"
     assert headers[DEAD_LETTER_SOURCE] == f"{bad.topic}/{bad.partition}/{bad.offset}".encode()
     assert headers[DEAD_LETTER_CONSUMER] == b"account"
-    assert [(k, v) for k, v in decode_headers(dead.headers) if not k.startswith("tg-dead-letter-")] == list(
-        bad.headers
-    )
+    assert [(k, v) for k, v in decode_headers(dead.headers) if not k.startswith("tg-dead-letter-")] == list(bad.headers)
     assert await balance(account_db, "carol") == 200  # the records before and after it went through
     assert await inbox_count(account_db) == 2  # a dead letter is not "handled": it can be re-driven
 
@@ -230,7 +228,9 @@ async def test_x2_an_amount_that_would_overflow_a_balance_is_rejected_not_dead_l
     account_db: AsyncEngine,
 ) -> None:
     most = max_amount_minor(USD)
-    top_ups = [record_of(FundWallet(account_id="rich", amount=usd(most))) for _ in range(max_balance_minor(USD) // most)]
+    top_ups = [
+        record_of(FundWallet(account_id="rich", amount=usd(most))) for _ in range(max_balance_minor(USD) // most)
+    ]
     await consumer(account_db).consume(top_ups)
     assert await balance(account_db, "rich") == max_balance_minor(USD)
 
@@ -287,7 +287,7 @@ async def test_x2_a_database_outage_is_a_system_fault_never_a_dead_letter(accoun
     async def database_down(*_: object, **__: object) -> None:
         raise OperationalError("INSERT", {}, ConnectionError("connection refused"))
 
-    broken._apply = database_down  # type: ignore[method-assign]
+    broken._apply = database_down  # type: ignore[method-assign,assignment]
     with pytest.raises(SystemFault, match="connection refused"):
         await broken.consume([_valid("gina")])
 
@@ -296,16 +296,21 @@ async def test_x2_a_database_outage_is_a_system_fault_never_a_dead_letter(accoun
     assert await inbox_count(account_db) == 0
 
 
-async def _state(engine: AsyncEngine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[object]]:
+async def _state(
+    engine: AsyncEngine,
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]]]:
     async with engine.connect() as conn:
-        wallet_rows = (await conn.execute(sa.select(wallets.c.account_id, wallets.c.balance_minor).order_by(wallets.c.account_id))).all()
+        wallet_rows = (
+            await conn.execute(sa.select(wallets.c.account_id, wallets.c.balance_minor).order_by(wallets.c.account_id))
+        ).all()
         movement_rows = (
             await conn.execute(
-                sa.select(movements.c.account_id, movements.c.kind, movements.c.reference, movements.c.amount_minor)
-                .order_by(movements.c.id)
+                sa.select(
+                    movements.c.account_id, movements.c.kind, movements.c.reference, movements.c.amount_minor
+                ).order_by(movements.c.id)
             )
         ).all()
-    emitted = []
+    emitted: list[tuple[object, ...]] = []
     for row in await outbox_rows(engine):
         if row.topic == DEAD_LETTER.name:
             emitted.append(("dead letter", headers_of(row)[DEAD_LETTER_REASON]))

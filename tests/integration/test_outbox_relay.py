@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.topics import Key, Topic
@@ -35,7 +34,9 @@ async def topic(kafka_bootstrap: str) -> Topic:
 
 @pytest.fixture
 async def publisher(kafka_bootstrap: str) -> AsyncIterator[ProducerPublisher]:
-    producer: AIOKafkaProducer = create_producer(KafkaSettings(bootstrap_servers=kafka_bootstrap), client_id="relay-test")
+    producer: AIOKafkaProducer = create_producer(
+        KafkaSettings(bootstrap_servers=kafka_bootstrap), client_id="relay-test"
+    )
     await producer.start()
     yield ProducerPublisher(producer)
     await producer.stop()
