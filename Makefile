@@ -14,10 +14,10 @@ setup:  ## install uv, the Python environment, JDK/Maven if missing, and Kafka's
 	@bash scripts/setup.sh
 
 run: setup  ## start Kafka and the five services, run a demo order, keep running until Ctrl-C
-	@$(UV_RUN) python -m scripts.devstack run
+	@$(UV_RUN) tradeguard run
 
 demo: setup  ## like run, but exit when the demo order ends (0 = completed)
-	@$(UV_RUN) python -m scripts.devstack demo
+	@$(UV_RUN) tradeguard demo
 
 test: setup  ## unit, integration (SQLite and PostgreSQL) and end-to-end tests against a real broker
 	@bash scripts/postgres.sh install
@@ -26,7 +26,7 @@ test: setup  ## unit, integration (SQLite and PostgreSQL) and end-to-end tests a
 test-fast: setup  ## unit tests only
 	@$(UV_RUN) pytest tests/unit
 
-lint:  ## ruff and mypy
+lint: setup  ## ruff, the format check and mypy strict
 	@$(UV_RUN) ruff check .
 	@$(UV_RUN) ruff format --check .
 	@$(UV_RUN) mypy .
