@@ -1,10 +1,11 @@
 """TradeGuard's message contracts: every command, event and topic the services share.
 
-A marketplace can depend on this package alone: it imports pydantic and nothing
-else of TradeGuard. Publish a command by wrapping it in an :class:`Envelope`
-and sending ``envelope.model_dump_json()`` to ``command.topic.name`` keyed by
-``command.partition_key``; read events by validating the envelope with
-:func:`parse_envelope` and the payload with :func:`payload_model`.
+A marketplace can depend on this package alone: it imports pydantic, pycountry and
+babel and nothing else of TradeGuard. Publish a command by wrapping it in an
+:class:`Envelope` (:func:`envelope_for`) and sending ``envelope.model_dump_json()`` to
+``command.topic.name`` keyed by ``command.partition_key``; read a record with
+:func:`decode_message`, which returns the envelope with its payload validated, or raises
+:class:`InvalidMessage` saying why not. Every model is strict: no coercion on the wire.
 """
 
 from __future__ import annotations
@@ -19,59 +20,26 @@ from contracts.accounts import (
     WalletDebited,
     WalletFunded,
 )
+from contracts.decoding import (
+    MESSAGE_TYPES,
+    InvalidMessage,
+    UnknownMessageType,
+    decode_message,
+    parse_envelope,
+    payload_model,
+)
 from contracts.envelope import Command, Envelope, Event, Message, RawEnvelope, envelope_for
 from contracts.escrow import FundsHeld, FundsReleased, HoldFunds, ReleaseFunds
-from contracts.money import Money
+from contracts.money import Balance, Money, max_amount_minor, max_balance_minor, minor_unit_exponent
 from contracts.orders import Checkout, ConfirmReceipt, OrderStatus, OrderStatusChanged
 from contracts.payments import CapturePayment, PaymentCaptured, PaymentFailed
 from contracts.rejections import CommandRejected
 from contracts.topics import ALL_TOPICS, Key, Topic
 
-MESSAGE_TYPES: tuple[type[Message], ...] = (
-    Checkout,
-    ConfirmReceipt,
-    OrderStatusChanged,
-    FundWallet,
-    DebitWallet,
-    CreditWallet,
-    WalletFunded,
-    WalletDebited,
-    WalletDebitDeclined,
-    WalletCredited,
-    CapturePayment,
-    PaymentCaptured,
-    PaymentFailed,
-    HoldFunds,
-    ReleaseFunds,
-    FundsHeld,
-    FundsReleased,
-    CommandRejected,
-)
-
-_BY_TYPE: dict[tuple[str, int], type[Message]] = {(m.message_type, m.version): m for m in MESSAGE_TYPES}
-
-
-class UnknownMessageType(LookupError):
-    """Raised when an envelope names a type or version no contract defines."""
-
-
-def payload_model(message_type: str, version: int) -> type[Message]:
-    """The payload class for a type and version named in an envelope."""
-    try:
-        return _BY_TYPE[(message_type, version)]
-    except KeyError:
-        msg = f"unknown message type {message_type!r} version {version}"
-        raise UnknownMessageType(msg) from None
-
-
-def parse_envelope(data: bytes | str) -> RawEnvelope:
-    """Validate the envelope of a record value; the payload stays a dict."""
-    return RawEnvelope.model_validate_json(data)
-
-
 __all__ = [
     "ALL_TOPICS",
     "MESSAGE_TYPES",
+    "Balance",
     "CapturePayment",
     "Checkout",
     "Command",
@@ -86,6 +54,7 @@ __all__ = [
     "FundsHeld",
     "FundsReleased",
     "HoldFunds",
+    "InvalidMessage",
     "Key",
     "Message",
     "Money",
@@ -101,7 +70,11 @@ __all__ = [
     "WalletDebitDeclined",
     "WalletDebited",
     "WalletFunded",
+    "decode_message",
     "envelope_for",
+    "max_amount_minor",
+    "max_balance_minor",
+    "minor_unit_exponent",
     "parse_envelope",
     "payload_model",
 ]

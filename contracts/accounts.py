@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field
 
-from contracts.envelope import Command, Event
-from contracts.money import Money
+from contracts.envelope import AcceptJsonForm, Command, Event
+from contracts.money import Balance, Money
 from contracts.topics import ACCOUNT_COMMANDS, ACCOUNT_EVENTS
 
 _ACCOUNT_ID = Field(min_length=1, max_length=100, description="Wallet owner's account id.", examples=["buyer-1"])
@@ -56,7 +57,7 @@ class WalletFunded(Event):
 
     account_id: str = _ACCOUNT_ID
     amount: Money
-    balance: Money = Field(description="Balance after the top-up.")
+    balance: Balance = Field(description="Balance after the top-up.")
 
 
 class WalletDebited(Event):
@@ -65,7 +66,7 @@ class WalletDebited(Event):
     account_id: str = _ACCOUNT_ID
     order_id: str = _ORDER_ID
     amount: Money
-    balance: Money = Field(description="Balance after the debit.")
+    balance: Balance = Field(description="Balance after the debit.")
 
 
 class WalletDebitDeclined(Event):
@@ -74,7 +75,7 @@ class WalletDebitDeclined(Event):
     account_id: str = _ACCOUNT_ID
     order_id: str = _ORDER_ID
     amount: Money
-    reason: DeclineReason
+    reason: Annotated[DeclineReason, AcceptJsonForm()]
     detail: str = Field(description="The reason in words, for people.")
 
 
@@ -84,4 +85,4 @@ class WalletCredited(Event):
     account_id: str = _ACCOUNT_ID
     order_id: str = _ORDER_ID
     amount: Money
-    balance: Money = Field(description="Balance after the credit.")
+    balance: Balance = Field(description="Balance after the credit.")

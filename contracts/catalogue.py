@@ -35,7 +35,11 @@ JsonDict = dict[str, Any]
 
 ASYNCAPI_VERSION = "2.6.0"
 KAFKA_BINDING_VERSION = "0.4.0"
-CONTRACTS_VERSION = "0.1.0"  # info.version of the AsyncAPI document; bump with a breaking change
+# info.version of the AsyncAPI document and the name of the released baseline (contracts/released/<version>/).
+# A breaking change fails `scripts/export_contracts.py --check` and tests/unit/test_contracts.py until this is
+# bumped and `--release` moves the baseline. 0.2.0: the strict wire (issue 22): no coercion, ISO 4217 codes
+# that are money, per-currency bounds, message_id and occurred_at required.
+CONTRACTS_VERSION = "0.2.0"
 
 # Who publishes each message type. "marketplace" is the client side (scripts/marketplace.py).
 PRODUCERS: dict[str, tuple[str, ...]] = {

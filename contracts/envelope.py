@@ -4,25 +4,69 @@ Wire format: a JSON object with the envelope fields and the payload nested under
 ``payload``. The envelope says what the message is (``type``, ``version``), where
 it comes from (``source``, ``causation_id``), which business flow it belongs to
 (``correlation_id``) and how a repeat is recognised (``idempotency_key``).
+
+Every model is strict (issue 22): on the wire a number sent as a string, a float or a bool
+for an integer, a number for a string, an unknown enum value, a naive datetime or an unknown
+field is invalid. In Python, fields take their own types (ints, enum members, UUIDs, aware
+datetimes); UUID and enum fields also take the string strict JSON would accept for them
+(:class:`AcceptJsonForm`), so validating a payload dict read from JSON gives the same
+verdict as validating the JSON itself. Decode records with :func:`contracts.decode_message`.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from contracts.topics import Topic
 
 P = TypeVar("P")
 
 
-class Message(BaseModel):
-    """A command or event payload: immutable, strict about unknown fields."""
+class AcceptJsonForm:
+    """Annotation: in Python, also accept the string strict JSON accepts for the type; JSON stays strict.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    For a UUID field: a :class:`uuid.UUID` or its string form; for an enum field: a member or its value.
+    Nothing else (no bytes, no numbers). The error names what was expected, never the input.
+    """
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        schema = handler(source)
+        target: Any = handler.resolve_ref_schema(schema)
+        lax: Any = {k: v for k, v in target.items() if k not in ("ref", "metadata", "serialization")}
+        lax["strict"] = False
+        if target["type"] == "enum":
+            expected = ", ".join(repr(member.value) for member in target["members"])
+            error_type, message = "enum_member", f"Input should be one of {expected}"
+        elif target["type"] == "uuid":
+            error_type, message = "uuid_value", "Input should be a UUID or its string form"
+        else:
+            msg = f"AcceptJsonForm supports UUID and enum fields, not {target['type']}"
+            raise TypeError(msg)
+        python = core_schema.union_schema(
+            [schema, core_schema.chain_schema([core_schema.str_schema(strict=True), lax])],
+            mode="left_to_right",
+            custom_error_type=error_type,
+            custom_error_message=message,
+        )
+        return core_schema.json_or_python_schema(json_schema=schema, python_schema=python)
+
+
+WireUUID = Annotated[uuid.UUID, AcceptJsonForm()]
+"""A UUID: a string on the wire; a UUID or its string form in Python."""
+
+STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
+"""Every contract model: immutable, no unknown fields, no coercion."""
+
+
+class Message(BaseModel):
+    """A command or event payload: immutable, strict about unknown fields and types."""
+
+    model_config = STRICT
 
     message_type: ClassVar[str]
     version: ClassVar[int] = 1
@@ -57,22 +101,19 @@ def utc_now() -> datetime:
 class Envelope(BaseModel, Generic[P]):
     """Metadata shared by every message, around a typed payload."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = STRICT
 
-    message_id: uuid.UUID = Field(
-        default_factory=new_message_id,
-        description="Unique per message; consumers deduplicate on it.",
-    )
+    message_id: WireUUID = Field(description="Unique per message; consumers deduplicate on it.")
     type: str = Field(description="Payload type name.", examples=["CapturePayment"])
     version: int = Field(ge=1, description="Payload schema version.", examples=[1])
-    occurred_at: AwareDatetime = Field(default_factory=utc_now, description="When the message was created (UTC).")
+    occurred_at: AwareDatetime = Field(description="When the message was created, with its UTC offset.")
     correlation_id: str = Field(
         min_length=1,
         max_length=200,
         description="The business flow this belongs to; an order's messages share it.",
         examples=["order-7f3a"],
     )
-    causation_id: uuid.UUID | None = Field(default=None, description="message_id of the message that caused this one.")
+    causation_id: WireUUID | None = Field(default=None, description="message_id of the message that caused this one.")
     idempotency_key: str = Field(
         min_length=1,
         max_length=200,
@@ -81,6 +122,17 @@ class Envelope(BaseModel, Generic[P]):
     )
     source: str = Field(min_length=1, description="The service or client that produced it.", examples=["saga"])
     payload: P
+
+    @model_validator(mode="after")
+    def _names_its_payload(self) -> Self:
+        payload: object = self.payload
+        if isinstance(payload, Message) and (self.type, self.version) != (payload.message_type, payload.version):
+            raise PydanticCustomError(
+                "envelope_mismatch",
+                "type and version must name the payload's class: {message_type} version {version}",
+                {"message_type": payload.message_type, "version": payload.version},
+            )
+        return self
 
 
 RawEnvelope = Envelope[dict[str, Any]]
@@ -100,6 +152,8 @@ def envelope_for(
 ) -> Envelope[M]:
     """Wrap a payload in a fresh envelope; type and version come from its class."""
     return Envelope[M](
+        message_id=new_message_id(),
+        occurred_at=utc_now(),
         type=message.message_type,
         version=message.version,
         correlation_id=correlation_id,

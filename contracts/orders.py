@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field
 
-from contracts.envelope import Command, Event
+from contracts.envelope import AcceptJsonForm, Command, Event
 from contracts.money import Money
 from contracts.topics import ORDER_COMMANDS, ORDER_EVENTS
 
@@ -61,5 +62,5 @@ class OrderStatusChanged(Event):
     buyer_id: AccountId = _BUYER_ID
     seller_id: AccountId = _SELLER_ID
     amount: Money
-    status: OrderStatus
+    status: Annotated[OrderStatus, AcceptJsonForm()]
     reason: str | None = Field(default=None, description="Why, when the order failed or was cancelled.")

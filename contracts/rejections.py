@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 from pydantic import Field
 
-from contracts.envelope import Event
+from contracts.envelope import Event, WireUUID
 
 
 class CommandRejected(Event):
@@ -16,7 +14,7 @@ class CommandRejected(Event):
     """
 
     subject_id: str = Field(description="The order or account the command was about.", examples=["order-7f3a"])
-    rejected_message_id: uuid.UUID = Field(description="message_id of the refused command.")
+    rejected_message_id: WireUUID = Field(description="message_id of the refused command.")
     rejected_type: str = Field(description="Type of the refused command.", examples=["Checkout"])
     code: str = Field(description="Machine-readable reason.", examples=["order_conflict"])
     reason: str = Field(description="What was wrong, in words.")

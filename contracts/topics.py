@@ -101,7 +101,13 @@ DEAD_LETTER_CLASS = "tg-dead-letter-class"  # "record" (could not be read) or "b
 DEAD_LETTER_SOURCE = "tg-dead-letter-source"  # "topic/partition/offset"
 DEAD_LETTER_CONSUMER = "tg-dead-letter-consumer"  # the service that gave up on it
 DEAD_LETTER_AT = "tg-dead-letter-at"  # ISO 8601, UTC
-DEAD_LETTER_HEADER_NAMES = (DEAD_LETTER_REASON, DEAD_LETTER_CLASS, DEAD_LETTER_SOURCE, DEAD_LETTER_CONSUMER, DEAD_LETTER_AT)
+DEAD_LETTER_HEADER_NAMES = (
+    DEAD_LETTER_REASON,
+    DEAD_LETTER_CLASS,
+    DEAD_LETTER_SOURCE,
+    DEAD_LETTER_CONSUMER,
+    DEAD_LETTER_AT,
+)
 # Set by `tradeguard dead-letters redrive` on the re-published record: how many times it was re-driven.
 REDRIVE_COUNT = "tg-redrive-count"
 # Header naming the message type, so consumers can skip what they do not handle unparsed.
