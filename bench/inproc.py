@@ -50,6 +50,7 @@ class FakeRecord:
     topic: str
     partition: int
     offset: int
+    timestamp: int  # ms since the epoch, as Kafka stamps a record
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
@@ -136,8 +137,9 @@ class Router:
 
     def publish(self, record: OutgoingRecord) -> None:
         self._offset += 1
-        headers = [(k, v.encode()) for k, v in record.headers.items()]
-        fake = FakeRecord(record.topic, 0, self._offset, (record.key or "").encode(), record.value, headers)
+        fake = FakeRecord(
+            record.topic, 0, self._offset, int(time.time() * 1000), record.key, record.value, list(record.headers)
+        )
         for service in self.services:
             if any(t.name == record.topic for t in service.definition.consumes):
                 service.inbox.append(fake)
@@ -148,15 +150,15 @@ class Router:
         self.publish(
             OutgoingRecord(
                 message.topic.name,
-                message.partition_key,
+                message.partition_key.encode(),
                 envelope.model_dump_json().encode(),
-                {MESSAGE_TYPE_HEADER: message.message_type},
+                ((MESSAGE_TYPE_HEADER, message.message_type.encode()),),
             )
         )
 
     def _react(self, record: OutgoingRecord) -> None:
         """The marketplace's part: confirm receipt once in escrow; note completions."""
-        if record.headers.get(MESSAGE_TYPE_HEADER) != "OrderStatusChanged":
+        if dict(record.headers).get(MESSAGE_TYPE_HEADER) != b"OrderStatusChanged":
             return
         payload = json.loads(record.value)["payload"]
         if payload["status"] == "in_escrow":

@@ -51,7 +51,7 @@ class CpuMeter:
     def between(start: CpuSnapshot, end: CpuSnapshot) -> dict[str, Any]:
         wall = end.wall - start.wall
         per_process = {
-            name: round(100 * (end.process_seconds[name] - start.process_seconds[name]) / wall, 1)
+            name: round(100 * (end.process_seconds[name] - start.process_seconds[name]) / wall, 2)
             for name in start.process_seconds
             if name in end.process_seconds and wall > 0
         }
@@ -69,6 +69,18 @@ class CpuMeter:
             "machine_steal_percent": round(steal, 1) if steal is not None else None,
             "other_processes_cores": round(busy * cores / 100 - ours / 100, 2) if busy is not None else None,
         }
+
+
+# Keys of a per-process CPU dict that are not the stack under test: the bench driver itself
+# and totals the bench adds.
+NOT_STACK = frozenset({"bench", "all_measured", "stack"})
+
+
+def stack_total(per_process: dict[str, float] | None) -> float | None:
+    """The sum over the stack's processes (services and Kafka), the bench driver left out."""
+    if not per_process:
+        return None
+    return round(sum(v for name, v in per_process.items() if name not in NOT_STACK), 2)
 
 
 class OffsetReader:
@@ -109,7 +121,12 @@ def records_between(before: dict[TopicPartition, int], after: dict[TopicPartitio
 
 
 class Sampler:
-    """Once a second: phase, in-flight orders, completions per second and group lag."""
+    """Once a second: phase, in-flight orders, completions per second and group lag.
+
+    Set ``sample_lag`` to False while measuring the stack's own CPU (idle, CPU per order):
+    the lag queries are the bench's requests, and the broker's work answering them counts
+    as the broker's CPU.
+    """
 
     def __init__(self, counters: Counters, offsets: OffsetReader, groups: Iterable[str], interval: float = 1.0) -> None:
         self._counters = counters
@@ -118,6 +135,7 @@ class Sampler:
         self._interval = interval
         self.phase = "setup"
         self.sending = False
+        self.sample_lag = True
         self.samples: list[dict[str, Any]] = []
         self.lag_error: str | None = None
         self._origin = time.perf_counter()
@@ -154,7 +172,7 @@ class Sampler:
             self.samples.append(sample)
 
     async def _lag(self) -> dict[str, int] | None:
-        if self.lag_error is not None:
+        if self.lag_error is not None or not self.sample_lag:
             return None
         try:
             async with asyncio.timeout(self._interval):

@@ -154,6 +154,16 @@ class OrderDriver:
             await self._watcher.stop()
         await self._producer.stop()
 
+    def pause_watching(self) -> None:
+        """Stop fetching order events (while the stack's idle CPU is measured: the broker
+        would otherwise answer the bench's fetches); :meth:`resume_watching` goes on from there."""
+        if self._watcher is not None:
+            self._watcher.pause(*self._watcher.assignment())
+
+    def resume_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.resume(*self._watcher.assignment())
+
     def check_watcher(self) -> None:
         """Raise the watcher's error if it died."""
         if self._pump_task is not None and self._pump_task.done() and not self._pump_task.cancelled():

@@ -18,7 +18,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.metrics import GIVE_UP_AFTER, STAGES
+from bench.monitor import stack_total
 from bench.orders import OrderTimes
+from bench.targets import fmt_value
 from scripts.stack import ROOT
 
 console = Console() if sys.stdout.isatty() else Console(width=150)
@@ -180,6 +183,11 @@ def _plot_timeline(ax: Any, results: dict[str, Any]) -> None:
         ax.axvspan(start, end, alpha=0.08, color="tab:blue")
         ax.hlines(phase["offered_rate"], start, end, colors="tab:blue", linestyles="dashed")
         ax.text(start, phase["offered_rate"], f" {phase['name']}", fontsize=7, va="bottom")
+    idle = results.get("idle")
+    if idle:
+        start, end = idle["window"]
+        ax.axvspan(start, end, alpha=0.15, color="tab:gray")
+        ax.text(start, 0, f" idle {idle['total_percent_of_one_core']}% core", fontsize=7, va="bottom")
     ax.set_xlabel("seconds since the order driver started")
     ax.set_ylabel("orders/s (dashed: offered)")
     twin = ax.twinx()
@@ -213,9 +221,27 @@ def print_summary(results: dict[str, Any]) -> None:
     console.print(f"code: {code.get('git_head')}; uncommitted: {code.get('uncommitted') or 'none'}")
     _print_transport(results.get("transport", {}))
     _print_trace(results.get("trace"))
-    _print_phases(results.get("phases", []))
-    _print_cpu(results.get("phases", []))
-    _print_headline(results.get("summary", {}))
+    phases = results.get("phases", [])
+    summary = results.get("summary", {})
+    figures = summary.get("figures", {})
+    by_name = {p["name"]: p for p in phases}
+    _print_phases(phases)
+    _print_cpu(phases)
+    _print_idle(results.get("idle"))
+    _print_cpu_per_order(phases)
+    _print_sql(
+        [
+            by_name[n]
+            for n in dict.fromkeys((figures.get("phase_at_20"), figures.get("highest_held_phase")))
+            if n in by_name
+        ]
+    )
+    for name in dict.fromkeys((figures.get("phase_at_20"), figures.get("phase_at_75") or "fixed")):
+        if name in by_name:
+            _print_hop_budget(by_name[name])
+    _print_headline(summary)
+    _print_comparison(summary)
+    _print_targets(summary)
 
 
 def _print_transport(transport: dict[str, Any]) -> None:
@@ -271,7 +297,7 @@ def _print_phases(phases: list[dict[str, Any]]) -> None:
     table = Table(title="Order phases (latency from Checkout sent; completed includes the bench's ConfirmReceipt)")
     for column in (
         "phase", "offered/s", "sent", "done/s steady | sending | drain", "in_escrow p50/p95/p99 ms",
-        "completed p50/p95/p99 ms", "in-flight slope", "drain s", "msgs/order", "CPU ms/order", "held",
+        "completed p50/p95/p99 ms", "in-flight slope", "drain s", "msgs/order", "CPU ms/order (stack)", "SQL/msg", "held",
     ):  # fmt: skip
         table.add_column(column, justify="right")
     for p in phases:
@@ -287,7 +313,8 @@ def _print_phases(phases: list[dict[str, Any]]) -> None:
             f"{_fmt(backlog['in_flight_slope'], 2)} (<= {_fmt(backlog['slope_limit'], 1)})",
             _fmt(p["drain_seconds"], 2),
             _fmt(p["messages"]["per_completed_order"], 2),
-            _fmt((p["cpu_ms_per_completed_order"] or {}).get("all_measured")),
+            _fmt(stack_total(p["cpu_ms_per_completed_order"])),
+            _fmt(((p.get("service_metrics") or {}).get("all") or {}).get("sql_statements_per_message"), 2),
             "[green]yes[/]" if backlog["held"] else f"[red]no[/] {', '.join(backlog['reasons'])}",
         )
     console.print(table)
@@ -310,15 +337,197 @@ def _print_cpu(phases: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+NO_METRICS = "n/a (no metrics)"
+
+
+def _print_idle(idle: dict[str, Any] | None) -> None:
+    if not idle:
+        return
+    shares = idle["percent_of_one_core"]
+    table = Table(
+        title=f"Idle stack: no orders for {_fmt(idle['seconds'])} s after the warm-up, CPU % of one core "
+        f"(bench driver: {_fmt(idle.get('bench_percent_of_one_core'), 2)}, not counted)"
+    )
+    for column in (*shares, "total (services + Kafka)", "machine busy cores", "others' cores"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(_fmt(v, 2) for v in shares.values()),
+        _fmt(idle["total_percent_of_one_core"], 2),
+        _fmt(idle.get("machine_busy_cores"), 2),
+        _fmt(idle.get("other_processes_cores"), 2),
+    )
+    console.print(table)
+    if not idle.get("kafka_measured"):
+        console.print("[yellow]Kafka's CPU was not measured (an external broker): the total is the services' only[/]")
+    metrics = idle.get("service_metrics") or {}
+    if metrics.get("available"):
+        statements = {n: f.get("sql_statements") for n, f in metrics["services"].items()}
+        console.print(f"SQL statements while idle: {statements}")
+
+
+def _print_cpu_per_order(phases: list[dict[str, Any]]) -> None:
+    """CPU ms per completed order, per process, from the first Checkout until all was consumed."""
+    measured = [p for p in phases if p.get("cpu_ms_per_completed_order")]
+    if not measured:
+        return
+    names = sorted(
+        {n for p in measured for n in p["cpu_ms_per_completed_order"] if n not in ("bench", "all_measured", "stack")}
+    )
+    table = Table(title="CPU ms per completed order (sending + drain); the stack = services + Kafka, bench excluded")
+    for column in ("phase", "offered/s", *names, "stack", "bench driver"):
+        table.add_column(column, justify="right")
+    for p in measured:
+        cpu = p["cpu_ms_per_completed_order"]
+        table.add_row(
+            p["name"],
+            _fmt(p["offered_rate"], 0),
+            *(_fmt(cpu.get(n), 2) for n in names),
+            f"[bold]{_fmt(stack_total(cpu), 2)}[/]",
+            _fmt(cpu.get("bench"), 2),
+        )
+    console.print(table)
+
+
+def _metrics_or_none(phase: dict[str, Any]) -> dict[str, Any] | None:
+    metrics = phase.get("service_metrics") or {}
+    return metrics if metrics.get("available") else None
+
+
+def _print_sql(phases: list[dict[str, Any]]) -> None:
+    """SQL statements per message consumed, per service, at the given phases."""
+    if not phases:
+        return
+    table = Table(title="SQL statements per message consumed (service metrics, phase + drain)")
+    table.add_column("service")
+    for p in phases:
+        label = f"{p['name']} ({_fmt(p['offered_rate'], 0)}/s)"
+        for column in ("messages", "statements", "per message", "records/batch"):
+            table.add_column(f"{label}: {column}" if column == "messages" else column, justify="right")
+    services = sorted({n for p in phases for n in ((_metrics_or_none(p) or {}).get("services") or {})})
+    for name in (*services, "all"):
+        cells: list[str] = []
+        for p in phases:
+            metrics = _metrics_or_none(p)
+            figures = (metrics or {}).get("all") if name == "all" else ((metrics or {}).get("services") or {}).get(name)
+            if not figures:
+                cells += [NO_METRICS, "", "", ""]
+                continue
+            cells += [
+                _fmt(figures.get("messages_consumed")),
+                _fmt(figures.get("sql_statements")),
+                _fmt(figures.get("sql_statements_per_message"), 2),
+                _fmt(figures.get("records_per_batch_mean"), 1),
+            ]
+        table.add_row(f"[bold]{name}[/]" if name == "all" else name, *cells)
+    console.print(table)
+    _print_metrics_errors(phases)
+
+
+def _print_metrics_errors(phases: list[dict[str, Any]]) -> None:
+    """Which services gave no metrics, once per distinct error."""
+    failed: dict[str, set[str]] = {}
+    for p in phases:
+        for name, error in ((p.get("service_metrics") or {}).get("errors") or {}).items():
+            failed.setdefault(error.removeprefix(f"gave up after {GIVE_UP_AFTER} failed scrapes: "), set()).add(name)
+    for error, names in failed.items():
+        console.print(f"[yellow]no metrics from {', '.join(sorted(names))}: {error}[/]")
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def _stage_cell(stage: dict[str, Any] | None) -> str:
+    if not stage or stage.get("mean_ms") is None:
+        return "-"
+    return f"{_ms(stage['mean_ms'])} ({_ms(stage.get('p50_ms'))}/{_ms(stage.get('p99_ms'))})"
+
+
+def _print_hop_budget(phase: dict[str, Any]) -> None:
+    """Where one hop's time goes at this phase's rate: stage means (p50/p99), per service and averaged."""
+    title = f"Latency budget of one hop at {_fmt(phase['offered_rate'], 0)}/s ({phase['name']}), ms: mean (p50/p99)"
+    metrics = _metrics_or_none(phase)
+    combined = (metrics or {}).get("all") or {}
+    if not metrics or not combined.get("stages"):
+        console.print(f"{title}: {NO_METRICS}")
+        return
+    services = metrics["services"]
+    table = Table(title=title)
+    for column in ("stage", *services, "avg over services"):
+        table.add_column(column, justify="right")
+    largest = combined.get("largest_stage")
+    for stage in STAGES:
+        avg = combined["stages"].get(stage)
+        cells = [_stage_cell(f["stages"].get(stage)) for f in services.values()]
+        mark = "[bold]" if stage == largest else ""
+        table.add_row(
+            f"{mark}{stage}[/]" if mark else stage, *cells, f"{mark}{_stage_cell(avg)}[/]" if mark else _stage_cell(avg)
+        )
+    sums = [
+        _ms(sum(s["mean_ms"] for s in f["stages"].values() if s.get("mean_ms") is not None)) if f["stages"] else "-"
+        for f in services.values()
+    ]
+    table.add_row("sum of means", *sums, _ms(combined.get("hop_mean_ms_sum_of_stages")))
+    console.print(table)
+    share = combined.get("largest_stage_share")
+    console.print(
+        f"largest slice at {_fmt(phase['offered_rate'], 0)}/s: [bold]{largest}[/] "
+        f"({_fmt(combined['stages'][largest]['mean_ms'], 2)} ms mean, "
+        f"{_fmt(100 * share if share is not None else None, 0)}% of the sum of stage means)"
+        if largest
+        else "largest slice: -"
+    )
+
+
 def _print_headline(summary: dict[str, Any]) -> None:
     if not summary:
         return
-    table = Table(title="Headline figures and targets")
+    table = Table(title="Headline figures")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in summary.get("figures", {}).items():
         table.add_row(key, _fmt(value, 2))
-    for target in summary.get("targets", []):
-        verdict = {True: "[green]MET[/]", False: "[red]NOT MET[/]", None: "[yellow]n/a[/]"}[target["met"]]
-        table.add_row(f"target: {target['target']}", f"{verdict} ({target['detail']})")
     console.print(table)
+
+
+def _print_comparison(summary: dict[str, Any]) -> None:
+    rows = summary.get("comparison")
+    if not rows:
+        return
+    baseline = summary.get("baseline") or {}
+    head = (baseline.get("git_head") or "-").split()[0]
+    title = f"Before -> now (before: {baseline.get('path')}, code {head}, run {baseline.get('started_at') or '-'})"
+    if baseline.get("error"):
+        console.print(f"[yellow]{baseline['error']}[/]")
+    table = Table(title=title)
+    for column in ("figure", "before", "now"):
+        table.add_column(column, justify="right" if column != "figure" else "left")
+    for row in rows:
+        unit = f" {row['unit']}" if row["unit"] else ""
+        table.add_row(row["figure"], _value(row["before"], unit), _value(row["now"], unit))
+    console.print(table)
+
+
+def _value(value: Any, unit: str) -> str:
+    return "-" if value is None else fmt_value(value, unit.strip())
+
+
+def _print_targets(summary: dict[str, Any]) -> None:
+    rows = summary.get("targets")
+    if not rows:
+        return
+    table = Table(title="Targets")
+    table.add_column("target")
+    table.add_column("verdict")
+    table.add_column("before -> now")
+    for target in rows:
+        verdict = {True: "[green]MET[/]", False: "[red]NOT MET[/]", None: "[yellow]n/a[/]"}[target["met"]]
+        if target.get("level") == "least acceptable":
+            verdict = "[yellow]NOT MET (least acceptable met)[/]"
+        table.add_row(target["target"], verdict, target["detail"])
+    console.print(table)
+    for target in rows:  # plain lines too, for logs read without the table
+        verdict = {True: "met", False: "NOT met", None: "n/a"}[target["met"]]
+        console.print(f"  {verdict}: {target['target']}: {target['detail']}", highlight=False)

@@ -2,7 +2,9 @@
 
 Everything the bench starts is stopped by :func:`bench_stack`, also on errors and Ctrl-C.
 The broker gets its own ports and data dir so it never collides with ``make run`` or the
-test broker; service databases and logs go to a fresh ``.cache/bench/<name>/``.
+test broker; service databases and logs go to a fresh ``.cache/bench/<name>/``. Each service
+serves its metrics on its own HTTP port (``<SERVICE>_HTTP_PORT``, 19301..19305 unless told
+otherwise), which :mod:`bench.metrics` scrapes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.metrics import DEFAULT_HTTP_PORTS, service_http_env
 from contracts import ALL_TOPICS
 from contracts.topics import Key, Topic
 from scripts.stack import ROOT, SERVICES, ServiceProcesses, sqlite_urls
@@ -79,6 +82,7 @@ class RunningStack:
     work_dir: Path
     broker_pid: int | None
     pids: dict[str, int] = field(default_factory=dict)
+    http_ports: dict[str, int] = field(default_factory=dict)
 
     def check_alive(self) -> None:
         self.services.check_alive()
@@ -98,9 +102,13 @@ async def bench_stack(
     log_level: str = "WARNING",
     extra_env: Mapping[str, str] | None = None,
     extra_topics: Iterable[Topic] = (),
+    http_ports: Mapping[str, int] | None = None,
     ready_timeout: float = 120.0,
 ) -> AsyncIterator[RunningStack]:
     """Start (a fresh broker unless ``bootstrap_servers`` is given,) topics and the five services.
+
+    ``http_ports`` (default :data:`bench.metrics.DEFAULT_HTTP_PORTS`) become each service's
+    ``<SERVICE>_HTTP_PORT``.
 
     ``extra_topics`` are created with the others, so their partition leaders are settled by the
     time the services are ready. Stops what it started when the block exits, however it exits.
@@ -111,6 +119,7 @@ async def bench_stack(
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     services: ServiceProcesses | None = None
+    ports = dict(http_ports or DEFAULT_HTTP_PORTS)
     try:
         if own_broker:
             kafka_sh("reset", broker)  # also stops a broker left behind by an aborted run
@@ -122,7 +131,7 @@ async def bench_stack(
             bootstrap_servers,
             sqlite_urls(work_dir / "db"),
             work_dir / "logs",
-            extra_env={**service_env(log_level), **(extra_env or {})},
+            extra_env={**service_env(log_level), **service_http_env(ports), **(extra_env or {})},
         )
         services.start()
         await services.wait_ready(timeout=ready_timeout)
@@ -132,6 +141,7 @@ async def bench_stack(
             work_dir=work_dir,
             broker_pid=broker_pid(broker) if own_broker else None,
             pids={n: p.pid for n, p in services.processes.items()},
+            http_ports=ports,
         )
         yield stack
     finally:
