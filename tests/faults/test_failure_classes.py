@@ -270,7 +270,8 @@ async def test_x2_poison_records_in_one_producer_batch_are_dead_lettered_and_val
         def checkout(o: Order) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
             return o.order_id.encode(), envelope_bytes(o.checkout(), o.order_id, f"checkout-{o.run}"), typed
 
-        # Queued without awaiting any acknowledgement in between: one linger window, one batch.
+        # Queued without awaiting any acknowledgement in between, within one linger window: the
+        # small records share a producer batch (the 2 MB one exceeds batch_size and goes alone).
         records = [checkout(o) for o in before] + list(poison.values()) + [checkout(o) for o in after]
         futures = [await producer.send(topic, value, key=key, headers=headers) for key, value, headers in records]
         metadata = await asyncio.gather(*futures)
