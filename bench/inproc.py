@@ -39,6 +39,7 @@ from shared.db import create_engine, migrate
 from shared.logging import configure_logging
 from shared.outbox import OutboxRelay, OutgoingRecord
 from shared.service import ServiceDefinition
+from shared.sql import open_database
 
 RELAY_BATCH = 1000  # OutboxRelay's default batch_size
 
@@ -89,13 +90,15 @@ async def start_service(name: str, data_dir: Path) -> ServiceUnderTest:
     engine = create_engine(f"sqlite+aiosqlite:///{data_dir / f'{name}.db'}")
     await migrate(engine, definition.migrations)
     publisher = CapturingPublisher()
-    relay = OutboxRelay(engine, publisher, batch_size=RELAY_BATCH)
+    database = open_database(engine)
+    relay = OutboxRelay(engine, publisher, database=database, batch_size=RELAY_BATCH)
     consumer = BatchConsumer(
         name=name,
         engine=engine,
         handlers=definition.handlers,
         rejections_topic=definition.rejections_topic,
-        hand_over=lambda _stored: None,
+        hand_over=relay.hand_over,
+        database=database,
     )
     service = ServiceUnderTest(name, definition, engine, consumer, relay, publisher)
     _count_statements(service)
@@ -175,9 +178,7 @@ class Router:
                 records = [service.inbox.popleft() for _ in range(min(batch, len(service.inbox)))]
                 with cpu_timer(service):
                     await service.consumer.consume(records)
-                    # what one wake-up of OutboxRelay.run does
-                    while await service.relay.publish_pending() == RELAY_BATCH:
-                        pass
+                    await service.relay.publish_handed_over()  # what one wake-up of OutboxRelay.run does
                 service.batches += 1
                 service.records_in += len(records)
                 for record in service.publisher.records:

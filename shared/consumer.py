@@ -46,6 +46,7 @@ re-driven (``tradeguard dead-letters redrive``) and then takes effect exactly on
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import traceback
 import uuid
@@ -55,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CommandRejected, Envelope, InvalidMessage, Message, decode_message, payload_model
 from contracts.envelope import envelope_for
@@ -76,6 +77,7 @@ from shared.errors import CommandRefused, SystemFault
 from shared.logging import get_logger, message_context
 from shared.observability import METRICS
 from shared.outbox import OutgoingRecord, StoredRecord, store_records
+from shared.sql import Database, Transaction, open_database
 from shared.unit_of_work import BatchUnitOfWork, MessageScope, VersionConflict, normalize_key
 
 log = get_logger(__name__)
@@ -86,6 +88,7 @@ A = TypeVar("A")
 # Class (d): failures of the database or the network, never of a message.
 SYSTEM_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
+    sqlite3.OperationalError,  # "database is locked" on the raw SQLite path (shared.sql)
     InterfaceError,
     ConnectionError,
     TimeoutError,
@@ -320,9 +323,10 @@ class BatchConsumer:
         attempts: int = 3,
         conflict_attempts: int = 5,
         clock: Clock = SYSTEM_CLOCK,
+        database: Database | None = None,
     ) -> None:
         self.name = name
-        self._engine = engine
+        self._database = database or open_database(engine)
         self._handlers = handlers
         self._rejections_topic = rejections_topic
         self._hand_over = hand_over
@@ -363,27 +367,25 @@ class BatchConsumer:
         raise SystemFault(f"the batch still conflicted after {self._conflict_attempts} runs")
 
     async def _apply(self, deliveries: list[Delivery], *, isolate: bool) -> list[StoredRecord]:
-        async with self._engine.begin() as connection:
-            fresh, outcome = await self._split_duplicates(connection, deliveries)
+        async with self._database.transaction() as tx:
+            fresh, outcome = await self._split_duplicates(tx, deliveries)
             if isolate:
-                await self._run_isolated(connection, fresh, outcome)
+                await self._run_isolated(tx, fresh, outcome)
             else:
-                await self._run_together(connection, fresh, outcome)
+                await self._run_together(tx, fresh, outcome)
             started = time.perf_counter()
-            await inbox.record_handled(connection, outcome.handled, self._clock.now())
-            stored = await store_records(connection, outcome.records, self._clock.now())
+            await inbox.record_handled(tx, outcome.handled, self._clock.now())
+            stored = await store_records(tx, outcome.records, self._clock.now())
         METRICS.stage("store", time.perf_counter() - started)
         for outcome_name, count in outcome.counts.items():
             METRICS.messages.labels(outcome_name).inc(count)
         return stored
 
-    async def _split_duplicates(
-        self, connection: AsyncConnection, deliveries: list[Delivery]
-    ) -> tuple[list[Delivery], _Outcome]:
+    async def _split_duplicates(self, tx: Transaction, deliveries: list[Delivery]) -> tuple[list[Delivery], _Outcome]:
         """Dead-letter poison at once and drop what the inbox has seen; the rest is fresh."""
         outcome = _Outcome()
         ids = {d.message_id for d in deliveries if d.poison is None}
-        seen = await inbox.already_handled(connection, ids)
+        seen = await inbox.already_handled(tx, ids)
         fresh: list[Delivery] = []
         for delivery in deliveries:
             if delivery.poison is not None:
@@ -397,7 +399,7 @@ class BatchConsumer:
                 fresh.append(delivery)
         return fresh, outcome
 
-    async def _load(self, connection: AsyncConnection, deliveries: list[Delivery]) -> BatchUnitOfWork:
+    async def _load(self, tx: Transaction, deliveries: list[Delivery]) -> BatchUnitOfWork:
         started = time.perf_counter()
         wanted: dict[Aggregate[Any], set[Key]] = defaultdict(set)
         for delivery in deliveries:
@@ -408,18 +410,18 @@ class BatchConsumer:
                 if key is not None:  # None: this message reads nothing of that kind
                     wanted[load.aggregate].add(normalize_key(key))
         uow = BatchUnitOfWork(self._clock)
-        await uow.load(connection, wanted)
+        await uow.load(tx, wanted)
         METRICS.stage("load", time.perf_counter() - started)
         return uow
 
-    async def _run_together(self, connection: AsyncConnection, deliveries: list[Delivery], outcome: _Outcome) -> None:
-        uow = await self._load(connection, deliveries)
+    async def _run_together(self, tx: Transaction, deliveries: list[Delivery], outcome: _Outcome) -> None:
+        uow = await self._load(tx, deliveries)
         started = time.perf_counter()
         for delivery in deliveries:
             self._handle(uow, delivery, outcome)
         METRICS.stage("handle", time.perf_counter() - started)
         try:
-            await uow.write(connection)
+            await uow.write(tx)
         except SYSTEM_ERRORS:
             raise
         except VersionConflict:
@@ -428,7 +430,7 @@ class BatchConsumer:
             log.warning("writing the batch failed; re-running each message alone", error=repr(error))
             raise _BatchFailed from error
 
-    async def _run_isolated(self, connection: AsyncConnection, deliveries: list[Delivery], outcome: _Outcome) -> None:
+    async def _run_isolated(self, tx: Transaction, deliveries: list[Delivery], outcome: _Outcome) -> None:
         """Each message with its own unit of work and savepoint: a write that fails is one
         message's bug, retried and then dead-lettered while the others go through."""
         for delivery in deliveries:
@@ -436,10 +438,10 @@ class BatchConsumer:
             for _attempt in range(self._attempts):
                 single = _Outcome()
                 try:
-                    async with connection.begin_nested():
-                        uow = await self._load(connection, [delivery])
+                    async with tx.savepoint():
+                        uow = await self._load(tx, [delivery])
                         self._handle(uow, delivery, single)
-                        await uow.write(connection)
+                        await uow.write(tx)
                 except SYSTEM_ERRORS:
                     raise
                 except VersionConflict:

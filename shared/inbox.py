@@ -10,28 +10,19 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from shared.sql import Transaction
 from shared.tables import inbox
 
-_INSERT = inbox.insert()
-_SELECT = sa.select(inbox.c.message_id).where(inbox.c.message_id.in_(sa.bindparam("ids", expanding=True)))
 
-
-async def already_handled(connection: AsyncConnection, message_ids: Collection[str]) -> set[str]:
+async def already_handled(tx: Transaction, message_ids: Collection[str]) -> set[str]:
     """Which of these message ids this service has handled before."""
     if not message_ids:
         return set()
-    rows = await connection.execute(_SELECT, {"ids": list(message_ids)})
-    return set(rows.scalars())
+    return {row["message_id"] for row in await tx.select_in(inbox, ("message_id",), list(message_ids))}
 
 
-async def record_handled(connection: AsyncConnection, messages: Sequence[tuple[str, str]], now: datetime) -> None:
+async def record_handled(tx: Transaction, messages: Sequence[tuple[str, str]], now: datetime) -> None:
     """Record (message_id, message_type) pairs as handled."""
     if not messages:
         return
-    await connection.execute(
-        _INSERT,
-        [{"message_id": mid, "message_type": mtype, "received_at": now} for mid, mtype in messages],
-    )
+    await tx.insert(inbox, [{"message_id": mid, "message_type": mtype, "received_at": now} for mid, mtype in messages])

@@ -22,11 +22,12 @@ from datetime import datetime
 from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.backoff import Backoff
 from shared.logging import RateLimitedLog, get_logger
 from shared.observability import METRICS
+from shared.sql import AlchemyDatabase, Database, Transaction
 from shared.tables import outbox
 
 log = get_logger(__name__)
@@ -53,8 +54,6 @@ def decode_headers(stored: str) -> Headers:
     return tuple((name, value.encode("latin-1")) for name, value in json.loads(stored))
 
 
-_INSERT = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
-_DELETE = outbox.delete().where(outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
 _PENDING = (
     sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
     .where(outbox.c.id > sa.bindparam("after"))
@@ -67,20 +66,18 @@ StoredRecord = tuple[int, OutgoingRecord]
 """An outbox row id and the record stored under it."""
 
 
-async def store_records(
-    connection: AsyncConnection, records: Sequence[OutgoingRecord], now: datetime
-) -> list[StoredRecord]:
+async def store_records(tx: Transaction, records: Sequence[OutgoingRecord], now: datetime) -> list[StoredRecord]:
     """Add records to the outbox inside the caller's transaction; returns them with their row ids."""
     if not records:
         return []
-    result = await connection.execute(
-        _INSERT,
+    ids = await tx.insert_ids(
+        outbox,
         [
             {"topic": r.topic, "key": r.key, "value": r.value, "headers": encode_headers(r.headers), "created_at": now}
             for r in records
         ],
     )
-    return list(zip(result.scalars(), records, strict=True))
+    return list(zip(ids, records, strict=True))
 
 
 class RecordPublisher(Protocol):
@@ -97,10 +94,12 @@ class OutboxRelay:
         engine: AsyncEngine,
         publisher: RecordPublisher,
         *,
+        database: Database | None = None,
         batch_size: int = 1000,
         delete_after_seconds: float = 1.0,
     ) -> None:
         self._engine = engine
+        self._database = database or AlchemyDatabase(engine)
         self._publisher = publisher
         self._batch_size = batch_size
         self._delete_after = delete_after_seconds
@@ -152,12 +151,20 @@ class OutboxRelay:
             await self.delete_published()
             await self.publish_pending()
             self._scan_table = False
+        await self.publish_handed_over()
+
+    async def publish_handed_over(self) -> None:
+        """Publish what was handed over since the last call (one wake-up of :meth:`run`)."""
         while self._handed_over:
-            handed_at, stored = self._handed_over[0]
-            METRICS.stage("handover", time.perf_counter() - handed_at)
-            for start in range(0, len(stored), self._batch_size):
-                await self._publish(stored[start : start + self._batch_size])
-            self._handed_over.popleft()
+            # Everything handed over since the last publish goes out together: one wait for acks
+            # per relay round, however many small batches the consumer committed meanwhile.
+            batch: list[StoredRecord] = []
+            now = time.perf_counter()
+            while self._handed_over and len(batch) < self._batch_size:
+                handed_at, stored = self._handed_over.popleft()
+                METRICS.stage("handover", now - handed_at)
+                batch.extend(stored)
+            await self._publish(batch)
 
     async def publish_pending(self) -> int:
         """Publish every row in the table not yet published, in id order; returns how many."""
@@ -195,9 +202,8 @@ class OutboxRelay:
         if not ids:
             return
         try:
-            async with self._engine.begin() as connection:
-                for start in range(0, len(ids), self._batch_size):
-                    await connection.execute(_DELETE, {"ids": ids[start : start + self._batch_size]})
+            for start in range(0, len(ids), self._batch_size):
+                await self._database.delete_ids(outbox, ids[start : start + self._batch_size])
         except BaseException:
             self._published_ids = ids + self._published_ids  # try again later
             self._delete_due = time.monotonic() + self._delete_after

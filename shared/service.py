@@ -29,6 +29,7 @@ from shared.logging import RateLimitedLog, configure_logging, get_logger
 from shared.observability import METRICS, HealthServer
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
+from shared.sql import open_database
 from shared.subscriber import Readiness, Subscriber
 
 log = get_logger(__name__)
@@ -55,8 +56,9 @@ class Service:
         kafka = settings.kafka
         self.engine = create_engine(settings.database_url)
         METRICS.count_statements(self.engine)
+        self.database = open_database(self.engine)
         self.producer = create_producer(kafka, client_id=definition.name)
-        self.relay = OutboxRelay(self.engine, ProducerPublisher(self.producer))
+        self.relay = OutboxRelay(self.engine, ProducerPublisher(self.producer), database=self.database)
         self.readiness = Readiness(settings.ready_file)
         self.readiness.set(assigned=False)
         batch_consumer = BatchConsumer(
@@ -67,6 +69,7 @@ class Service:
             hand_over=self.relay.hand_over,
             attempts=settings.handler_attempts,
             clock=clock,
+            database=self.database,
         )
         self.subscriber = Subscriber(create_consumer(kafka, definition.name), batch_consumer, kafka, self.readiness)
         self.http = (
@@ -117,6 +120,7 @@ class Service:
             await self.producer.stop()
         if self.http is not None:
             await self.http.stop()
+        await self.database.close()
         await self.engine.dispose()
         log.info("service stopped")
 

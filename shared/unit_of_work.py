@@ -26,13 +26,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from shared.aggregates import Aggregate, Journal, Key, Row
 from shared.clock import Clock
 from shared.errors import TradeGuardError
+from shared.sql import Transaction
 
 A = TypeVar("A")
 _ABSENT: Any = object()
@@ -43,7 +40,7 @@ class VersionConflict(TradeGuardError):
 
     def __init__(self, aggregate: str, keys: Iterable[Key]) -> None:
         shown = sorted(map(str, keys))[:5]
-        super().__init__(f"{aggregate} {', '.join(shown)} changed since it was read")
+        super().__init__(f"{aggregate} rows among {', '.join(shown)} changed since they were read")
         self.aggregate = aggregate
 
 
@@ -56,33 +53,6 @@ def normalize_key(key: Key) -> Key:
     if isinstance(key, tuple):
         return tuple(k.value if isinstance(k, enum.Enum) else k for k in key)
     return key.value if isinstance(key, enum.Enum) else key
-
-
-class _TableStatements:
-    """Statements for one aggregate table, built once per dialect."""
-
-    def __init__(self, aggregate: Aggregate[Any], dialect: str) -> None:
-        table, keys = aggregate.table, aggregate.key_columns
-        key_expr = table.c[keys[0]] if len(keys) == 1 else sa.tuple_(*(table.c[k] for k in keys))
-        self.select = sa.select(table).where(key_expr.in_(sa.bindparam("keys", expanding=True)))
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-        updated = {c: insert.excluded[c] for c in aggregate.columns if c not in keys and c != "created_at"}
-        self.upsert = insert.on_conflict_do_update(
-            index_elements=[table.c[k] for k in keys],
-            set_=updated,
-            # Only the version that was read may be replaced; a new row (version 1) only if none exists.
-            where=table.c.version == insert.excluded.version - 1,
-        ).returning(*(table.c[k] for k in keys))
-
-
-_STATEMENTS: dict[tuple[int, str], _TableStatements] = {}
-
-
-def _statements(aggregate: Aggregate[Any], dialect: str) -> _TableStatements:
-    cache_key = (id(aggregate), dialect)
-    if (found := _STATEMENTS.get(cache_key)) is None:
-        found = _STATEMENTS[cache_key] = _TableStatements(aggregate, dialect)
-    return found
 
 
 @dataclass(slots=True)
@@ -105,17 +75,15 @@ class BatchUnitOfWork:
     _journal: list[tuple[Journal, Row]] = field(default_factory=list)
     _touches: int = 0
 
-    async def load(self, connection: AsyncConnection, wanted: Mapping[Aggregate[Any], set[Key]]) -> int:
+    async def load(self, tx: Transaction, wanted: Mapping[Aggregate[Any], set[Key]]) -> int:
         """Read every wanted aggregate, one query per table; returns the statements run."""
         statements = 0
-        dialect = connection.dialect.name
         for aggregate, keys in wanted.items():
             fresh = [k for k in keys if (aggregate.name, k) not in self._entries]
             if not fresh:
                 continue
             statements += 1
-            rows = await connection.execute(_statements(aggregate, dialect).select, {"keys": fresh})
-            for row in rows.mappings():
+            for row in await tx.select_in(aggregate.table, aggregate.key_columns, fresh):
                 item = aggregate.from_row(row)
                 key = aggregate.key_of_row(row)
                 self._entries[aggregate.name, key] = _Entry(aggregate, aggregate.to_row(item), row["version"], item)
@@ -132,17 +100,14 @@ class BatchUnitOfWork:
             raise UndeclaredRead(f"{aggregate.name} {key!r} was not loaded: declare it in the handler's loads=[...]")
         return entry  # type: ignore[no-any-return]
 
-    async def write(self, connection: AsyncConnection) -> int:
+    async def write(self, tx: Transaction) -> int:
         """Write back what changed; returns the statements run. Raises VersionConflict."""
         now = self.clock.now()
-        dialect = connection.dialect.name
         statements = 0
         for aggregate, rows in self._changed_rows(now).items():
             statements += 1
-            result = await connection.execute(_statements(aggregate, dialect).upsert, rows)
-            written = {aggregate.key_of_row(r) for r in result.mappings()}
-            if len(written) != len(rows):
-                raise VersionConflict(aggregate.name, {aggregate.key_of_row(r) for r in rows} - written)
+            if await tx.upsert(aggregate, rows) != len(rows):
+                raise VersionConflict(aggregate.name, (aggregate.key_of_row(r) for r in rows))
         by_table: dict[Journal, list[Row]] = defaultdict(list)
         for journal, row in self._journal:
             if "created_at" in journal.table.c:
@@ -150,7 +115,7 @@ class BatchUnitOfWork:
             by_table[journal].append(row)
         for journal, rows in by_table.items():
             statements += 1
-            await connection.execute(journal.table.insert(), rows)
+            await tx.insert(journal.table, rows)
         return statements
 
     def _changed_rows(self, now: datetime) -> dict[Aggregate[Any], list[Row]]:

@@ -19,6 +19,7 @@ from shared.clock import ManualClock
 from shared.db import migrate
 from shared.outbox import OutboxRelay, OutgoingRecord, store_records
 from shared.settings import KafkaSettings
+from shared.sql import open_database
 from shared.tables import outbox
 from tests.support.eventually import eventually
 
@@ -74,8 +75,8 @@ async def test_relay_publishes_committed_rows_in_order_and_deletes_them(
         OutgoingRecord(topic.name, f"order-{i % 2}".encode(), f"value-{i}".encode(), (("tg-type", b"Test"),))
         for i in range(20)
     ]
-    async with migrated.begin() as conn:
-        await store_records(conn, records, clock.now())
+    async with open_database(migrated).transaction() as tx:
+        await store_records(tx, records, clock.now())
     # Rows already in the table (as after a crash) go out as the relay starts.
     relay = OutboxRelay(migrated, publisher, delete_after_seconds=0.1)
     task = asyncio.create_task(relay.run())
@@ -98,8 +99,8 @@ async def test_x2_any_key_and_header_bytes_survive_the_outbox(
     odd = OutgoingRecord(
         topic.name, b"\xff\xfekey", b"\x00\x80value", (("tg-type", b"\xc3\x28"), ("tg-type", b"again"), ("x", b""))
     )
-    async with migrated.begin() as conn:
-        stored = await store_records(conn, [odd], clock.now())
+    async with open_database(migrated).transaction() as tx:
+        stored = await store_records(tx, [odd], clock.now())
     relay = OutboxRelay(migrated, publisher)
     task = asyncio.create_task(relay.run())
     relay.hand_over(stored)
@@ -116,8 +117,8 @@ async def test_handed_over_rows_are_published_without_reading_the_table(
     relay = OutboxRelay(migrated, publisher, delete_after_seconds=0.1)
     await relay.publish_pending()  # the run starts with a scan of leftovers; do it now, on an empty table
     records = [OutgoingRecord(topic.name, b"order-7", f"value-{i}".encode()) for i in range(5)]
-    async with migrated.begin() as conn:
-        stored = await store_records(conn, records, clock.now())
+    async with open_database(migrated).transaction() as tx:
+        stored = await store_records(tx, records, clock.now())
     task = asyncio.create_task(relay.run())
     relay.hand_over(stored)
 
@@ -136,8 +137,8 @@ async def test_relay_keeps_rows_while_the_broker_cannot_take_them(
         async def send(self, _record: OutgoingRecord) -> asyncio.Future[object]:
             raise ConnectionError("broker unreachable")
 
-    async with migrated.begin() as conn:
-        await store_records(conn, [OutgoingRecord(topic.name, b"k", b"v")], clock.now())
+    async with open_database(migrated).transaction() as tx:
+        await store_records(tx, [OutgoingRecord(topic.name, b"k", b"v")], clock.now())
     with pytest.raises(ConnectionError):
         await OutboxRelay(migrated, BrokerDown()).publish_pending()
 
