@@ -21,7 +21,9 @@ class KafkaSettings(BaseSettings):
         description="Longest a poll waits for records; records wake it at once, so this only bounds idle waits.",
     )
     fetch_max_wait_ms: int = Field(
-        default=500, ge=0, description="How long the broker holds a fetch that has no records yet (long poll)."
+        default=5000,
+        ge=0,
+        description="How long the broker holds a fetch that has no records yet (long poll: a record ends it at once).",
     )
     commit_interval_ms: int = Field(
         default=100, ge=0, description="Least time between offset commits; a crash redelivers at most this much."
