@@ -149,11 +149,14 @@ def envelope_for(
     idempotency_key: str,
     source: str,
     causation_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
 ) -> Envelope[M]:
-    """Wrap a payload in a fresh envelope; type and version come from its class."""
+    """Wrap a payload in a fresh envelope; type and version come from its class.
+
+    ``occurred_at`` defaults to now; a service passes the time of its own clock (X8)."""
     return Envelope[M](
         message_id=new_message_id(),
-        occurred_at=utc_now(),
+        occurred_at=occurred_at or utc_now(),
         type=message.message_type,
         version=message.version,
         correlation_id=correlation_id,

@@ -134,6 +134,14 @@ cmd_status() {
   if running; then echo "running: $DATA"; url; else echo "stopped: $DATA"; exit 3; fi
 }
 
+# Run one SQL statement as the superuser (fault tests use it to refuse or kill connections).
+cmd_sql() {
+  [[ -n ${1:-} ]] || die "usage: sql STATEMENT"
+  resolve_data_dir
+  find_bin
+  psql_su -c "$1"
+}
+
 case ${1:-} in
   install) cmd_install ;;
   start) cmd_start ;;
@@ -141,5 +149,6 @@ case ${1:-} in
   stop) cmd_stop ;;
   status) cmd_status ;;
   createdb) shift; cmd_createdb "$@" ;;
-  *) echo "usage: $0 install|start|url|stop|status|createdb NAME" >&2; exit 2 ;;
+  sql) shift; cmd_sql "$@" ;;
+  *) echo "usage: $0 install|start|url|stop|status|createdb NAME|sql STATEMENT" >&2; exit 2 ;;
 esac

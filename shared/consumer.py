@@ -51,6 +51,7 @@ import time
 import traceback
 import uuid
 from collections import defaultdict
+from datetime import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -155,6 +156,7 @@ class HandlerContext:
                 causation_id=self.envelope.message_id,
                 idempotency_key=idempotency_key or f"{self.envelope.message_id}:{message.message_type}",
                 topic=topic,
+                occurred_at=self.now,
             )
         )
 
@@ -167,6 +169,7 @@ def outgoing(
     idempotency_key: str,
     causation_id: uuid.UUID | None = None,
     topic: Topic | None = None,
+    occurred_at: datetime | None = None,
 ) -> OutgoingRecord:
     """The Kafka record for a message: its envelope as JSON, keyed and typed."""
     envelope = envelope_for(
@@ -175,6 +178,7 @@ def outgoing(
         causation_id=causation_id,
         idempotency_key=idempotency_key,
         source=source,
+        occurred_at=occurred_at,
     )
     return OutgoingRecord(
         topic=(topic or message.topic).name,
@@ -509,6 +513,7 @@ class BatchConsumer:
             causation_id=envelope.message_id,
             idempotency_key=f"{envelope.message_id}:CommandRejected",
             topic=self._rejections_topic,
+            occurred_at=self._clock.now(),
         )
 
     def _dead_letter(self, record: ConsumedRecord, failure_class: str, reason: str) -> OutgoingRecord:
