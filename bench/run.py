@@ -93,8 +93,10 @@ class BenchConfig:
     search_rates: tuple[float, ...] = (100, 150, 200, 250, 300, 400, 500, 600)
     search_window: float = 20.0
     refine_search: bool = True
-    warmup_rate: float = 20.0
-    warmup_seconds: float = 5.0
+    # Long enough for the broker's JIT: a fresh JVM spends its first thousand orders compiling,
+    # which the 10/s phase used to pay for.
+    warmup_rate: float = 50.0
+    warmup_seconds: float = 20.0
     trace_orders: int = 20
     accounts: int = 200
     pings: int = 500

@@ -40,9 +40,10 @@ def create_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer
     )
 
 
-def create_consumer(settings: KafkaSettings, group_id: str) -> AIOKafkaConsumer:
+def create_consumer(settings: KafkaSettings, group_id: str, *, gather_ms: int = 0) -> AIOKafkaConsumer:
     """A group consumer that hands over raw bytes and never commits on its own (subscribe it
-    with a rebalance listener once started)."""
+    with a rebalance listener once started). ``gather_ms`` > 0 lets the broker gather records
+    that long per fetch instead of answering each one at once."""
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=group_id,
@@ -52,7 +53,8 @@ def create_consumer(settings: KafkaSettings, group_id: str) -> AIOKafkaConsumer:
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.session_timeout_ms // 4,
         max_poll_interval_ms=settings.max_poll_interval_ms,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_max_wait_ms=gather_ms or settings.fetch_max_wait_ms,
+        fetch_min_bytes=1024 * 1024 if gather_ms else 1,
         max_partition_fetch_bytes=TOPIC_MAX_MESSAGE_BYTES,
         fetch_max_bytes=4 * TOPIC_MAX_MESSAGE_BYTES,
         retry_backoff_ms=settings.retry_backoff_ms,

@@ -45,6 +45,10 @@ class ServiceDefinition:
     consumes: tuple[Topic, ...]
     rejections_topic: Topic
     migrations: Path
+    fetch_wait_ms: int = 0
+    """0: every record is fetched as soon as it lands (services on an order's path). More: the
+    broker gathers records this long per fetch, for a service no order waits on (fewer fetch
+    round trips, each over all its partitions, at the price of that much latency)."""
 
 
 class Service:
@@ -71,7 +75,12 @@ class Service:
             clock=clock,
             database=self.database,
         )
-        self.subscriber = Subscriber(create_consumer(kafka, definition.name), batch_consumer, kafka, self.readiness)
+        self.subscriber = Subscriber(
+            create_consumer(kafka, definition.name, gather_ms=definition.fetch_wait_ms),
+            batch_consumer,
+            kafka,
+            self.readiness,
+        )
         self.http = (
             HealthServer(settings.http_port, lambda: self.readiness.ready) if settings.http_port is not None else None
         )

@@ -26,7 +26,9 @@ class KafkaSettings(BaseSettings):
         description="How long the broker holds a fetch that has no records yet (long poll: a record ends it at once).",
     )
     commit_interval_ms: int = Field(
-        default=100, ge=0, description="Least time between offset commits; a crash redelivers at most this much."
+        default=1000,
+        ge=0,
+        description="Least time between offset commits; a crash redelivers at most this much (the inbox ignores it).",
     )
     session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="A consumer that sends no heartbeat this long is dropped from its group."

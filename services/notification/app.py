@@ -15,6 +15,10 @@ DEFINITION = ServiceDefinition(
     consumes=(ORDER_EVENTS, PAYMENT_EVENTS, ESCROW_EVENTS, ACCOUNT_EVENTS),
     rejections_topic=ORDER_EVENTS,
     migrations=Path(__file__).parent / "migrations",
+    # No order waits on a notification: fetch five times a second over its 24 partitions rather
+    # than once per record (bench at 10 orders/s: this service's CPU fell from 15.5% to 3.6% of a
+    # core, the broker's from 35% to 18%).
+    fetch_wait_ms=200,
 )
 
 
