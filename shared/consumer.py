@@ -51,9 +51,9 @@ import time
 import traceback
 import uuid
 from collections import defaultdict
-from datetime import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -95,6 +95,17 @@ SYSTEM_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
+# SQLSTATE classes that are the database's state, never a message's: connection exceptions,
+# insufficient resources, operator intervention (shutdown, cannot connect now, statement
+# timeout), object not in prerequisite state (lock timeout, database not accepting connections).
+_SYSTEM_SQLSTATE_CLASSES = frozenset({"08", "53", "55", "57"})
+
+
+def _is_system_sqlstate(error: DBAPIError) -> bool:
+    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in _SYSTEM_SQLSTATE_CLASSES
+
+
 MAX_RECORD_BYTES = 1024 * 1024
 """Largest record value a service reads; a larger one is the record's fault."""
 
@@ -352,8 +363,8 @@ class BatchConsumer:
         except SYSTEM_ERRORS as error:
             raise SystemFault(f"{type(error).__name__}: {error}") from error
         except DBAPIError as error:
-            if error.connection_invalidated:
-                raise SystemFault(f"database connection lost: {error}") from error
+            if error.connection_invalidated or _is_system_sqlstate(error):
+                raise SystemFault(f"database unavailable: {error.orig}") from error
             raise
         if stored:
             self._hand_over(stored)

@@ -76,13 +76,13 @@ async def test_x2_a_stale_write_is_refused_by_its_version(account_db: AsyncEngin
             wallet.balance = Balance(amount_minor=20, currency=USD)
             scope.keep()
             await winner.write(tx)
-        with pytest.raises(VersionConflict, match="Wallet"):
-            async with db.transaction() as tx:
-                scope = loser.scope()
-                wallet = scope.get(WALLETS, "w")
-                assert wallet is not None
-                wallet.balance = Balance(amount_minor=99, currency=USD)
-                scope.keep()
+        scope = loser.scope()
+        stale = scope.get(WALLETS, "w")
+        assert stale is not None
+        stale.balance = Balance(amount_minor=99, currency=USD)
+        scope.keep()
+        async with db.transaction() as tx:
+            with pytest.raises(VersionConflict, match="Wallet"):
                 await loser.write(tx)
         assert await row(account_db, "w") == (20, 2)
 
@@ -95,9 +95,9 @@ async def test_x2_a_stale_write_is_refused_by_its_version(account_db: AsyncEngin
             await early.load(tx, {WALLETS: {"new"}})
             early.scope().add(WALLETS, Wallet("new", Balance(amount_minor=1, currency=USD)))
             await early.write(tx)
-        with pytest.raises(VersionConflict):
-            async with db.transaction() as tx:
-                late.scope().add(WALLETS, Wallet("new", Balance(amount_minor=2, currency=USD)))
+        late.scope().add(WALLETS, Wallet("new", Balance(amount_minor=2, currency=USD)))
+        async with db.transaction() as tx:
+            with pytest.raises(VersionConflict):
                 await late.write(tx)
         assert await row(account_db, "new") == (1, 1)
     finally:

@@ -52,7 +52,7 @@ def _records(partitions: Sequence[int]) -> list[Record]:
 
 
 def _subscriber(batch: Any, consumer: FakeConsumer, readiness: Readiness) -> Subscriber:
-    return Subscriber(consumer, batch, KafkaSettings(), readiness)  # type: ignore[arg-type]
+    return Subscriber(consumer, batch, KafkaSettings(), readiness)
 
 
 async def test_x2_a_system_fault_is_retried_until_stored_and_readiness_follows() -> None:
