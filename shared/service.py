@@ -76,7 +76,7 @@ class Service:
             database=self.database,
         )
         self.subscriber = Subscriber(
-            create_consumer(kafka, definition.name, gather_ms=definition.fetch_wait_ms),
+            create_consumer(kafka, definition.name, gather_ms=definition.fetch_wait_ms or kafka.fetch_gather_ms),
             batch_consumer,
             kafka,
             self.readiness,

@@ -25,6 +25,12 @@ class KafkaSettings(BaseSettings):
         ge=0,
         description="How long the broker holds a fetch that has no records yet (long poll: a record ends it at once).",
     )
+    fetch_gather_ms: int = Field(
+        default=0,
+        ge=0,
+        description="How long the broker may gather records per fetch for services on an order's path "
+        "(0: answer each record at once; a service that no order waits on sets its own).",
+    )
     commit_interval_ms: int = Field(
         default=1000,
         ge=0,
