@@ -21,9 +21,11 @@ class                  what it is                               what happens
 =====================  =======================================  ==========================================
 (a) the record's       cannot be decoded: empty or oversized    dead-lettered at once with the reason
 fault                  value, key or ``tg-type`` header not     (class ``record``); no retry; the batch
-                       UTF-8, not JSON, not an envelope,        goes on without it
-                       unknown type or version, invalid
-                       payload, record key not the subject
+                       UTF-8 (or the header twice), not JSON,   goes on without it
+                       not an envelope, unknown type or
+                       version, invalid payload, a type that
+                       belongs on another topic, record key
+                       not the subject
 (b) the command's      a business rule refuses it               ``CommandRejected`` on the service's
 fault                  (:class:`~shared.errors.CommandRefused`) events topic; none of the handler's
                                                                 writes survive (its scope is discarded)
@@ -253,19 +255,15 @@ class Delivery:
         return str(self.envelope.message_id)
 
 
-def _header(record: ConsumedRecord, name: str) -> bytes | None:
-    for key, value in record.headers:
-        if key == name:
-            return value
-    return None
-
-
-def _known_type(name: str) -> bool:
+def _belongs_elsewhere(name: str, topic: str) -> bool | None:
+    """None for a type no contract defines; else whether its contract puts it on another topic."""
     try:
-        payload_model(name, 1)
+        model = payload_model(name, 1)
     except InvalidMessage:
-        return False
-    return True
+        return None
+    if model is CommandRejected:  # each service's rejections go to its own events topic
+        return not topic.endswith(".events")
+    return model.topic.name != topic
 
 
 def decode_record(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery | None:  # noqa: PLR0911 - one verdict per rule
@@ -273,15 +271,20 @@ def decode_record(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery
 
     Total: whatever the record holds, the answer is a Delivery (possibly poison) or None.
     """
-    type_header = _header(record, MESSAGE_TYPE_HEADER)
+    type_headers = [value for key, value in record.headers if key == MESSAGE_TYPE_HEADER]
+    if len(type_headers) > 1:
+        return Delivery(record, poison=f"header {MESSAGE_TYPE_HEADER} appears {len(type_headers)} times")
     header_type: str | None = None
-    if type_header is not None:
+    if type_headers:
         try:
-            header_type = type_header.decode()
+            header_type = type_headers[0].decode()
         except UnicodeDecodeError:
             return Delivery(record, poison=f"header {MESSAGE_TYPE_HEADER} is not valid UTF-8")
-        if header_type not in handlers.message_types and _known_type(header_type):
-            return None  # someone else's message: not parsed at all
+        elsewhere = _belongs_elsewhere(header_type, record.topic)
+        if elsewhere:
+            return Delivery(record, poison=f"a {header_type[:100]} does not belong on {record.topic}")
+        if elsewhere is False and header_type not in handlers.message_types:
+            return None  # a message of this topic that this service does not handle: not parsed at all
     value = record.value
     if not value:
         return Delivery(record, poison="the record has no value")
@@ -295,6 +298,8 @@ def decode_record(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery
         return Delivery(
             record, poison=f"header {MESSAGE_TYPE_HEADER} says {header_type!r}, the envelope {envelope.type!r}"
         )
+    if _belongs_elsewhere(envelope.type, record.topic):
+        return Delivery(record, poison=f"a {envelope.type} does not belong on {record.topic}")
     route = handlers.route(envelope.type)
     if route is None:
         return None

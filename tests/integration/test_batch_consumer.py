@@ -144,6 +144,14 @@ POISON: dict[str, tuple[Callable[[Record], Record], str]] = {
     "key not UTF-8": (lambda r: _with(r, key=b"\xff\xfe"), "record key"),
     "no key": (lambda r: _with(r, key=None), "record key none"),
     "key is another account": (lambda r: _with(r, key=b"mallory"), "is not the message's account_id"),
+    "type header twice": (
+        lambda r: _with(r, headers=((MESSAGE_TYPE_HEADER, b"FundWallet"), (MESSAGE_TYPE_HEADER, b"x"))),
+        "appears 2 times",
+    ),
+    "a type of another topic": (
+        lambda r: _with(r, headers=((MESSAGE_TYPE_HEADER, b"Checkout"),)),
+        "a Checkout does not belong on tradeguard.account.commands",
+    ),
     "header and envelope disagree": (
         lambda r: _with(r, headers=((MESSAGE_TYPE_HEADER, b"DebitWallet"),)),
         "header tg-type says 'DebitWallet'",
