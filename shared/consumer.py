@@ -266,51 +266,73 @@ def _belongs_elsewhere(name: str, topic: str) -> bool | None:
     return model.topic.name != topic
 
 
-def decode_record(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery | None:  # noqa: PLR0911 - one verdict per rule
+class _Poison(Exception):  # internal flow control: carries the record's verdict
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def decode_record(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery | None:
     """The verdict on one record; None when it is a message this service does not handle.
 
     Total: whatever the record holds, the answer is a Delivery (possibly poison) or None.
     """
-    type_headers = [value for key, value in record.headers if key == MESSAGE_TYPE_HEADER]
-    if len(type_headers) > 1:
-        return Delivery(record, poison=f"header {MESSAGE_TYPE_HEADER} appears {len(type_headers)} times")
-    header_type: str | None = None
-    if type_headers:
-        try:
-            header_type = type_headers[0].decode()
-        except UnicodeDecodeError:
-            return Delivery(record, poison=f"header {MESSAGE_TYPE_HEADER} is not valid UTF-8")
+    try:
+        return _decode(record, handlers)
+    except _Poison as poison:
+        return Delivery(record, poison=poison.reason)
+
+
+def _decode(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery | None:
+    header_type = _type_header(record)
+    if header_type is not None:
         elsewhere = _belongs_elsewhere(header_type, record.topic)
         if elsewhere:
-            return Delivery(record, poison=f"a {header_type[:100]} does not belong on {record.topic}")
+            raise _Poison(f"a {header_type[:100]} does not belong on {record.topic}")
         if elsewhere is False and header_type not in handlers.message_types:
             return None  # a message of this topic that this service does not handle: not parsed at all
-    value = record.value
-    if not value:
-        return Delivery(record, poison="the record has no value")
-    if len(value) > MAX_RECORD_BYTES:
-        return Delivery(record, poison=f"value of {len(value):,} bytes exceeds the {MAX_RECORD_BYTES:,}-byte limit")
-    try:
-        envelope = decode_message(value)
-    except InvalidMessage as invalid:
-        return Delivery(record, poison=invalid.reason)
+    envelope = _envelope(record)
     if header_type is not None and header_type != envelope.type:
-        return Delivery(
-            record, poison=f"header {MESSAGE_TYPE_HEADER} says {header_type!r}, the envelope {envelope.type!r}"
-        )
+        raise _Poison(f"header {MESSAGE_TYPE_HEADER} says {header_type!r}, the envelope {envelope.type!r}")
     if _belongs_elsewhere(envelope.type, record.topic):
-        return Delivery(record, poison=f"a {envelope.type} does not belong on {record.topic}")
+        raise _Poison(f"a {envelope.type} does not belong on {record.topic}")
     route = handlers.route(envelope.type)
     if route is None:
         return None
+    _check_key(record, envelope)
+    return Delivery(record, envelope=envelope, route=route)
+
+
+def _type_header(record: ConsumedRecord) -> str | None:
+    values = [value for key, value in record.headers if key == MESSAGE_TYPE_HEADER]
+    if len(values) > 1:
+        raise _Poison(f"header {MESSAGE_TYPE_HEADER} appears {len(values)} times")
+    if not values:
+        return None
+    try:
+        return values[0].decode()
+    except UnicodeDecodeError:
+        raise _Poison(f"header {MESSAGE_TYPE_HEADER} is not valid UTF-8") from None
+
+
+def _envelope(record: ConsumedRecord) -> Envelope[Any]:
+    value = record.value
+    if not value:
+        raise _Poison("the record has no value")
+    if len(value) > MAX_RECORD_BYTES:
+        raise _Poison(f"value of {len(value):,} bytes exceeds the {MAX_RECORD_BYTES:,}-byte limit")
+    try:
+        return decode_message(value)
+    except InvalidMessage as invalid:
+        raise _Poison(invalid.reason) from None
+
+
+def _check_key(record: ConsumedRecord, envelope: Envelope[Any]) -> None:
+    """The record key must be the message's subject, or its ordering would be lost."""
     subject = envelope.payload.partition_key
     if record.key is None or record.key != subject.encode():
         shown = "none" if record.key is None else repr(record.key[:120].decode(errors="replace"))
-        return Delivery(
-            record,
-            poison=f"record key {shown} is not the message's {envelope.payload.topic.key.value} {subject!r}",
-        )
-    return Delivery(record, envelope=envelope, route=route)
+        raise _Poison(f"record key {shown} is not the message's {envelope.payload.topic.key.value} {subject!r}")
 
 
 # ---------------------------------------------------------------------- consuming
