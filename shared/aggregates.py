@@ -175,7 +175,7 @@ class Aggregate(Generic[A]):
             return row[self.key_columns[0]]
         return tuple(row[c] for c in self.key_columns)
 
-    def by(self, key: str | Callable[[Any, Any], Key]) -> Load:
+    def by(self, key: str | Callable[[Any, Any], Key]) -> Load[A]:
         """What a handler will read: the aggregate whose key is a message field, or computed
         from (message, envelope)."""
         if isinstance(key, str):
@@ -188,10 +188,10 @@ class Aggregate(Generic[A]):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Load:
-    """One aggregate a handler reads, and how to find its key in the message."""
+class Load(Generic[A]):
+    """One aggregate a handler reads, and how to find its key in (message, envelope)."""
 
-    aggregate: Aggregate[Any]
+    aggregate: Aggregate[A]
     key: Callable[[Any, Any], Key]
 
 

@@ -151,6 +151,10 @@ class HandlerContext:
         """A declared aggregate, or None when it does not exist yet."""
         return self.scope.get(aggregate, key)
 
+    def read(self, load: Load[A], message: Message) -> A | None:
+        """What a ``loads=`` declaration names for this message (its key computed the same way)."""
+        return self.scope.get(load.aggregate, load.key(message, self.envelope))
+
     def add(self, aggregate: Aggregate[A], item: A) -> A:
         """A new aggregate, stored with the batch."""
         return self.scope.add(aggregate, item)
@@ -208,7 +212,7 @@ Handler = Callable[[M, HandlerContext], None]
 class Route(Generic[M]):
     model: type[M]
     handler: Handler[M]
-    loads: tuple[Load, ...]
+    loads: tuple[Load[Any], ...]
 
 
 class MessageHandlers:
@@ -217,7 +221,7 @@ class MessageHandlers:
     def __init__(self) -> None:
         self._routes: dict[str, Route[Any]] = {}
 
-    def on(self, model: type[M], *, loads: Sequence[Load] = ()) -> Callable[[Handler[M]], Handler[M]]:
+    def on(self, model: type[M], *, loads: Sequence[Load[Any]] = ()) -> Callable[[Handler[M]], Handler[M]]:
         """Register the decorated function as the handler of ``model``; ``loads`` names every
         aggregate it reads, so the batch can read them all at once."""
 
