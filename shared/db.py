@@ -91,18 +91,30 @@ class _InlineSQLiteConnection(aiosqlite.Connection):
         self._running = False
 
 
+def open_sqlite(path: str) -> sqlite3.Connection:
+    """A raw connection to a service's SQLite file, set up as every connection to it is."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    configure_sqlite(connection)
+    return connection
+
+
+def configure_sqlite(connection: Any) -> None:
+    """WAL (readers never wait for the writer), a short lock wait, foreign keys on."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 def _make_sqlite_transactional(engine: AsyncEngine) -> None:
     # pysqlite's own BEGIN handling breaks SAVEPOINT and lets a read-then-write
     # transaction fail on lock upgrade; take the write lock up front instead.
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # The connection is opened with isolation_level=None (no implicit BEGIN).
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        configure_sqlite(dbapi_connection)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:

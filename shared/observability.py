@@ -68,10 +68,12 @@ class HealthServer:
     def __init__(self, port: int, ready: Callable[[], bool], host: str = "127.0.0.1") -> None:
         self._host, self._port, self._ready = host, port, ready
         self._server: asyncio.Server | None = None
+        self.port = port
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self._host, self._port)
-        log.info("http endpoint listening", port=self._port)
+        self.port = self._server.sockets[0].getsockname()[1]  # the one bound when 0 was asked for
+        log.info("http endpoint listening", port=self.port)
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -26,13 +26,11 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.aggregates import Aggregate, Key, Row
+from shared.db import open_sqlite
 from shared.observability import METRICS
-
-SQLITE_BUSY_MS = 50
 
 
 class Transaction(Protocol):
@@ -59,14 +57,6 @@ def open_database(engine: AsyncEngine) -> Database:
     if url.get_backend_name().startswith("sqlite") and url.database not in (None, "", ":memory:"):
         return SqliteDatabase(str(url.database))
     return AlchemyDatabase(engine)
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file behind a SQLite URL, or None for another database."""
-    parsed = make_url(url)
-    if parsed.get_backend_name().startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-        return str(parsed.database)
-    return None
 
 
 # --------------------------------------------------------------------- SQLAlchemy
@@ -280,12 +270,7 @@ class SqliteDatabase:
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-            connection.execute("PRAGMA foreign_keys=ON")
-            self._connection = connection
+            self._connection = open_sqlite(self._path)
         return self._connection
 
     @contextlib.asynccontextmanager
@@ -325,5 +310,4 @@ __all__ = [
     "SqliteDatabase",
     "Transaction",
     "open_database",
-    "sqlite_path",
 ]

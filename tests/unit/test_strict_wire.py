@@ -606,7 +606,7 @@ _JSON = st.recursive(
 )
 
 
-def _verdict(value: bytes) -> Envelope[Any] | InvalidMessage:
+def check_verdict(value: bytes) -> Envelope[Any] | InvalidMessage:
     try:
         return decode_message(value)
     except InvalidMessage as invalid:
@@ -619,13 +619,13 @@ def _verdict(value: bytes) -> Envelope[Any] | InvalidMessage:
 @settings(database=None, max_examples=300)
 @given(st.binary(max_size=300))
 def test_x2_arbitrary_bytes_give_a_verdict(value: bytes) -> None:
-    _verdict(value)  # never another exception
+    check_verdict(value)  # never another exception
 
 
 @settings(database=None, max_examples=300)
 @given(_JSON)
 def test_x2_arbitrary_json_gives_a_verdict(document: Any) -> None:
-    _verdict(_wire(document))
+    check_verdict(_wire(document))
 
 
 _PATHS: list[tuple[str, ...]] = [
@@ -656,7 +656,7 @@ def test_x2_a_mutated_checkout_gives_a_verdict_and_valid_ones_are_exact(
     target[path[-1]] = value
     cut = data.draw(st.sampled_from([None, 1, 10, 50]))
     raw = _wire(document)
-    outcome = _verdict(raw if cut is None else raw[:-cut])
+    outcome = check_verdict(raw if cut is None else raw[:-cut])
     if isinstance(outcome, Envelope):  # accepted: then it is exactly what was sent, nothing coerced
         assert json.loads(outcome.model_dump_json()) == _normalised(document)
 
