@@ -75,21 +75,18 @@ class BatchUnitOfWork:
     _journal: list[tuple[Journal, Row]] = field(default_factory=list)
     _touches: int = 0
 
-    async def load(self, tx: Transaction, wanted: Mapping[Aggregate[Any], set[Key]]) -> int:
-        """Read every wanted aggregate, one query per table; returns the statements run."""
-        statements = 0
+    async def load(self, tx: Transaction, wanted: Mapping[Aggregate[Any], set[Key]]) -> None:
+        """Read every wanted aggregate, one query per table."""
         for aggregate, keys in wanted.items():
             fresh = [k for k in keys if (aggregate.name, k) not in self._entries]
             if not fresh:
                 continue
-            statements += 1
             for row in await tx.select_in(aggregate.table, aggregate.key_columns, fresh):
                 item = aggregate.from_row(row)
                 key = aggregate.key_of_row(row)
                 self._entries[aggregate.name, key] = _Entry(aggregate, aggregate.to_row(item), row["version"], item)
             for key in fresh:
                 self._entries.setdefault((aggregate.name, key), _Entry(aggregate, None, 0, None))
-        return statements
 
     def scope(self) -> MessageScope:
         return MessageScope(self)
@@ -100,12 +97,10 @@ class BatchUnitOfWork:
             raise UndeclaredRead(f"{aggregate.name} {key!r} was not loaded: declare it in the handler's loads=[...]")
         return entry  # type: ignore[no-any-return]
 
-    async def write(self, tx: Transaction) -> int:
-        """Write back what changed; returns the statements run. Raises VersionConflict."""
+    async def write(self, tx: Transaction) -> None:
+        """Write back what changed, one statement per table. Raises VersionConflict."""
         now = self.clock.now()
-        statements = 0
         for aggregate, rows in self._changed_rows(now).items():
-            statements += 1
             if await tx.upsert(aggregate, rows) != len(rows):
                 raise VersionConflict(aggregate.name, (aggregate.key_of_row(r) for r in rows))
         by_table: dict[Journal, list[Row]] = defaultdict(list)
@@ -114,9 +109,7 @@ class BatchUnitOfWork:
                 row.setdefault("created_at", now)
             by_table[journal].append(row)
         for journal, rows in by_table.items():
-            statements += 1
             await tx.insert(journal.table, rows)
-        return statements
 
     def _changed_rows(self, now: datetime) -> dict[Aggregate[Any], list[Row]]:
         """The rows to upsert, per aggregate, in the order the batch first touched them."""
