@@ -103,9 +103,14 @@ SYSTEM_ERRORS: tuple[type[BaseException], ...] = (
 _SYSTEM_SQLSTATE_CLASSES = frozenset({"08", "53", "55", "57"})
 
 
-def _is_system_sqlstate(error: DBAPIError) -> bool:
-    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-    return isinstance(sqlstate, str) and sqlstate[:2] in _SYSTEM_SQLSTATE_CLASSES
+def is_system_failure(error: BaseException) -> bool:
+    """Class (d): the database or the network failed, whatever message was being handled."""
+    if isinstance(error, SYSTEM_ERRORS):
+        return True
+    if isinstance(error, DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return error.connection_invalidated or (isinstance(sqlstate, str) and sqlstate[:2] in _SYSTEM_SQLSTATE_CLASSES)
+    return False
 
 
 MAX_RECORD_BYTES = 1024 * 1024
@@ -391,11 +396,9 @@ class BatchConsumer:
             return
         try:
             stored = await self._apply_with_conflict_retries(deliveries)
-        except SYSTEM_ERRORS as error:
-            raise SystemFault(f"{type(error).__name__}: {error}") from error
-        except DBAPIError as error:
-            if error.connection_invalidated or _is_system_sqlstate(error):
-                raise SystemFault(f"database unavailable: {error.orig}") from error
+        except Exception as error:
+            if is_system_failure(error):
+                raise SystemFault(f"{type(error).__name__}: {getattr(error, 'orig', None) or error}") from error
             raise
         if stored:
             self._hand_over(stored)
@@ -468,11 +471,11 @@ class BatchConsumer:
         METRICS.stage("handle", time.perf_counter() - started)
         try:
             await uow.write(tx)
-        except SYSTEM_ERRORS:
-            raise
         except VersionConflict:
             raise
         except Exception as error:
+            if is_system_failure(error):
+                raise
             log.warning("writing the batch failed; re-running each message alone", error=repr(error))
             raise _BatchFailed from error
 
@@ -488,11 +491,11 @@ class BatchConsumer:
                         uow = await self._load(tx, [delivery])
                         self._handle(uow, delivery, single)
                         await uow.write(tx)
-                except SYSTEM_ERRORS:
-                    raise
                 except VersionConflict:
                     raise
                 except Exception as caught:
+                    if is_system_failure(caught):
+                        raise
                     error = caught
                     continue
                 outcome.records.extend(single.records)

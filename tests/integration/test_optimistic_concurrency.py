@@ -194,3 +194,38 @@ async def test_x2_postgresql_refusing_connections_is_a_system_fault_and_the_batc
         assert topics == ["tradeguard.account.events"]  # WalletFunded once, no dead letter
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_x2_a_lock_timeout_while_writing_is_a_system_fault_not_a_bug(
+    postgres_server: None, database_url: str, clock: ManualClock
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    engine = create_engine(database_url)
+    other = create_engine(database_url)
+    try:
+        await migrate(engine, ACCOUNT.migrations)
+        consumer = BatchConsumer(
+            name="account",
+            engine=engine,
+            handlers=ACCOUNT.handlers,
+            rejections_topic=ACCOUNT.rejections_topic,
+            hand_over=lambda _stored: None,
+            clock=clock,
+        )
+        await consumer.consume([record_of(FundWallet(account_id="locked", amount=usd(100)))])
+        top_up = record_of(FundWallet(account_id="locked", amount=usd(1)))
+        async with other.begin() as holder:  # another session holds the row past the lock timeout
+            await holder.execute(sa.select(wallets).where(wallets.c.account_id == "locked").with_for_update())
+            with pytest.raises(SystemFault, match="lock timeout"):
+                await consumer.consume([top_up])
+        await consumer.consume([top_up])  # offered again once the lock is gone
+
+        assert await row(engine, "locked") == (101, 2)
+        async with engine.connect() as conn:
+            topics = (await conn.execute(sa.select(outbox.c.topic))).scalars().all()
+        assert "tradeguard.dead-letter" not in topics
+    finally:
+        await engine.dispose()
+        await other.dispose()
