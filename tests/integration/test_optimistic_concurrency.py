@@ -8,6 +8,7 @@ system fault: neither is ever a dead letter.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -104,54 +105,67 @@ async def test_x2_a_stale_write_is_refused_by_its_version(account_db: AsyncEngin
         await db.close()
 
 
+@pytest.fixture
+def pg_account(account_db: AsyncEngine, database_url: str) -> AsyncEngine:
+    """The migrated account database, on PostgreSQL only: SQLite serialises writers with its
+    write lock (BEGIN IMMEDIATE), so only concurrent transactions can interleave like this."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("needs PostgreSQL's concurrent transactions")
+    return account_db
+
+
+@pytest.fixture
+async def other_session(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A second client of the same database (another instance, another operator)."""
+    other = create_engine(database_url)
+    yield other
+    await other.dispose()
+
+
+def account_consumer(engine: AsyncEngine, clock: ManualClock) -> BatchConsumer:
+    return BatchConsumer(
+        name="account",
+        engine=engine,
+        handlers=ACCOUNT.handlers,
+        rejections_topic=ACCOUNT.rejections_topic,
+        hand_over=lambda _stored: None,
+        clock=clock,
+    )
+
+
+async def outbox_topics(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(outbox.c.topic).order_by(outbox.c.id))).scalars())
+
+
 @pytest.mark.postgres
 async def test_x2_a_second_instance_writing_mid_batch_makes_the_batch_re_run(
-    postgres_server: None, database_url: str, clock: ManualClock
+    pg_account: AsyncEngine, other_session: AsyncEngine, clock: ManualClock
 ) -> None:
-    # SQLite serialises writers with its write lock (BEGIN IMMEDIATE), so only a database with
-    # concurrent transactions can interleave two instances this way.
-    if not database_url.startswith("postgresql"):
-        pytest.skip("interleaving needs concurrent transactions")
-    engine = create_engine(database_url)
-    other = create_engine(database_url)
-    try:
-        await migrate(engine, ACCOUNT.migrations)
-        consumer = BatchConsumer(
-            name="account",
-            engine=engine,
-            handlers=ACCOUNT.handlers,
-            rejections_topic=ACCOUNT.rejections_topic,
-            hand_over=lambda _stored: None,
-            clock=clock,
-        )
-        await consumer.consume([record_of(FundWallet(account_id="raced", amount=usd(100)))])
-        original_load = consumer._load
-        runs = 0
+    consumer = account_consumer(pg_account, clock)
+    await consumer.consume([record_of(FundWallet(account_id="raced", amount=usd(100)))])
+    original_load = consumer._load
+    runs = 0
 
-        async def load_then_race(tx: Any, deliveries: Any) -> Any:
-            nonlocal runs
-            runs += 1
-            uow = await original_load(tx, deliveries)
-            if runs == 1:  # another instance tops up the same wallet and commits first
-                async with other.begin() as conn:
-                    await conn.execute(
-                        wallets.update()
-                        .where(wallets.c.account_id == "raced")
-                        .values(balance_minor=wallets.c.balance_minor + 5, version=wallets.c.version + 1)
-                    )
-            return uow
+    async def load_then_race(tx: Any, deliveries: Any) -> Any:
+        nonlocal runs
+        runs += 1
+        uow = await original_load(tx, deliveries)
+        if runs == 1:  # another instance tops up the same wallet and commits first
+            async with other_session.begin() as conn:
+                await conn.execute(
+                    wallets.update()
+                    .where(wallets.c.account_id == "raced")
+                    .values(balance_minor=wallets.c.balance_minor + 5, version=wallets.c.version + 1)
+                )
+        return uow
 
-        consumer._load = load_then_race  # type: ignore[method-assign]
-        await consumer.consume([record_of(FundWallet(account_id="raced", amount=usd(1000)))])
+    consumer._load = load_then_race  # type: ignore[method-assign]
+    await consumer.consume([record_of(FundWallet(account_id="raced", amount=usd(1000)))])
 
-        assert runs == 2  # the conflict re-ran the batch on fresh state
-        assert await row(engine, "raced") == (1105, 3)  # both top-ups kept, neither lost
-        async with engine.connect() as conn:
-            topics = (await conn.execute(sa.select(outbox.c.topic))).scalars().all()
-        assert "tradeguard.dead-letter" not in topics
-    finally:
-        await engine.dispose()
-        await other.dispose()
+    assert runs == 2  # the conflict re-ran the batch on fresh state
+    assert await row(pg_account, "raced") == (1105, 3)  # both top-ups kept, neither lost
+    assert "tradeguard.dead-letter" not in await outbox_topics(pg_account)
 
 
 def _psql(sql: str) -> None:
@@ -160,72 +174,38 @@ def _psql(sql: str) -> None:
 
 @pytest.mark.postgres
 async def test_x2_postgresql_refusing_connections_is_a_system_fault_and_the_batch_goes_through_after(
-    postgres_server: None, database_url: str, clock: ManualClock
+    pg_account: AsyncEngine, database_url: str, clock: ManualClock
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
     database = sa.engine.make_url(database_url).database
     assert database is not None
-    engine = create_engine(database_url)
+    consumer = account_consumer(pg_account, clock)
+    record = record_of(FundWallet(account_id="patient", amount=usd(100)))
+    # The database goes away: new connections refused, the open ones killed.
+    _psql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+    _psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
     try:
-        await migrate(engine, ACCOUNT.migrations)
-        consumer = BatchConsumer(
-            name="account",
-            engine=engine,
-            handlers=ACCOUNT.handlers,
-            rejections_topic=ACCOUNT.rejections_topic,
-            hand_over=lambda _stored: None,
-            clock=clock,
-        )
-        record = record_of(FundWallet(account_id="patient", amount=usd(100)))
-        # The database goes away: new connections refused, the open ones killed.
-        _psql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-        _psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
-        try:
-            with pytest.raises(SystemFault):
-                await consumer.consume([record])
-        finally:
-            _psql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
-        await consumer.consume([record])  # offered again, as the subscriber does after its backoff
-
-        assert await row(engine, "patient") == (100, 1)
-        async with engine.connect() as conn:
-            topics = (await conn.execute(sa.select(outbox.c.topic))).scalars().all()
-        assert topics == ["tradeguard.account.events"]  # WalletFunded once, no dead letter
+        with pytest.raises(SystemFault):
+            await consumer.consume([record])
     finally:
-        await engine.dispose()
+        _psql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    await consumer.consume([record])  # offered again, as the subscriber does after its backoff
+
+    assert await row(pg_account, "patient") == (100, 1)
+    assert await outbox_topics(pg_account) == ["tradeguard.account.events"]  # WalletFunded once, no dead letter
 
 
 @pytest.mark.postgres
 async def test_x2_a_lock_timeout_while_writing_is_a_system_fault_not_a_bug(
-    postgres_server: None, database_url: str, clock: ManualClock
+    pg_account: AsyncEngine, other_session: AsyncEngine, clock: ManualClock
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
-    engine = create_engine(database_url)
-    other = create_engine(database_url)
-    try:
-        await migrate(engine, ACCOUNT.migrations)
-        consumer = BatchConsumer(
-            name="account",
-            engine=engine,
-            handlers=ACCOUNT.handlers,
-            rejections_topic=ACCOUNT.rejections_topic,
-            hand_over=lambda _stored: None,
-            clock=clock,
-        )
-        await consumer.consume([record_of(FundWallet(account_id="locked", amount=usd(100)))])
-        top_up = record_of(FundWallet(account_id="locked", amount=usd(1)))
-        async with other.begin() as holder:  # another session holds the row past the lock timeout
-            await holder.execute(sa.select(wallets).where(wallets.c.account_id == "locked").with_for_update())
-            with pytest.raises(SystemFault, match="lock timeout"):
-                await consumer.consume([top_up])
-        await consumer.consume([top_up])  # offered again once the lock is gone
+    consumer = account_consumer(pg_account, clock)
+    await consumer.consume([record_of(FundWallet(account_id="locked", amount=usd(100)))])
+    top_up = record_of(FundWallet(account_id="locked", amount=usd(1)))
+    async with other_session.begin() as holder:  # another session holds the row past the lock timeout
+        await holder.execute(sa.select(wallets).where(wallets.c.account_id == "locked").with_for_update())
+        with pytest.raises(SystemFault, match="lock timeout"):
+            await consumer.consume([top_up])
+    await consumer.consume([top_up])  # offered again once the lock is gone
 
-        assert await row(engine, "locked") == (101, 2)
-        async with engine.connect() as conn:
-            topics = (await conn.execute(sa.select(outbox.c.topic))).scalars().all()
-        assert "tradeguard.dead-letter" not in topics
-    finally:
-        await engine.dispose()
-        await other.dispose()
+    assert await row(pg_account, "locked") == (101, 2)
+    assert "tradeguard.dead-letter" not in await outbox_topics(pg_account)
