@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.orders import BUYER_BALANCE, PRICE
 from contracts import Checkout, ConfirmReceipt, FundWallet, Message, envelope_for
 from contracts.topics import MESSAGE_TYPE_HEADER
+from scripts.onboarding import MARKETPLACE_ID
 from scripts.stack import SERVICES
 from shared.consumer import BatchConsumer
 from shared.db import create_engine, migrate
@@ -201,7 +202,11 @@ async def measure(orders: int, batch: int) -> dict[str, Any]:
                 service.statements.clear()
             for n in range(orders):
                 checkout = Checkout(
-                    order_id=f"order-{n}", buyer_id=buyers[n % len(buyers)], seller_id=f"seller-{n % 7}", amount=PRICE
+                    marketplace_id=MARKETPLACE_ID,
+                    order_id=f"order-{n}",
+                    buyer_id=buyers[n % len(buyers)],
+                    seller_id=f"seller-{n % 7}",
+                    amount=PRICE,
                 )
                 router.command(checkout, f"checkout-{n}")
             await router.run_until_idle(batch)

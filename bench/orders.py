@@ -32,6 +32,7 @@ from contracts import (
     envelope_for,
 )
 from contracts.topics import ACCOUNT_EVENTS, MESSAGE_TYPE_HEADER, ORDER_EVENTS, Topic
+from scripts.onboarding import MARKETPLACE_ID
 
 # Sequential message hops on the happy path, each one produce + consume, as the flow goes:
 HAPPY_PATH_HOPS: tuple[str, ...] = (
@@ -231,6 +232,7 @@ class OrderDriver:
         self._next += 1
         order_id = f"{self.run_id}-{phase}-{n:07d}"
         checkout = Checkout(
+            marketplace_id=MARKETPLACE_ID,
             order_id=order_id,
             buyer_id=self.buyers[n % len(self.buyers)],
             seller_id=self.sellers[n % len(self.sellers)],

@@ -39,6 +39,7 @@ from contracts import (
     parse_envelope,
 )
 from contracts.topics import MESSAGE_TYPE_HEADER
+from scripts.onboarding import MARKETPLACE_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,12 @@ class Tracer:
     async def order(self, n: int, timeout: float) -> str:
         order_id = f"{self._run_id}-trace-{n:04d}"
         checkout = Checkout(
-            order_id=order_id, buyer_id=self._buyer, seller_id=self._seller, amount=PRICE, item="traced"
+            marketplace_id=MARKETPLACE_ID,
+            order_id=order_id,
+            buyer_id=self._buyer,
+            seller_id=self._seller,
+            amount=PRICE,
+            item="traced",
         )
         await self._publish(checkout, order_id, f"checkout-{order_id}")
         await self._until_status(order_id, OrderStatus.IN_ESCROW, timeout)

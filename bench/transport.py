@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench.stack import bench_topic
 from bench.stats import summarize_ms
 from contracts import Checkout, Money, envelope_for
+from scripts.onboarding import MARKETPLACE_ID
 from shared.broker import ensure_topics
 
 PING = bench_topic("bench.ping")
@@ -61,6 +62,7 @@ def new_group_consumer(bootstrap_servers: str, topic: str, group: str) -> AIOKaf
 def envelope_sized_payload() -> bytes:
     """A real Checkout envelope, the size of the records the services exchange."""
     checkout = Checkout(
+        marketplace_id=MARKETPLACE_ID,
         order_id="bench-000000-phase-000000",
         buyer_id="bench-buyer-0000",
         seller_id="bench-seller-0000",

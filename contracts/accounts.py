@@ -1,4 +1,4 @@
-"""Accounts: wallet top-ups, debits and credits."""
+"""Accounts: wallet top-ups and credits, and the account's say on every payment."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Annotated
 from pydantic import Field
 
 from contracts.envelope import AcceptJsonForm, Command, Event
+from contracts.funding_sources import FundingSource, FundingType
 from contracts.money import Balance, Money
+from contracts.registration import SecurityMethod
+from contracts.sealing import Sealed
 from contracts.topics import ACCOUNT_COMMANDS, ACCOUNT_EVENTS
 
 _ACCOUNT_ID = Field(min_length=1, max_length=100, description="Wallet owner's account id.", examples=["buyer-1"])
@@ -16,30 +19,51 @@ _ORDER_ID = Field(min_length=1, max_length=100, description="Order the movement 
 
 
 class DeclineReason(StrEnum):
-    """Why a wallet debit was refused; every one is permanent."""
+    """Why the account service refused to let a payment go ahead; every one is permanent."""
 
     INSUFFICIENT_FUNDS = "insufficient_funds"
     WALLET_NOT_FOUND = "wallet_not_found"
     CURRENCY_MISMATCH = "currency_mismatch"
+    ACCOUNT_NOT_FOUND = "account_not_found"
+    ACCOUNT_NOT_ACTIVE = "account_not_active"
+    ACCOUNT_LOCKED = "account_locked"
+    BINDING_MISSING = "binding_missing"
+    BINDING_EXPIRED = "binding_expired"
+    SOURCE_NOT_FOUND = "source_not_found"
+    SOURCE_REMOVED = "source_removed"
+    SOURCE_EXPIRED = "source_expired"
+    FUNDING_TYPE_NOT_ALLOWED = "funding_type_not_allowed"
+    SECURITY_CHECK_REQUIRED = "security_check_required"
+    SECURITY_CHECK_FAILED = "security_check_failed"
 
 
 class FundWallet(Command):
-    """Top up an account's wallet balance (opens the wallet on first top-up)."""
+    """Top up an account's wallet balance (opens the wallet on first top-up), from a funding source if named."""
 
     topic = ACCOUNT_COMMANDS
 
     account_id: str = _ACCOUNT_ID
     amount: Money
+    source_id: str | None = Field(default=None, max_length=64, description="The card or bank account paying it.")
 
 
-class DebitWallet(Command):
-    """Take an order's payment out of the buyer's wallet balance."""
+class AuthorizePayment(Command):
+    """The payment service asks whether the buyer's account may pay an order, and from which source.
+
+    The account service decides against its own state: the account is active, the marketplace
+    holds a live ``pay`` grant, the source is live and allowed in the region, the security check
+    passed when the amount needs one; paying from the wallet, it debits the balance too.
+    """
 
     topic = ACCOUNT_COMMANDS
 
     account_id: str = _ACCOUNT_ID
     order_id: str = _ORDER_ID
+    marketplace_id: str = Field(min_length=1, max_length=100, description="Who charges: must hold a grant.")
     amount: Money
+    source_id: str | None = Field(default=None, max_length=64, description="A card or bank account; none: the wallet.")
+    security_method: Annotated[SecurityMethod, AcceptJsonForm()] | None = None
+    security_proof: Sealed | None = Field(default=None, description="PIN or TOTP code sealed for payment:<order_id>.")
 
 
 class CreditWallet(Command):
@@ -60,16 +84,21 @@ class WalletFunded(Event):
     balance: Balance = Field(description="Balance after the top-up.")
 
 
-class WalletDebited(Event):
+class PaymentAuthorized(Event):
+    """The account lets the payment go ahead; from the wallet, the amount is already debited."""
+
     topic = ACCOUNT_EVENTS
 
     account_id: str = _ACCOUNT_ID
     order_id: str = _ORDER_ID
     amount: Money
-    balance: Balance = Field(description="Balance after the debit.")
+    funding_type: Annotated[FundingType, AcceptJsonForm()]
+    source: FundingSource | None = Field(default=None, description="The card or bank account; none for the wallet.")
+    card_token: str | None = Field(default=None, description="The vault token the network charges.")
+    balance: Balance | None = Field(default=None, description="The wallet's balance after the debit.")
 
 
-class WalletDebitDeclined(Event):
+class PaymentAuthorizationDeclined(Event):
     topic = ACCOUNT_EVENTS
 
     account_id: str = _ACCOUNT_ID

@@ -38,25 +38,65 @@ KAFKA_BINDING_VERSION = "0.4.0"
 # info.version of the AsyncAPI document and the name of the released baseline (contracts/released/<version>/).
 # A breaking change fails `scripts/export_contracts.py --check` and tests/unit/test_contracts.py until this is
 # bumped and `--release` moves the baseline. 0.2.0: the strict wire (issue 22): no coercion, ISO 4217 codes
-# that are money, per-currency bounds, message_id and occurred_at required.
-CONTRACTS_VERSION = "0.2.0"
+# that are money, per-currency bounds, message_id and occurred_at required. 0.3.0: accounts (issue 7):
+# registration, verification, funding sources, grants, security; Checkout and CapturePayment name the
+# marketplace (required) and may name a source and a sealed security proof; AuthorizePayment,
+# PaymentAuthorized and PaymentAuthorizationDeclined replace DebitWallet, WalletDebited, WalletDebitDeclined.
+CONTRACTS_VERSION = "0.3.0"
 
-# Who publishes each message type. "marketplace" is the client side (scripts/marketplace.py).
+# Who publishes each message type. "marketplace" is the client side (scripts/marketplace.py): its
+# checkout and its app gateway, which sends the account holder's commands; "operator" is the
+# platform's staff (identity review, restrictions, unlocks).
 PRODUCERS: dict[str, tuple[str, ...]] = {
     "Checkout": ("marketplace",),
     "ConfirmReceipt": ("marketplace",),
     "FundWallet": ("marketplace",),
+    "RegisterAccount": ("marketplace",),
+    "ResendPhoneCode": ("marketplace",),
+    "VerifyPhone": ("marketplace",),
+    "SignIn": ("marketplace",),
+    "EnrolTotp": ("marketplace",),
+    "SetPaymentPin": ("marketplace",),
+    "RestrictAccount": ("operator",),
+    "UnlockAccount": ("operator",),
+    "CloseAccount": ("marketplace",),
+    "SubmitIdentity": ("marketplace",),
+    "ApproveIdentity": ("operator",),
+    "RejectIdentity": ("operator",),
+    "AddCard": ("marketplace",),
+    "AddBankAccount": ("marketplace",),
+    "SetDefaultFundingSource": ("marketplace",),
+    "RemoveFundingSource": ("marketplace",),
+    "GrantMarketplaceAccess": ("marketplace",),
+    "RevokeMarketplaceAccess": ("marketplace",),
     "CapturePayment": ("saga",),
     "HoldFunds": ("saga",),
     "ReleaseFunds": ("saga",),
     "CreditWallet": ("saga",),
     "OrderStatusChanged": ("saga",),
-    "DebitWallet": ("payment",),
+    "AuthorizePayment": ("payment",),
     "PaymentCaptured": ("payment",),
     "PaymentFailed": ("payment",),
     "WalletFunded": ("account",),
-    "WalletDebited": ("account",),
-    "WalletDebitDeclined": ("account",),
+    "PaymentAuthorized": ("account",),
+    "PaymentAuthorizationDeclined": ("account",),
+    "AccountRegistered": ("account",),
+    "PhoneCodeSent": ("account",),
+    "PhoneVerificationFailed": ("account",),
+    "AccountStatusChanged": ("account",),
+    "SignedIn": ("account",),
+    "SecurityCheckFailed": ("account",),
+    "SuspiciousActivityDetected": ("account",),
+    "TotpEnrolled": ("account",),
+    "PaymentPinSet": ("account",),
+    "IdentitySubmitted": ("account",),
+    "IdentityVerified": ("account",),
+    "IdentityRejected": ("account",),
+    "FundingSourceAdded": ("account",),
+    "DefaultFundingSourceChanged": ("account",),
+    "FundingSourceRemoved": ("account",),
+    "MarketplaceAccessGranted": ("account",),
+    "MarketplaceAccessRevoked": ("account",),
     "WalletCredited": ("account",),
     "FundsHeld": ("escrow",),
     "FundsReleased": ("escrow",),
@@ -76,7 +116,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "tradeguard.order.commands": ("saga",),
     "tradeguard.order.events": ("marketplace", "notification"),
     "tradeguard.account.commands": ("account",),
-    "tradeguard.account.events": ("notification", "payment"),
+    "tradeguard.account.events": ("marketplace", "notification", "payment"),
     "tradeguard.payment.commands": ("payment",),
     "tradeguard.payment.events": ("notification", "saga"),
     "tradeguard.escrow.commands": ("escrow",),

@@ -15,6 +15,7 @@ verdict as validating the JSON itself. Decode records with :func:`contracts.deco
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
@@ -30,7 +31,8 @@ P = TypeVar("P")
 class AcceptJsonForm:
     """Annotation: in Python, also accept the string strict JSON accepts for the type; JSON stays strict.
 
-    For a UUID field: a :class:`uuid.UUID` or its string form; for an enum field: a member or its value.
+    For a UUID field: a :class:`uuid.UUID` or its string form; for an enum field: a member or its
+    value; for a datetime or date field: the object or its ISO 8601 form.
     Nothing else (no bytes, no numbers). The error names what was expected, never the input.
     """
 
@@ -44,8 +46,12 @@ class AcceptJsonForm:
             error_type, message = "enum_member", f"Input should be one of {expected}"
         elif target["type"] == "uuid":
             error_type, message = "uuid_value", "Input should be a UUID or its string form"
+        elif target["type"] == "datetime":
+            error_type, message = "datetime_value", "Input should be an aware datetime or its ISO 8601 form"
+        elif target["type"] == "date":
+            error_type, message = "date_value", "Input should be a date or its ISO 8601 form (YYYY-MM-DD)"
         else:
-            msg = f"AcceptJsonForm supports UUID and enum fields, not {target['type']}"
+            msg = f"AcceptJsonForm supports UUID, enum, datetime and date fields, not {target['type']}"
             raise TypeError(msg)
         python = core_schema.union_schema(
             [schema, core_schema.chain_schema([core_schema.str_schema(strict=True), lax])],
@@ -58,6 +64,10 @@ class AcceptJsonForm:
 
 WireUUID = Annotated[uuid.UUID, AcceptJsonForm()]
 """A UUID: a string on the wire; a UUID or its string form in Python."""
+WireDatetime = Annotated[AwareDatetime, AcceptJsonForm()]
+"""A time with its UTC offset: ISO 8601 on the wire; a datetime or its ISO form in Python."""
+WireDate = Annotated[dt.date, AcceptJsonForm()]
+"""A calendar date: YYYY-MM-DD on the wire; a date or that form in Python."""
 
 STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
 """Every contract model: immutable, no unknown fields, no coercion."""

@@ -9,6 +9,8 @@ from pydantic import Field
 
 from contracts.envelope import AcceptJsonForm, Command, Event
 from contracts.money import Money
+from contracts.registration import SecurityMethod
+from contracts.sealing import Sealed
 from contracts.topics import ORDER_COMMANDS, ORDER_EVENTS
 
 OrderId = str
@@ -42,6 +44,12 @@ class Checkout(Command):
     seller_id: AccountId = _SELLER_ID
     amount: Money = Field(description="What the buyer pays.")
     item: str = Field(default="", max_length=200, description="What was bought, for people to read.")
+    marketplace_id: str = Field(
+        min_length=1, max_length=100, description="The marketplace charging: the buyer must have granted it pay."
+    )
+    source_id: str | None = Field(default=None, max_length=64, description="Pay from this card or bank account.")
+    security_method: Annotated[SecurityMethod, AcceptJsonForm()] | None = None
+    security_proof: Sealed | None = Field(default=None, description="PIN or TOTP code sealed for payment:<order_id>.")
 
 
 class ConfirmReceipt(Command):

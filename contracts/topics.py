@@ -44,19 +44,23 @@ ACCOUNT_COMMANDS = Topic(
     "tradeguard.account.commands",
     6,
     Key.ACCOUNT_ID,
-    "Wallet top-ups, debits and credits.",
+    "Account commands: registration, phone codes, sign-in, identity verification, funding sources, "
+    "marketplace grants, PIN and TOTP, operator actions (restrict, unlock, identity review), wallet "
+    "top-ups and seller credits, and the payment service's AuthorizePayment.",
 )
 ACCOUNT_EVENTS = Topic(
     "tradeguard.account.events",
     6,
     Key.ACCOUNT_ID,
-    "Wallet balance changes and declined debits.",
+    "Account facts for read copies and notifications: registrations, status changes (with who and why), "
+    "verification levels and limits, funding sources, grants, security events, wallet balance changes, "
+    "and the answers to AuthorizePayment.",
 )
 PAYMENT_COMMANDS = Topic(
     "tradeguard.payment.commands",
     6,
     Key.ORDER_ID,
-    "Payment captures requested by the saga.",
+    "Payment captures requested by the saga (with the buyer's source and sealed security proof).",
 )
 PAYMENT_EVENTS = Topic(
     "tradeguard.payment.events",

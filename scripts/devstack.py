@@ -29,6 +29,7 @@ from contracts import (
     OrderStatusChanged,
 )
 from scripts.marketplace import EventWatcher, Marketplace, Seen
+from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, Phone
 from scripts.stack import ROOT, ServiceProcesses, sqlite_urls
 from shared.broker import ensure_topics
 
@@ -40,19 +41,30 @@ def kafka(command: str) -> None:
     subprocess.run(["bash", str(ROOT / "scripts" / "kafka.sh"), command], check=True)
 
 
-async def demo_order(bootstrap: str) -> bool:
+async def demo_order(bootstrap: str, services: ServiceProcesses) -> bool:
     """One order through the happy path; prints its timeline; True when it completed."""
     suffix = uuid.uuid4().hex[:6]
     buyer, seller, order_id = f"buyer-{suffix}", f"seller-{suffix}", f"order-{suffix}"
     price = Money(amount_minor=12999, currency="USD")
     async with EventWatcher(bootstrap) as watcher, Marketplace(bootstrap) as market:
+        onboarding = Onboarding(market, watcher, Phone(services.sms_outbox), services.sealing_key())
+        person = Person.numbered(buyer, int(suffix, 16) % 10**8, full_name="Ana Li")
+        console.print(f"[bold]{buyer}[/] registers, proves the phone with the texted code, binds the wallet")
+        await onboarding.buyer(person)
         console.print(f"[bold]Demo order {order_id}[/]: {buyer} buys from {seller} for {price}")
         await market.publish(
             FundWallet(account_id=buyer, amount=Money(amount_minor=50000, currency="USD")),
             correlation_id=order_id,
             idempotency_key=f"topup-{suffix}",
         )
-        checkout = Checkout(order_id=order_id, buyer_id=buyer, seller_id=seller, amount=price, item="Bluetooth speaker")
+        checkout = Checkout(
+            marketplace_id=MARKETPLACE_ID,
+            order_id=order_id,
+            buyer_id=buyer,
+            seller_id=seller,
+            amount=price,
+            item="Bluetooth speaker",
+        )
         await market.publish(checkout, correlation_id=order_id, idempotency_key=f"checkout-{order_id}")
         try:
             await watcher.wait_for(_status(order_id, OrderStatus.IN_ESCROW, OrderStatus.CANCELLED), timeout=60)
@@ -123,7 +135,7 @@ async def main(mode: str) -> int:
         console.print(f"started {', '.join(f'{n} (pid {p.pid})' for n, p in services.processes.items())}")
         await services.wait_ready()
         console.print("every service has joined its consumer group")
-        completed = await demo_order(BOOTSTRAP)
+        completed = await demo_order(BOOTSTRAP, services)
         if mode == "run":
             console.print(f"Stack is running (Kafka on {BOOTSTRAP}, logs in .data/logs). Press Ctrl-C to stop.")
             await asyncio.Event().wait()

@@ -6,11 +6,21 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from contracts import ALL_TOPICS, Command, Message, RawEnvelope, Topic, parse_envelope, payload_model
+from contracts import (
+    ALL_TOPICS,
+    Command,
+    Envelope,
+    InvalidMessage,
+    Message,
+    RawEnvelope,
+    Topic,
+    decode_message,
+    parse_envelope,
+)
 from contracts.envelope import envelope_for
 from contracts.topics import MESSAGE_TYPE_HEADER
 
@@ -20,7 +30,7 @@ class Seen:
     """A message observed on a topic, with the local time it arrived."""
 
     topic: str
-    envelope: RawEnvelope
+    envelope: Envelope[Any]
     message: Message
     received_at: float  # time.time()
 
@@ -99,11 +109,10 @@ class EventWatcher:
             for record in records:
                 self.raw.append(RawRecord(record.topic, record.value, dict(record.headers)))
                 try:
-                    envelope = parse_envelope(record.value or b"")
-                    message = payload_model(envelope.type, envelope.version).model_validate(envelope.payload)
-                except ValueError:
+                    envelope = decode_message(record.value or b"")
+                except InvalidMessage:
                     continue  # malformed records are the dead-letter topic's business
-                self.seen.append(Seen(record.topic, envelope, message, time.time()))
+                self.seen.append(Seen(record.topic, envelope, envelope.payload, time.time()))
             async with self._changed:
                 self._changed.notify_all()
 

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from contracts import SealingKey
+from shared.clock import CLOCK_FILE_VARIABLE
+from shared.sealing import ensure_key_file
+
 SERVICES = ("account", "payment", "escrow", "notification", "saga")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,9 +26,17 @@ def sqlite_urls(data_dir: Path) -> dict[str, str]:
     return {name: f"sqlite+aiosqlite:///{data_dir / f'{name}.db'}" for name in SERVICES}
 
 
+FAST_PASSWORD_HASHING = {"ACCOUNT_PASSWORD_HASH_TIME_COST": "1", "ACCOUNT_PASSWORD_HASH_MEMORY_KIB": "1024"}
+"""argon2id cheap enough for tests and the benchmark to register hundreds of accounts; never production."""
+
+
 @dataclass
 class ServiceProcesses:
-    """The five services, each its own OS process with its own database."""
+    """The five services, each its own OS process with its own database.
+
+    Beside the logs (in ``log_dir``'s parent) live what a client of this stack needs: the
+    account service's public sealing key, the SMS simulator's file (the users' phones) and the
+    clock file that moves every service's time forward (X8)."""
 
     bootstrap_servers: str
     database_urls: Mapping[str, str]
@@ -33,8 +45,37 @@ class ServiceProcesses:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
+    @property
+    def state_dir(self) -> Path:
+        return self.log_dir.parent
+
+    @property
+    def sealing_key_file(self) -> Path:
+        return self.state_dir / "keys" / "account-sealing.json"
+
+    @property
+    def sms_outbox(self) -> Path:
+        return self.state_dir / "sms.jsonl"
+
+    @property
+    def clock_file(self) -> Path:
+        return self.state_dir / "clock.json"
+
+    def sealing_key(self) -> SealingKey:
+        """The public key clients seal secrets with (the key pair is made here, before any service starts)."""
+        return ensure_key_file(self.sealing_key_file)
+
+    def _shared_env(self) -> dict[str, str]:
+        return {
+            "ACCOUNT_SEALING_KEY_FILE": str(self.sealing_key_file),
+            "ACCOUNT_STORAGE_KEY_FILE": str(self.state_dir / "keys" / "account-storage.key"),
+            "ACCOUNT_SMS_OUTBOX": str(self.sms_outbox),
+            CLOCK_FILE_VARIABLE: str(self.clock_file),
+        }
+
     def start(self, names: tuple[str, ...] = SERVICES) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.sealing_key()
         for name in names:
             self.start_one(name)
 
@@ -46,6 +87,7 @@ class ServiceProcesses:
             f"{name.upper()}_LOG_FORMAT": "json",
             f"{name.upper()}_READY_FILE": str(self._ready_file(name)),
             "PYTHONUNBUFFERED": "1",
+            **self._shared_env(),
             **self.extra_env,
         }
         log = (self.log_dir / f"{name}.log").open("ab")

@@ -73,7 +73,7 @@ from contracts.topics import (
     MESSAGE_TYPE_HEADER,
     Topic,
 )
-from shared import inbox
+from shared import idempotency, inbox
 from shared.aggregates import Aggregate, Journal, Key, Load, Row
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import CommandRefused, SystemFault
@@ -139,14 +139,19 @@ class ConsumedRecord(Protocol):
 class HandlerContext:
     """What a handler gets besides its message: the batch's aggregates and a way to emit."""
 
-    __slots__ = ("emitted", "envelope", "now", "scope", "source")
+    __slots__ = ("deps", "effects", "emitted", "envelope", "now", "scope", "source")
 
-    def __init__(self, envelope: Envelope[Any], source: str, scope: MessageScope, clock: Clock) -> None:
+    def __init__(
+        self, envelope: Envelope[Any], source: str, scope: MessageScope, clock: Clock, deps: Any = None
+    ) -> None:
         self.envelope = envelope
         self.source = source
         self.scope = scope
         self.now = clock.now()
+        self.deps = deps
+        """The service's own ports (a password hasher, an SMS gateway): see ServiceDefinition.dependencies."""
         self.emitted: list[OutgoingRecord] = []
+        self.effects: list[Callable[[], None]] = []
 
     @property
     def correlation_id(self) -> str:
@@ -181,6 +186,12 @@ class HandlerContext:
                 occurred_at=self.now,
             )
         )
+
+    def after_commit(self, effect: Callable[[], None]) -> None:
+        """Run ``effect`` once the batch is committed (an SMS to send); never for a refused or
+        re-run message. At most once: a crash right after the commit loses it, so an effect
+        must be one the user can ask again for (a new code)."""
+        self.effects.append(effect)
 
 
 def outgoing(
@@ -218,6 +229,7 @@ class Route(Generic[M]):
     model: type[M]
     handler: Handler[M]
     loads: tuple[Load[Any], ...]
+    keyed: bool = False
 
 
 class MessageHandlers:
@@ -226,14 +238,18 @@ class MessageHandlers:
     def __init__(self) -> None:
         self._routes: dict[str, Route[Any]] = {}
 
-    def on(self, model: type[M], *, loads: Sequence[Load[Any]] = ()) -> Callable[[Handler[M]], Handler[M]]:
+    def on(
+        self, model: type[M], *, loads: Sequence[Load[Any]] = (), keyed: bool = False
+    ) -> Callable[[Handler[M]], Handler[M]]:
         """Register the decorated function as the handler of ``model``; ``loads`` names every
-        aggregate it reads, so the batch can read them all at once."""
+        aggregate it reads, so the batch can read them all at once. ``keyed``: a repeat with the
+        same idempotency key gets the first outcome again (shared.idempotency); for commands
+        whose own state does not already make repeats harmless."""
 
         def register(handler: Handler[M]) -> Handler[M]:
             if model.message_type in self._routes:
                 raise ValueError(f"{model.message_type} already has a handler")
-            self._routes[model.message_type] = Route(model, handler, tuple(loads))
+            self._routes[model.message_type] = Route(model, handler, tuple(loads), keyed)
             return handler
 
         return register
@@ -353,6 +369,8 @@ class _Outcome:
 
     records: list[OutgoingRecord] = field(default_factory=list)
     handled: list[tuple[str, str]] = field(default_factory=list)
+    effects: list[Callable[[], None]] = field(default_factory=list)
+    keyed: list[tuple[str, str, list[OutgoingRecord]]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -375,8 +393,10 @@ class BatchConsumer:
         conflict_attempts: int = 5,
         clock: Clock = SYSTEM_CLOCK,
         database: Database | None = None,
+        dependencies: Any = None,
     ) -> None:
         self.name = name
+        self._dependencies = dependencies
         self._database = database or open_database(engine)
         self._handlers = handlers
         self._rejections_topic = rejections_topic
@@ -395,15 +415,22 @@ class BatchConsumer:
         if not deliveries:
             return
         try:
-            stored = await self._apply_with_conflict_retries(deliveries)
+            stored, effects = await self._apply_with_conflict_retries(deliveries)
         except Exception as error:
             if is_system_failure(error):
                 raise SystemFault(f"{type(error).__name__}: {getattr(error, 'orig', None) or error}") from error
             raise
         if stored:
             self._hand_over(stored)
+        for effect in effects:
+            try:
+                effect()
+            except Exception as error:  # the batch is committed: an effect's failure must not re-run it
+                log.error("after-commit effect failed", error=repr(error))  # noqa: TRY400 - no traceback: locals may hold secrets
 
-    async def _apply_with_conflict_retries(self, deliveries: list[Delivery]) -> list[StoredRecord]:
+    async def _apply_with_conflict_retries(
+        self, deliveries: list[Delivery]
+    ) -> tuple[list[StoredRecord], list[Callable[[], None]]]:
         for attempt in range(1, self._conflict_attempts + 1):
             try:
                 try:
@@ -415,7 +442,9 @@ class BatchConsumer:
                 log.info("version conflict; re-running the batch", attempt=attempt, conflict=str(conflict))
         raise SystemFault(f"the batch still conflicted after {self._conflict_attempts} runs")
 
-    async def _apply(self, deliveries: list[Delivery], *, isolate: bool) -> list[StoredRecord]:
+    async def _apply(
+        self, deliveries: list[Delivery], *, isolate: bool
+    ) -> tuple[list[StoredRecord], list[Callable[[], None]]]:
         async with self._database.transaction() as tx:
             fresh, outcome = await self._split_duplicates(tx, deliveries)
             if isolate:
@@ -424,11 +453,12 @@ class BatchConsumer:
                 await self._run_together(tx, fresh, outcome)
             started = time.perf_counter()
             await inbox.record_handled(tx, outcome.handled, self._clock.now())
+            await idempotency.record_outcomes(tx, outcome.keyed, self._clock.now())
             stored = await store_records(tx, outcome.records, self._clock.now())
         METRICS.stage("store", time.perf_counter() - started)
         for outcome_name, count in outcome.counts.items():
             METRICS.messages.labels(outcome_name).inc(count)
-        return stored
+        return stored, outcome.effects
 
     async def _split_duplicates(self, tx: Transaction, deliveries: list[Delivery]) -> tuple[list[Delivery], _Outcome]:
         """Dead-letter poison at once and drop what the inbox has seen; the rest is fresh."""
@@ -446,7 +476,43 @@ class BatchConsumer:
             else:
                 seen.add(delivery.message_id)
                 fresh.append(delivery)
-        return fresh, outcome
+        return await self._split_repeats(tx, fresh, outcome), outcome
+
+    async def _split_repeats(self, tx: Transaction, deliveries: list[Delivery], outcome: _Outcome) -> list[Delivery]:
+        """Answer repeats of keyed commands with their first outcome; the rest is fresh."""
+        keyed = [d for d in deliveries if d.route is not None and d.route.keyed]
+        if not keyed:
+            return deliveries
+        keys = {d.message_id: idempotency.scoped_key(d.envelope) for d in keyed if d.envelope is not None}
+        first = await idempotency.first_outcomes(tx, set(keys.values()))
+        claimed: dict[str, str] = {}
+        fresh: list[Delivery] = []
+        for delivery in deliveries:
+            key = keys.get(delivery.message_id)
+            if key is None:
+                fresh.append(delivery)
+                continue
+            assert delivery.envelope is not None
+            digest = idempotency.fingerprint(delivery.envelope)
+            earlier = first[key].fingerprint if key in first else claimed.get(key)
+            if earlier is None:
+                claimed[key] = digest
+                fresh.append(delivery)
+                continue
+            outcome.handled.append((delivery.message_id, delivery.envelope.type))
+            if earlier != digest:
+                refusal = CommandRefused(
+                    "idempotency_conflict",
+                    f"idempotency key {delivery.envelope.idempotency_key!r} was used for a different "
+                    f"{delivery.envelope.type}; use a new key for a new intent",
+                )
+                outcome.records.append(self._rejection(delivery.envelope, refusal))
+                outcome.counts["rejected"] += 1
+            else:
+                if key in first:
+                    outcome.records.extend(first[key].records)
+                outcome.counts["duplicate"] += 1
+        return fresh
 
     async def _load(self, tx: Transaction, deliveries: list[Delivery]) -> BatchUnitOfWork:
         started = time.perf_counter()
@@ -500,6 +566,8 @@ class BatchConsumer:
                     continue
                 outcome.records.extend(single.records)
                 outcome.handled.extend(single.handled)
+                outcome.effects.extend(single.effects)
+                outcome.keyed.extend(single.keyed)
                 for name, count in single.counts.items():
                     outcome.counts[name] += count
                 break
@@ -515,15 +583,17 @@ class BatchConsumer:
             error: Exception | None = None
             for attempt in range(1, self._attempts + 1):
                 scope = uow.scope()
-                context = HandlerContext(envelope, self.name, scope, self._clock)
+                context = HandlerContext(envelope, self.name, scope, self._clock, self._dependencies)
                 try:
                     delivery.route.handler(envelope.payload, context)
                 except CommandRefused as refusal:
                     scope.discard()
                     log.info("command refused", code=refusal.code, reason=refusal.reason)
-                    outcome.records.append(self._rejection(envelope, refusal))
+                    rejection = self._rejection(envelope, refusal)
+                    outcome.records.append(rejection)
                     outcome.handled.append((delivery.message_id, envelope.type))
                     outcome.counts["rejected"] += 1
+                    self._remember_key(delivery, [rejection], outcome)
                     return
                 except Exception as caught:
                     scope.discard()
@@ -532,10 +602,18 @@ class BatchConsumer:
                     continue
                 scope.keep()
                 outcome.records.extend(context.emitted)
+                outcome.effects.extend(context.effects)
                 outcome.handled.append((delivery.message_id, envelope.type))
                 outcome.counts["handled"] += 1
+                self._remember_key(delivery, context.emitted, outcome)
                 return
             self._give_up(delivery, error, outcome)
+
+    @staticmethod
+    def _remember_key(delivery: Delivery, records: list[OutgoingRecord], outcome: _Outcome) -> None:
+        if delivery.route is not None and delivery.route.keyed and delivery.envelope is not None:
+            envelope = delivery.envelope
+            outcome.keyed.append((idempotency.scoped_key(envelope), idempotency.fingerprint(envelope), records))
 
     def _give_up(self, delivery: Delivery, error: Exception | None, outcome: _Outcome) -> None:
         reason = f"handler failed {self._attempts} times: {describe_bug(error)}"

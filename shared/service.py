@@ -15,14 +15,14 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 
 from contracts.topics import ALL_TOPICS, Topic
 from shared.backoff import Backoff
 from shared.broker import ProducerPublisher, create_consumer, create_producer, ensure_topics
-from shared.clock import SYSTEM_CLOCK, Clock
+from shared.clock import Clock, clock_from_environment
 from shared.consumer import SYSTEM_ERRORS, BatchConsumer, MessageHandlers
 from shared.db import create_engine, migrate
 from shared.logging import RateLimitedLog, configure_logging, get_logger
@@ -45,6 +45,8 @@ class ServiceDefinition:
     consumes: tuple[Topic, ...]
     rejections_topic: Topic
     migrations: Path
+    dependencies: Callable[[Any, Clock], object] | None = None
+    """Builds the service's ports from its settings (``ctx.deps`` in its handlers)."""
     fetch_wait_ms: int = 0
     """0: every record is fetched as soon as it lands (services on an order's path). More: the
     broker gathers records this long per fetch, for a service no order waits on (fewer fetch
@@ -54,7 +56,8 @@ class ServiceDefinition:
 class Service:
     """One running service; see the module docstring. Create it on the running event loop."""
 
-    def __init__(self, definition: ServiceDefinition, settings: ServiceSettings, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, definition: ServiceDefinition, settings: ServiceSettings, clock: Clock | None = None) -> None:
+        clock = clock or clock_from_environment()
         self.definition = definition
         self.settings = settings
         kafka = settings.kafka
@@ -74,6 +77,7 @@ class Service:
             attempts=settings.handler_attempts,
             clock=clock,
             database=self.database,
+            dependencies=definition.dependencies(settings, clock) if definition.dependencies else None,
         )
         self.subscriber = Subscriber(
             create_consumer(kafka, definition.name, gather_ms=definition.fetch_wait_ms or kafka.fetch_gather_ms),

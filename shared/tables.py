@@ -25,3 +25,14 @@ inbox = sa.Table(
     sa.Column("message_type", sa.String(100), nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    # "<command type>:<idempotency key>": a key names one intent of one kind of command.
+    sa.Column("scoped_key", sa.String(400), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    # The records the first handling produced (JSON), published again for a repeat.
+    sa.Column("outcome", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)

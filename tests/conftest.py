@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ALL_TOPICS
 from scripts.marketplace import EventWatcher, Marketplace
-from scripts.stack import ServiceProcesses, sqlite_urls
+from scripts.onboarding import Onboarding, Person, Phone
+from scripts.stack import FAST_PASSWORD_HASHING, ServiceProcesses, sqlite_urls
 from shared.broker import ensure_topics
 from shared.clock import ManualClock
 from shared.db import create_engine
@@ -84,7 +85,9 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def stack(kafka_bootstrap: str, stack_dir: Path) -> AsyncIterator[ServiceProcesses]:
-    services = ServiceProcesses(kafka_bootstrap, sqlite_urls(stack_dir), stack_dir / "logs")
+    services = ServiceProcesses(
+        kafka_bootstrap, sqlite_urls(stack_dir), stack_dir / "logs", extra_env=FAST_PASSWORD_HASHING
+    )
     services.start()
     try:
         await services.wait_ready(timeout=90)
@@ -108,3 +111,20 @@ async def watcher(kafka_bootstrap: str, stack: ServiceProcesses) -> AsyncIterato
 @pytest.fixture
 def service_db(stack_dir: Path) -> dict[str, str]:
     return sqlite_urls(stack_dir)
+
+
+@pytest.fixture
+def onboarding(market: Marketplace, watcher: EventWatcher, stack: ServiceProcesses) -> Onboarding:
+    """Takes people through registration and binding against the running stack."""
+    return Onboarding(market, watcher, Phone(stack.sms_outbox), stack.sealing_key())
+
+
+@pytest.fixture
+def new_person() -> Callable[[str], Person]:
+    """A person with an account id and phone number of their own (``new_person("buyer")``)."""
+
+    def make(role: str) -> Person:
+        n = uuid.uuid4().int % 10**8
+        return Person.numbered(f"{role}-{n:08d}", n)
+
+    return make

@@ -1,4 +1,5 @@
-"""Account service: owns wallets and their balances."""
+"""Account service: registration, verification, funding sources, marketplace grants,
+security checks and wallets (A1-A6)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from contracts.topics import ACCOUNT_COMMANDS, ACCOUNT_EVENTS
 from services.account.handlers import handlers
+from services.account.ports import build_ports
 from services.account.settings import AccountSettings
 from shared.service import Service, ServiceDefinition
 
@@ -15,6 +17,7 @@ DEFINITION = ServiceDefinition(
     consumes=(ACCOUNT_COMMANDS,),
     rejections_topic=ACCOUNT_EVENTS,
     migrations=Path(__file__).parent / "migrations",
+    dependencies=build_ports,
 )
 
 

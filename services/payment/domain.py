@@ -9,8 +9,10 @@ from contracts import DeclineReason, Money
 from shared.errors import CommandRefused
 
 # P4: a permanent failure ends the order; a transient one may succeed when retried. Every
-# wallet decline is permanent; funding-network faults (timeouts, an issuer away) will not be.
+# account decline is permanent; funding-network faults (timeouts, an issuer away) will not be.
 PERMANENT_REASONS = frozenset(reason.value for reason in DeclineReason)
+UNAVAILABLE_FUNDING = "funding_type_unavailable"
+"""Card and bank payments until the funding network port exists (payment issue, P1)."""
 
 
 class PaymentStatus(StrEnum):
@@ -45,7 +47,7 @@ class Payment:
             raise PaymentConflict(self.order_id)
 
     def answers(self, account_id: str, amount: Money) -> bool:
-        """Whether a wallet event is the answer to the debit this payment asked for."""
+        """Whether an account event is the answer to the authorisation this payment asked for."""
         return (account_id, amount) == (self.buyer_id, self.amount)
 
     def capture(self) -> bool:

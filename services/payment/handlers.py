@@ -1,16 +1,19 @@
-"""Payment service handlers: capture an order's amount from the buyer's wallet."""
+"""Payment service handlers: the buyer's account authorises each payment (A5, A6: grant,
+source, security check, balance), then the source pays: the wallet is debited by that same
+authorisation; cards and bank accounts are charged on the funding network (P1)."""
 
 from __future__ import annotations
 
 from contracts import (
+    AuthorizePayment,
     CapturePayment,
-    DebitWallet,
+    FundingType,
+    PaymentAuthorizationDeclined,
+    PaymentAuthorized,
     PaymentCaptured,
     PaymentFailed,
-    WalletDebitDeclined,
-    WalletDebited,
 )
-from services.payment.domain import Payment, PaymentStatus
+from services.payment.domain import UNAVAILABLE_FUNDING, Payment, PaymentStatus
 from services.payment.store import PAYMENTS
 from shared.consumer import HandlerContext, MessageHandlers
 from shared.logging import get_logger
@@ -28,8 +31,16 @@ def capture_payment(command: CapturePayment, ctx: HandlerContext) -> None:
         return
     ctx.add(PAYMENTS, Payment(command.order_id, command.buyer_id, command.amount))
     ctx.emit(
-        DebitWallet(account_id=command.buyer_id, order_id=command.order_id, amount=command.amount),
-        idempotency_key=f"debit:{command.order_id}",
+        AuthorizePayment(
+            account_id=command.buyer_id,
+            order_id=command.order_id,
+            marketplace_id=command.marketplace_id,
+            amount=command.amount,
+            source_id=command.source_id,
+            security_method=command.security_method,
+            security_proof=command.security_proof,
+        ),
+        idempotency_key=f"authorize:{command.order_id}",
     )
 
 
@@ -41,21 +52,28 @@ def _repeat_outcome(payment: Payment, ctx: HandlerContext) -> None:
         ctx.emit(_failed(payment))
 
 
-@handlers.on(WalletDebited, loads=[PAYMENTS.by("order_id")])
-def wallet_debited(event: WalletDebited, ctx: HandlerContext) -> None:
+@handlers.on(PaymentAuthorized, loads=[PAYMENTS.by("order_id")])
+def payment_authorized(event: PaymentAuthorized, ctx: HandlerContext) -> None:
     payment = ctx.get(PAYMENTS, event.order_id)
     if payment is None or not payment.answers(event.account_id, event.amount):
-        log.warning("wallet debit that answers no debit of ours ignored", order_id=event.order_id)
+        log.warning("authorisation that answers no payment of ours ignored", order_id=event.order_id)
         return
-    if payment.capture():
-        ctx.emit(_captured(payment), idempotency_key=f"captured:{payment.order_id}")
+    if event.funding_type is FundingType.WALLET:
+        if payment.capture():  # the account debited the wallet as it authorised
+            ctx.emit(_captured(payment), idempotency_key=f"captured:{payment.order_id}")
+        return
+    # Charging a card or bank account needs the funding network port, which the payment
+    # issue (P1) adds; until then such a payment fails, transiently, saying so.
+    detail = f"paying by {event.funding_type.value} is not available yet; pay from the wallet balance"
+    if payment.fail(UNAVAILABLE_FUNDING, detail):
+        ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")
 
 
-@handlers.on(WalletDebitDeclined, loads=[PAYMENTS.by("order_id")])
-def wallet_debit_declined(event: WalletDebitDeclined, ctx: HandlerContext) -> None:
+@handlers.on(PaymentAuthorizationDeclined, loads=[PAYMENTS.by("order_id")])
+def payment_declined(event: PaymentAuthorizationDeclined, ctx: HandlerContext) -> None:
     payment = ctx.get(PAYMENTS, event.order_id)
     if payment is None or not payment.answers(event.account_id, event.amount):
-        log.warning("declined debit that answers no debit of ours ignored", order_id=event.order_id)
+        log.warning("declined authorisation that answers no payment of ours ignored", order_id=event.order_id)
         return
     if payment.fail(event.reason.value, event.detail):
         ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")

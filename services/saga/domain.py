@@ -29,6 +29,7 @@ from contracts import (
     Money,
     OrderStatus,
     ReleaseFunds,
+    SecurityMethod,
 )
 from shared.errors import CommandRefused
 
@@ -59,6 +60,10 @@ class Order:
     buyer_id: str
     seller_id: str
     amount: Money
+    marketplace_id: str = ""
+    source_id: str | None = None
+    security_method: SecurityMethod | None = None
+    security_proof: str | None = None  # sealed for the account service; the saga cannot open it
     status: OrderStatus = OrderStatus.CREATED
     reason: str | None = None
 
@@ -68,15 +73,34 @@ class Order:
             raise OrderRuleBroken("invalid_order", f"order {checkout.order_id}: buyer and seller are the same account")
         if checkout.amount.amount_minor <= 0:
             raise OrderRuleBroken("invalid_order", f"order {checkout.order_id}: the amount must be positive")
-        order = cls(checkout.order_id, checkout.buyer_id, checkout.seller_id, checkout.amount)
-        capture = CapturePayment(order_id=order.order_id, buyer_id=order.buyer_id, amount=order.amount)
+        order = cls(
+            checkout.order_id,
+            checkout.buyer_id,
+            checkout.seller_id,
+            checkout.amount,
+            marketplace_id=checkout.marketplace_id,
+            source_id=checkout.source_id,
+            security_method=checkout.security_method,
+            security_proof=checkout.security_proof,
+        )
+        capture = CapturePayment(
+            order_id=order.order_id,
+            buyer_id=order.buyer_id,
+            amount=order.amount,
+            marketplace_id=order.marketplace_id,
+            source_id=order.source_id,
+            security_method=order.security_method,
+            security_proof=order.security_proof,
+        )
         return order, order._move(OrderStatus.PAYMENT_PENDING, capture)
 
     def check_same_checkout(self, checkout: Checkout) -> None:
         """A repeated checkout must describe the same order."""
-        if (checkout.buyer_id, checkout.seller_id, checkout.amount) != (self.buyer_id, self.seller_id, self.amount):
+        asked = (checkout.buyer_id, checkout.seller_id, checkout.amount, checkout.marketplace_id, checkout.source_id)
+        if asked != (self.buyer_id, self.seller_id, self.amount, self.marketplace_id, self.source_id):
             raise OrderRuleBroken(
-                "order_conflict", f"order {self.order_id} already exists with another buyer, seller or amount"
+                "order_conflict",
+                f"order {self.order_id} already exists with another buyer, seller, amount, marketplace or source",
             )
 
     def answers(self, *, amount: Money, buyer_id: str | None = None, seller_id: str | None = None) -> bool:

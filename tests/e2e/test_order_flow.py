@@ -21,6 +21,7 @@ from contracts import (
 )
 from contracts.topics import ACCOUNT_COMMANDS, DEAD_LETTER, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE
 from scripts.marketplace import EventWatcher, Marketplace, Seen
+from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from services.account.store import wallets
 from services.escrow.domain import ESCROW_HOLDING
 from services.escrow.store import ledger
@@ -74,10 +75,11 @@ async def notifications_for(url: str, *recipients: str) -> Counter[tuple[str, st
 
 
 async def test_happy_path_completes_once_even_when_the_marketplace_repeats_itself(
-    market: Marketplace, watcher: EventWatcher, service_db: dict[str, str]
+    market: Marketplace, watcher: EventWatcher, onboarding: Onboarding, service_db: dict[str, str]
 ) -> None:
     run = uuid.uuid4().hex[:8]
     buyer, seller, order_id = f"buyer-{run}", f"seller-{run}", f"order-{run}"
+    await onboarding.buyer(Person.numbered(buyer, int(run, 16) % 10**8))
     price = usd(12999)
 
     # The buyer tops up the wallet.
@@ -86,7 +88,9 @@ async def test_happy_path_completes_once_even_when_the_marketplace_repeats_itsel
     )
     # The marketplace checks out, and, unsure it worked, publishes the very same record again
     # and then the same command in a new envelope.
-    checkout = Checkout(order_id=order_id, buyer_id=buyer, seller_id=seller, amount=price, item="lamp")
+    checkout = Checkout(
+        marketplace_id=MARKETPLACE_ID, order_id=order_id, buyer_id=buyer, seller_id=seller, amount=price, item="lamp"
+    )
     first = await market.publish(checkout, correlation_id=order_id, idempotency_key=f"checkout-{order_id}")
     await market.publish_raw(checkout.topic, order_id, first.model_dump_json().encode(), checkout)
     await market.publish(checkout, correlation_id=order_id, idempotency_key=f"checkout-{order_id}")
@@ -141,15 +145,22 @@ async def test_happy_path_completes_once_even_when_the_marketplace_repeats_itsel
 
 
 async def test_insufficient_balance_cancels_the_order_and_moves_no_money(
-    market: Marketplace, watcher: EventWatcher, service_db: dict[str, str]
+    market: Marketplace, watcher: EventWatcher, onboarding: Onboarding, service_db: dict[str, str]
 ) -> None:
     run = uuid.uuid4().hex[:8]
     buyer, order_id = f"buyer-{run}", f"order-{run}"
+    await onboarding.buyer(Person.numbered(buyer, int(run, 16) % 10**8))
     await market.publish(
         FundWallet(account_id=buyer, amount=usd(1000)), correlation_id=order_id, idempotency_key=f"topup-{run}"
     )
     await market.publish(
-        Checkout(order_id=order_id, buyer_id=buyer, seller_id=f"seller-{run}", amount=usd(12999)),
+        Checkout(
+            marketplace_id=MARKETPLACE_ID,
+            order_id=order_id,
+            buyer_id=buyer,
+            seller_id=f"seller-{run}",
+            amount=usd(12999),
+        ),
         correlation_id=order_id,
         idempotency_key=f"checkout-{order_id}",
     )

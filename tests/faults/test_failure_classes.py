@@ -50,6 +50,7 @@ from contracts.topics import (
     Topic,
 )
 from scripts.marketplace import EventWatcher, Marketplace, RawRecord, Seen
+from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from scripts.stack import SERVICES, ServiceProcesses
 from tests.support import kafka as test_kafka
 from tests.support.eventually import eventually
@@ -82,11 +83,26 @@ class Order:
         self.buyer = f"buyer-{self.run}"
         self.seller = f"seller-{self.run}"
 
+    @property
+    def person(self) -> Person:
+        return Person.numbered(self.buyer, int(self.run, 16) % 10**8)
+
     def fund(self) -> FundWallet:
         return FundWallet(account_id=self.buyer, amount=usd(FUNDS))
 
     def checkout(self) -> Checkout:
-        return Checkout(order_id=self.order_id, buyer_id=self.buyer, seller_id=self.seller, amount=usd(PRICE))
+        return Checkout(
+            marketplace_id=MARKETPLACE_ID,
+            order_id=self.order_id,
+            buyer_id=self.buyer,
+            seller_id=self.seller,
+            amount=usd(PRICE),
+        )
+
+
+async def onboard(onboarding: Onboarding, orders: list[Order]) -> None:
+    """Every order's buyer registered and bound to the marketplace (before any fault starts)."""
+    await onboarding.many([order.person for order in orders])
 
 
 async def place(market: Marketplace, order: Order) -> None:
@@ -229,11 +245,16 @@ def orders_on_partition(partition: int, count: int) -> list[Order]:
 
 
 async def test_x2_poison_records_in_one_producer_batch_are_dead_lettered_and_valid_orders_complete(
-    stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher, service_db: dict[str, str]
+    stack: ServiceProcesses,
+    market: Marketplace,
+    watcher: EventWatcher,
+    service_db: dict[str, str],
+    onboarding: Onboarding,
 ) -> None:
     bad_key = b"\xff\xfe"
     partition = partition_of(bad_key, ORDER_COMMANDS.partitions)
     before, after = orders_on_partition(partition, 4), orders_on_partition(partition, 2)
+    await onboard(onboarding, [*before, *after])
     for order in [*before, *after]:
         await market.publish(order.fund(), correlation_id=order.order_id, idempotency_key=f"fund-{order.run}")
 
@@ -296,7 +317,11 @@ async def test_x2_poison_records_in_one_producer_batch_are_dead_lettered_and_val
 
 
 async def test_x2_a_top_up_past_the_largest_balance_is_rejected_not_dead_lettered(
-    stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher, service_db: dict[str, str]
+    stack: ServiceProcesses,
+    market: Marketplace,
+    watcher: EventWatcher,
+    service_db: dict[str, str],
+    onboarding: Onboarding,
 ) -> None:
     account = f"whale-{uuid.uuid4().hex[:10]}"
     largest, step = max_balance_minor("USD"), max_amount_minor("USD")
@@ -342,6 +367,7 @@ async def test_x2_a_top_up_past_the_largest_balance_is_rejected_not_dead_lettere
     assert await asyncio.to_thread(wallet_balances, service_db, [account]) == {account: largest}
 
     order = Order()  # the stack still serves orders after the refusal
+    await onboard(onboarding, [order])
     await place(market, order)
     await finish(stack, market, watcher, service_db, [order])
 
@@ -366,11 +392,17 @@ def assignments(log: Path) -> int:
 
 
 async def test_x2_the_account_database_locked_by_another_process_delays_orders_without_loss(
-    stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher, service_db: dict[str, str]
+    stack: ServiceProcesses,
+    market: Marketplace,
+    watcher: EventWatcher,
+    service_db: dict[str, str],
+    onboarding: Onboarding,
 ) -> None:
     account_log = stack.log_dir / "account.log"
     assigned_before = assignments(account_log)
     path = service_db["account"].removeprefix(SQLITE_PREFIX)
+    orders = [Order() for _ in range(20)]
+    await onboard(onboarding, orders)
     holder = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _HOLD_LOCK, path, str(LOCK_SECONDS), stdout=asyncio.subprocess.PIPE
     )
@@ -378,7 +410,6 @@ async def test_x2_the_account_database_locked_by_another_process_delays_orders_w
         assert holder.stdout is not None
         assert await holder.stdout.readline() == b"locked\n"
         locked_at = time.monotonic()
-        orders = [Order() for _ in range(20)]
         for order in orders:
             await place(market, order)
         assert await asyncio.wait_for(holder.wait(), LOCK_SECONDS + 30) == 0
@@ -404,12 +435,17 @@ async def test_x2_the_account_database_locked_by_another_process_delays_orders_w
 
 
 async def test_x2_two_saga_instances_racing_on_one_database_complete_each_order_once(
-    stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher, service_db: dict[str, str]
+    stack: ServiceProcesses,
+    market: Marketplace,
+    watcher: EventWatcher,
+    service_db: dict[str, str],
+    onboarding: Onboarding,
 ) -> None:
+    orders = [Order() for _ in range(20)]
+    await onboard(onboarding, orders)
     second = ServiceProcesses(stack.bootstrap_servers, stack.database_urls, stack.log_dir.parent / "second-saga")
     second.start(("saga",))
     try:
-        orders = [Order() for _ in range(20)]
         for order in orders[:10]:  # while the second instance joins: the group rebalances
             await place(market, order)
         await second.wait_ready(timeout=60)
@@ -473,7 +509,11 @@ def broker_down(env: Mapping[str, str]) -> Iterator[None]:
 
 
 async def test_x2_the_broker_stopped_mid_flow_and_restarted_loses_and_repeats_nothing(
-    stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher, service_db: dict[str, str]
+    stack: ServiceProcesses,
+    market: Marketplace,
+    watcher: EventWatcher,
+    service_db: dict[str, str],
+    onboarding: Onboarding,
 ) -> None:
     env = controllable_broker(stack.bootstrap_servers)
     if env is None:
@@ -481,7 +521,8 @@ async def test_x2_the_broker_stopped_mid_flow_and_restarted_loses_and_repeats_no
             "the broker is not a scripts/kafka.sh broker this run controls; set KAFKA_DATA_DIR, KAFKA_PORT and "
             "KAFKA_CONTROLLER_PORT to the ones it was started with"
         )
-    first = [Order() for _ in range(5)]
+    first, second = [Order() for _ in range(5)], [Order() for _ in range(5)]
+    await onboard(onboarding, [*first, *second])
     for order in first:
         await place(market, order)
     await watcher.wait_for(reached(first[0].order_id, OrderStatus.PAYMENT_PENDING))  # in flight, not finished
@@ -490,7 +531,6 @@ async def test_x2_the_broker_stopped_mid_flow_and_restarted_loses_and_repeats_no
     with broker_down(env):
         await asyncio.to_thread(time.sleep, OUTAGE_SECONDS)  # the fault itself: the broker is away this long
         stack.check_alive()  # nobody gave up and exited
-    second = [Order() for _ in range(5)]
     for order in second:
         await place(market, order)
 

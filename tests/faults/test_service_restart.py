@@ -10,6 +10,7 @@ import pytest
 
 from contracts import Checkout, ConfirmReceipt, FundWallet, Money, OrderStatus, OrderStatusChanged
 from scripts.marketplace import EventWatcher, Marketplace, Seen
+from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from scripts.stack import ServiceProcesses
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -28,10 +29,17 @@ def reached(order_id: str, status: OrderStatus) -> Callable[[Seen], bool]:
 
 
 async def place_order(market: Marketplace, run: str) -> tuple[str, str]:
+    """An order of a buyer onboarded before (see ``buyers``)."""
     buyer, order_id = f"buyer-{run}", f"order-{run}"
     await market.publish(FundWallet(account_id=buyer, amount=usd(5000)), correlation_id=order_id, idempotency_key=run)
     await market.publish(
-        Checkout(order_id=order_id, buyer_id=buyer, seller_id=f"seller-{run}", amount=usd(1500)),
+        Checkout(
+            marketplace_id=MARKETPLACE_ID,
+            order_id=order_id,
+            buyer_id=buyer,
+            seller_id=f"seller-{run}",
+            amount=usd(1500),
+        ),
         correlation_id=order_id,
         idempotency_key=f"checkout-{run}",
     )
@@ -40,11 +48,12 @@ async def place_order(market: Marketplace, run: str) -> tuple[str, str]:
 
 @pytest.mark.parametrize("service", ["payment", "escrow"])
 async def test_order_waits_for_a_stopped_service_and_completes_after_restart(
-    stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher, service: str
+    stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher, onboarding: Onboarding, service: str
 ) -> None:
+    run = uuid.uuid4().hex[:8]
+    await onboarding.buyer(Person.numbered(f"buyer-{run}", int(run, 16) % 10**8))
     # The service is down when the order arrives.
     stack.stop_one(service)
-    run = uuid.uuid4().hex[:8]
     buyer, order_id = await place_order(market, run)
     await watcher.wait_for(reached(order_id, OrderStatus.PAYMENT_PENDING))
     assert OrderStatus.IN_ESCROW not in [
@@ -61,9 +70,10 @@ async def test_order_waits_for_a_stopped_service_and_completes_after_restart(
 
 
 async def test_a_killed_saga_resumes_orders_without_duplicating_steps(
-    stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher
+    stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher, onboarding: Onboarding
 ) -> None:
     runs = [uuid.uuid4().hex[:8] for _ in range(5)]
+    await onboarding.many([Person.numbered(f"buyer-{run}", int(run, 16) % 10**8) for run in runs])
     orders = [await place_order(market, run) for run in runs]
     stack.processes["saga"].kill()  # SIGKILL: no graceful shutdown, no final offset commit
     stack.processes["saga"].wait()

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts import CommandRejected, DebitWallet, FundWallet, Money, WalletFunded, parse_envelope
+from contracts import AuthorizePayment, CommandRejected, FundWallet, Money, WalletFunded, parse_envelope
 from contracts.money import max_amount_minor, max_balance_minor
 from contracts.topics import (
     DEAD_LETTER,
@@ -23,7 +24,8 @@ from contracts.topics import (
     MESSAGE_TYPE_HEADER,
 )
 from services.account.app import DEFINITION as ACCOUNT
-from services.account.domain import Wallet
+from services.account.domain.wallets import Wallet
+from services.account.ports import AccountPorts
 from services.account.store import WALLETS, movements, wallets
 from shared.clock import ManualClock
 from shared.consumer import BatchConsumer, HandlerContext, MessageHandlers
@@ -31,6 +33,7 @@ from shared.db import migrate
 from shared.errors import CommandRefused, SystemFault
 from shared.outbox import StoredRecord, decode_headers
 from shared.tables import inbox, outbox
+from tests.support.accounts import MARKETPLACE, AccountDriver
 from tests.support.records import Record, raw_record, record_of
 
 USD = "USD"
@@ -46,14 +49,16 @@ async def account_db(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-def consumer(
+def consumer(  # noqa: PLR0917 - keywords everywhere it is called
     engine: AsyncEngine,
     handlers: MessageHandlers = ACCOUNT.handlers,
     attempts: int = 3,
     handed_over: list[StoredRecord] | None = None,
     clock: ManualClock | None = None,
+    ports: AccountPorts | None = None,
 ) -> BatchConsumer:
     return BatchConsumer(
+        dependencies=ports,
         name="account",
         engine=engine,
         handlers=handlers,
@@ -153,8 +158,8 @@ POISON: dict[str, tuple[Callable[[Record], Record], str]] = {
         "a Checkout does not belong on tradeguard.account.commands",
     ),
     "header and envelope disagree": (
-        lambda r: _with(r, headers=((MESSAGE_TYPE_HEADER, b"DebitWallet"),)),
-        "header tg-type says 'DebitWallet'",
+        lambda r: _with(r, headers=((MESSAGE_TYPE_HEADER, b"CreditWallet"),)),
+        "header tg-type says 'CreditWallet'",
     ),
     "oversized value": (lambda r: _with(r, value=b"{" + b" " * (2 * 1024 * 1024) + b"}"), "exceeds"),
     "amount as a string": (lambda r: _with_payload(r, amount={"amount_minor": "100", "currency": USD}), "amount"),
@@ -331,40 +336,54 @@ async def _state(
 
 
 async def test_x2_a_mixed_batch_has_exactly_the_effects_of_its_messages_one_by_one(
-    account_db: AsyncEngine, database_url: str
+    account_db: AsyncEngine, database_url: str, tmp_path: Path
 ) -> None:
     # Several aggregates (wallets, movements) touched by several messages, a duplicate, a
-    # refused command, a declined debit and a poison record, all in one batch.
+    # refused command, a declined payment and a poison record, all in one batch.
+    clock = ManualClock()
+    driver = AccountDriver.create(account_db, tmp_path, clock)
+    onboarding = [
+        record_of(message)
+        for account in ("a", "b")
+        for message in (driver.register(account), driver.verify(account), driver.grant(account))
+    ]
+
+    def authorize(account: str, order: str, amount: int) -> AuthorizePayment:
+        return AuthorizePayment(account_id=account, order_id=order, marketplace_id=MARKETPLACE, amount=usd(amount))
+
     fund_a = record_of(FundWallet(account_id="a", amount=usd(1000)), idempotency_key="fund-a")
     batch = [
         fund_a,
         record_of(FundWallet(account_id="b", amount=usd(300))),
-        record_of(DebitWallet(account_id="a", order_id="o-1", amount=usd(400))),
+        record_of(authorize("a", "o-1", 400)),
         fund_a,  # duplicate
         record_of(FundWallet(account_id="a", amount=Money(amount_minor=5, currency="EUR"))),  # refused
         raw_record(FundWallet, b"{broken", key=b"a"),  # poison
-        record_of(DebitWallet(account_id="b", order_id="o-2", amount=usd(500))),  # declined
-        record_of(DebitWallet(account_id="a", order_id="o-1", amount=usd(400))),  # same debit, new id
+        record_of(authorize("b", "o-2", 500)),  # declined: the balance is short
+        record_of(authorize("a", "o-1", 400)),  # same payment, new id
         record_of(FundWallet(account_id="a", amount=usd(1)), idempotency_key="fund-a"),  # same key, other amount
     ]
-    await consumer(account_db).consume(batch)
+    await consumer(account_db, clock=clock, ports=driver.ports).consume(onboarding)
+    onboarded = len((await _state(account_db))[2])
+    await consumer(account_db, clock=clock, ports=driver.ports).consume(batch)
 
     one_by_one = await _fresh_account_db(database_url)
     try:
+        await consumer(one_by_one, clock=clock, ports=driver.ports).consume(onboarding)
         for record in batch:
-            await consumer(one_by_one).consume([record])
+            await consumer(one_by_one, clock=clock, ports=driver.ports).consume([record])
         assert await _state(account_db) == await _state(one_by_one)
     finally:
         await one_by_one.dispose()
     wallet_rows, _, emitted = await _state(account_db)
     assert wallet_rows == [("a", 600), ("b", 300)]
-    assert [e[1] for e in emitted if e[0] != "dead letter"] == [
+    assert [e[1] for e in emitted if e[0] != "dead letter"][onboarded:] == [
         "WalletFunded",
         "WalletFunded",
-        "WalletDebited",
+        "PaymentAuthorized",
         "CommandRejected",
-        "WalletDebitDeclined",
-        "WalletDebited",
+        "PaymentAuthorizationDeclined",
+        "PaymentAuthorized",
         "CommandRejected",
     ]
 

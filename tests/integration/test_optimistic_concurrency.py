@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import FundWallet, Money
 from contracts.money import Balance
 from services.account.app import DEFINITION as ACCOUNT
-from services.account.domain import Wallet
+from services.account.domain.wallets import Wallet
 from services.account.store import WALLETS, wallets
 from shared.clock import ManualClock
 from shared.consumer import BatchConsumer

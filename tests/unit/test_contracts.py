@@ -7,12 +7,9 @@ import json
 import string
 import subprocess
 import sys
-import types
-import uuid
 from decimal import Decimal
-from enum import Enum
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -22,7 +19,6 @@ from pydantic import ValidationError
 from contracts import (
     ALL_TOPICS,
     MESSAGE_TYPES,
-    Balance,
     Checkout,
     Envelope,
     Message,
@@ -55,6 +51,7 @@ from scripts.export_contracts import (
     released_schemas,
     released_versions,
 )
+from tests.support.examples import example
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS_DIR = CONTRACTS_DIR / "schemas"
@@ -188,18 +185,18 @@ def test_release_moves_the_baseline_and_never_rewrites_one(tmp_path: Path) -> No
 
 
 def test_breaking_changes_finds_incompatible_edits() -> None:
-    released = message_schema(payload_model("WalletDebitDeclined", 1))
+    released = message_schema(payload_model("PaymentAuthorizationDeclined", 1))
     assert breaking_changes(released, copy.deepcopy(released)) == []
 
     added_required = copy.deepcopy(released)
-    added_required["$defs"]["WalletDebitDeclined"]["properties"]["note"] = {"type": "string"}
-    added_required["$defs"]["WalletDebitDeclined"]["required"].append("note")
+    added_required["$defs"]["PaymentAuthorizationDeclined"]["properties"]["note"] = {"type": "string"}
+    added_required["$defs"]["PaymentAuthorizationDeclined"]["required"].append("note")
     assert breaking_changes(released, added_required) == [
-        "WalletDebitDeclined.note: required now, optional or absent before"
+        "PaymentAuthorizationDeclined.note: required now, optional or absent before"
     ]
 
     added_optional = copy.deepcopy(released)
-    added_optional["$defs"]["WalletDebitDeclined"]["properties"]["note"] = {"type": "string"}
+    added_optional["$defs"]["PaymentAuthorizationDeclined"]["properties"]["note"] = {"type": "string"}
     assert breaking_changes(released, added_optional) == []
 
     removed = copy.deepcopy(released)
@@ -280,35 +277,6 @@ def test_contracts_imports_without_the_services() -> None:
 
 
 # --- (d) envelope round trip -----------------------------------------------------------------
-
-_EXAMPLES: dict[Any, Any] = {
-    Money: Money(amount_minor=12999, currency="USD"),
-    Balance: Balance(amount_minor=10**15, currency="USD"),  # more than any amount may be
-    uuid.UUID: uuid.UUID(int=7),
-    bool: False,
-    int: 1,
-}
-
-
-def _example_value(name: str, annotation: Any, examples: list[Any] | None) -> Any:
-    if get_origin(annotation) in (Union, types.UnionType):
-        (inner,) = [a for a in get_args(annotation) if a is not type(None)]
-        return _example_value(name, inner, examples)
-    if isinstance(annotation, type) and issubclass(annotation, Enum):
-        return next(iter(annotation))
-    if annotation is str:
-        return examples[0] if examples else f"{name}-example"
-    if annotation in _EXAMPLES:
-        return _EXAMPLES[annotation]
-    raise TypeError(f"no example for {name}: {annotation!r}; teach _example_value about it")
-
-
-def example(message: type[Message]) -> Message:
-    """An instance with every field set (optional ones too), from the fields' examples where they have them."""
-    values = {
-        name: _example_value(name, field.annotation, field.examples) for name, field in message.model_fields.items()
-    }
-    return message(**values)
 
 
 @pytest.mark.parametrize("message_class", MESSAGE_TYPES, ids=lambda m: m.message_type)

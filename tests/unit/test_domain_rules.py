@@ -22,7 +22,7 @@ from contracts import (
     ReleaseFunds,
 )
 from contracts.money import Balance, max_balance_minor
-from services.account.domain import BalanceLimitReached, MovementKind, Wallet, WalletRuleBroken
+from services.account.domain.wallets import BalanceLimitReached, MovementKind, Wallet, WalletRuleBroken
 from services.escrow.domain import ESCROW_HOLDING, EscrowHold, EscrowRuleBroken, HoldStatus, seller_payable
 from services.notification.domain import NoticeKind, notice_for
 from services.payment.domain import Payment, PaymentConflict, PaymentStatus
@@ -100,7 +100,13 @@ class TestEscrow:
 
 
 def checkout(**overrides: object) -> Checkout:
-    fields: dict[str, object] = {"order_id": "o1", "buyer_id": "b", "seller_id": "s", "amount": usd(999)}
+    fields: dict[str, object] = {
+        "order_id": "o1",
+        "buyer_id": "b",
+        "seller_id": "s",
+        "amount": usd(999),
+        "marketplace_id": "m",
+    }
     return Checkout.model_validate(fields | overrides)
 
 

@@ -31,8 +31,8 @@ from contracts import (
     Money,
     OrderStatus,
     OrderStatusChanged,
+    PaymentAuthorizationDeclined,
     UnknownMessageType,
-    WalletDebitDeclined,
     WalletFunded,
     decode_message,
     envelope_for,
@@ -45,6 +45,8 @@ from contracts import (
 from contracts.catalogue import message_schema
 from contracts.decoding import MAX_REASON_CHARS
 from contracts.money import CURRENCIES, NOT_MONEY
+from scripts.onboarding import MARKETPLACE_ID
+from tests.support.examples import example
 
 JsonDict = dict[str, Any]
 
@@ -59,6 +61,10 @@ def _checkout_json(**payload_changes: Any) -> JsonDict:
         "seller_id": "seller-9",
         "amount": {"amount_minor": 12999, "currency": "USD"},
         "item": "teapot",
+        "marketplace_id": "marketplace-1",
+        "source_id": None,
+        "security_method": None,
+        "security_proof": None,
     }
     return {
         "message_id": MESSAGE_ID,
@@ -147,7 +153,13 @@ def test_x1_python_construction_is_strict_too() -> None:
     with pytest.raises(ValidationError):
         Money(amount_minor=True, currency="USD")
     with pytest.raises(ValidationError):
-        Checkout(order_id=7, buyer_id="b", seller_id="s", amount=Money(amount_minor=1, currency="USD"))
+        Checkout(
+            marketplace_id=MARKETPLACE_ID,
+            order_id=7,
+            buyer_id="b",
+            seller_id="s",
+            amount=Money(amount_minor=1, currency="USD"),
+        )
 
 
 def test_x1_python_construction_with_proper_types_keeps_working() -> None:
@@ -158,7 +170,7 @@ def test_x1_python_construction_with_proper_types_keeps_working() -> None:
     rejected = CommandRejected(
         subject_id="o", rejected_message_id=uuid.uuid4(), rejected_type="Checkout", code="c", reason="r"
     )
-    declined = WalletDebitDeclined(
+    declined = PaymentAuthorizationDeclined(
         account_id="a", order_id="o", amount=money, reason=DeclineReason.INSUFFICIENT_FUNDS, detail="d"
     )
     for message in (changed, rejected, declined):
@@ -174,7 +186,7 @@ def test_x1_python_construction_with_proper_types_keeps_working() -> None:
         correlation_id="c",
         idempotency_key="k",
         source="s",
-        payload=Checkout(order_id="o", buyer_id="b", seller_id="s", amount=money),
+        payload=Checkout(marketplace_id=MARKETPLACE_ID, order_id="o", buyer_id="b", seller_id="s", amount=money),
     )
     assert aware.occurred_at.utcoffset() == timedelta(hours=8)
 
@@ -426,7 +438,13 @@ def test_x1_naive_datetime_is_invalid(occurred_at: str) -> None:
     invalid = _refused(_wire(_checkout_json() | {"occurred_at": occurred_at}))
     assert "occurred_at: Input should have timezone info" in invalid.reason
     envelope = envelope_for(
-        Checkout(order_id="o", buyer_id="b", seller_id="s", amount=Money(amount_minor=1, currency="USD")),
+        Checkout(
+            marketplace_id=MARKETPLACE_ID,
+            order_id="o",
+            buyer_id="b",
+            seller_id="s",
+            amount=Money(amount_minor=1, currency="USD"),
+        ),
         correlation_id="o",
         idempotency_key="k",
         source="s",
@@ -447,7 +465,13 @@ def test_x1_message_id_must_be_a_uuid_string(message_id: Any) -> None:
 
 
 def test_x1_envelope_type_must_name_its_payload() -> None:
-    checkout = Checkout(order_id="o", buyer_id="b", seller_id="s", amount=Money(amount_minor=1, currency="USD"))
+    checkout = Checkout(
+        marketplace_id=MARKETPLACE_ID,
+        order_id="o",
+        buyer_id="b",
+        seller_id="s",
+        amount=Money(amount_minor=1, currency="USD"),
+    )
     with pytest.raises(ValidationError, match="must name the payload's class: Checkout version 1"):
         Envelope[Checkout](
             message_id=uuid.uuid4(),
@@ -674,22 +698,13 @@ def _normalised(document: JsonDict) -> JsonDict:
 )
 def test_x2_every_message_type_decodes_to_itself(message_class: type[Message], amount: int, currency: str) -> None:
     amount = min(amount, max_amount_minor(currency))
-    fields: JsonDict = {}
-    for name, field in message_class.model_fields.items():
-        annotation = field.annotation
-        if annotation in (Money, Balance):
-            fields[name] = annotation(amount_minor=amount, currency=currency)
-        elif name == "status":
-            fields[name] = OrderStatus.PAID
-        elif name == "reason" and message_class is WalletDebitDeclined:
-            fields[name] = DeclineReason.WALLET_NOT_FOUND
-        elif name == "rejected_message_id":
-            fields[name] = uuid.uuid4()
-        elif annotation is bool:
-            fields[name] = True
-        elif field.is_required() or annotation is str:
-            fields[name] = f"{name}-1"
-    message = message_class(**fields)
+    message = example(message_class)
+    money = {
+        name: field.annotation(amount_minor=amount, currency=currency)
+        for name, field in message_class.model_fields.items()
+        if field.annotation in (Money, Balance)
+    }
+    message = message_class(**(message.model_dump() | money))
     envelope = envelope_for(message, correlation_id="c", idempotency_key="k", source="test")
     decoded = decode_message(envelope.model_dump_json().encode())
     assert decoded == envelope

@@ -1,0 +1,214 @@
+"""A buyer's or seller's first steps, as the marketplace's app gateway takes them: register,
+prove the phone with the code the SMS simulator received, verify an identity, bind the wallet
+to the marketplace. Used by the demo, the scenarios, the tests and the benchmark.
+
+Depends on contracts only (and the SMS simulator's file, which stands for the user's phone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contracts import (
+    AccountStatus,
+    AccountStatusChanged,
+    BindingScope,
+    CommandRejected,
+    DocumentType,
+    GrantMarketplaceAccess,
+    IdentityRejected,
+    IdentityVerified,
+    MarketplaceAccessGranted,
+    Message,
+    PaymentPinSet,
+    PhoneCodeSent,
+    RegisterAccount,
+    SealingKey,
+    SetPaymentPin,
+    SubmitIdentity,
+    VerificationLevel,
+    VerifyPhone,
+)
+from contracts.sealing import Purpose
+from scripts.marketplace import EventWatcher, Marketplace, Seen
+
+MARKETPLACE_ID = "marketplace-1"
+"""The marketplace account the demo, scenarios and tests charge as."""
+
+
+class CommandRefusedError(Exception):
+    """The account service refused a step (the CommandRejected's code and reason say why)."""
+
+
+_CODE = re.compile(r"\b(\d{6})\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Someone who will hold an account: every secret they know is here, and only here."""
+
+    account_id: str
+    phone: str
+    full_name: str
+    country: str = "US"
+    language: str = "en"
+    password: str = "Correct-Horse-42"  # noqa: S105 - a made-up person's, for the demo and tests
+    pin: str = "284915"
+    birth_date: dt.date = dt.date(1990, 5, 17)
+    document_number: str = "P1234567"
+
+    @classmethod
+    def numbered(cls, account_id: str, n: int, *, country: str = "US", full_name: str | None = None) -> Person:
+        """A person with a UK mobile number of their own for each ``n`` below 10**8."""
+        return cls(account_id, f"+4474{n:08d}", full_name or f"Test Person {n}", country)
+
+
+@dataclass
+class Phone:
+    """The SMS gateway simulator's file, read the way a person reads their texts."""
+
+    outbox: Path
+    _seen: dict[str, int] = field(default_factory=dict)
+
+    def texts_to(self, e164: str) -> list[str]:
+        if not self.outbox.exists():
+            return []
+        lines = self.outbox.read_text().splitlines()
+        return [m["text"] for m in map(json.loads, lines) if m["to"] == e164]
+
+    async def next_code(self, e164: str, timeout: float = 30.0) -> str:
+        """The code in the first text to ``e164`` not read yet (the file is polled: it is a phone)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            texts = self.texts_to(e164)
+            read = self._seen.get(e164, 0)
+            if len(texts) > read:
+                self._seen[e164] = len(texts)
+                match = _CODE.search(texts[-1])
+                if match:
+                    return match.group(1)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no text reached {e164} within {timeout:.0f} s")
+            await asyncio.sleep(0.05)
+
+
+def e164(raw: str) -> str:
+    return "+" + re.sub(r"\D", "", raw)
+
+
+@dataclass
+class Onboarding:
+    """Takes people through the account service, waiting for each answer."""
+
+    market: Marketplace
+    watcher: EventWatcher
+    phone: Phone
+    key: SealingKey
+    marketplace_id: str = MARKETPLACE_ID
+    timeout: float = 30.0
+
+    async def send(self, command: Message, correlation_id: str, key: str) -> None:
+        await self.market.publish(command, correlation_id=correlation_id, idempotency_key=key)  # type: ignore[arg-type]
+
+    async def answer(self, account_id: str, *kinds: type[Message]) -> Seen:
+        """The first of ``kinds`` (or a rejection) about ``account_id``; a rejection raises."""
+
+        def about(seen: Seen) -> bool:
+            m = seen.message
+            subject = getattr(m, "account_id", None) or getattr(m, "subject_id", None)
+            return subject == account_id and isinstance(m, (*kinds, CommandRejected))
+
+        seen = await self.watcher.wait_for(about, timeout=self.timeout)
+        if isinstance(seen.message, CommandRejected):
+            raise CommandRefusedError(
+                f"{seen.message.rejected_type} refused: {seen.message.code}: {seen.message.reason}"
+            )
+        return seen
+
+    async def register(self, person: Person) -> None:
+        """Register and prove the phone: the account is active when this returns."""
+        sealed = self.key.seal(person.password, purpose=Purpose.password(person.account_id))
+        register = RegisterAccount(
+            account_id=person.account_id,
+            phone=person.phone,
+            full_name=person.full_name,
+            country=person.country,
+            language=person.language,
+            password=sealed,
+        )
+        await self.send(register, person.account_id, f"register:{person.account_id}")
+        await self.answer(person.account_id, PhoneCodeSent)
+        await self.verify_phone(person)
+
+    async def verify_phone(self, person: Person) -> None:
+        code = await self.phone.next_code(e164(person.phone), self.timeout)
+        verify = VerifyPhone(
+            account_id=person.account_id, code=self.key.seal(code, purpose=Purpose.phone_code(person.account_id))
+        )
+        await self.send(verify, person.account_id, f"verify-phone:{person.account_id}:{code}")
+        await self.watcher.wait_for(_became(person.account_id, AccountStatus.ACTIVE), timeout=self.timeout)
+
+    async def verify_identity(self, person: Person, level: VerificationLevel, address: str | None = None) -> Seen:
+        """Submit an identity for ``level``; returns IdentityVerified or IdentityRejected."""
+        submit = SubmitIdentity(
+            account_id=person.account_id,
+            level=level,
+            legal_name=person.full_name,
+            document_type=DocumentType.PASSPORT,
+            document_number=self.key.seal(person.document_number, purpose=Purpose.document(person.account_id)),
+            birth_date=person.birth_date,
+            country=person.country,
+            address=address,
+        )
+        await self.send(submit, person.account_id, f"identity:{person.account_id}:{level}:{time.time_ns()}")
+        return await self.answer(person.account_id, IdentityVerified, IdentityRejected)
+
+    async def grant(
+        self, person: Person, *, days: int = 365, legal_name: str | None = None, country: str | None = None
+    ) -> Seen:
+        grant = GrantMarketplaceAccess(
+            account_id=person.account_id,
+            marketplace_id=self.marketplace_id,
+            scopes=[BindingScope.PAY, BindingScope.REFUND],
+            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=days),
+            profile_legal_name=legal_name or person.full_name,
+            profile_country=country or person.country,
+            password=self.key.seal(person.password, purpose=Purpose.password(person.account_id)),
+        )
+        await self.send(grant, person.account_id, f"grant:{person.account_id}:{time.time_ns()}")
+        return await self.answer(person.account_id, MarketplaceAccessGranted)
+
+    async def set_pin(self, person: Person) -> None:
+        command = SetPaymentPin(
+            account_id=person.account_id,
+            pin=self.key.seal(person.pin, purpose=Purpose.pin(person.account_id)),
+            password=self.key.seal(person.password, purpose=Purpose.password(person.account_id)),
+        )
+        await self.send(command, person.account_id, f"pin:{person.account_id}:{time.time_ns()}")
+        await self.answer(person.account_id, PaymentPinSet)
+
+    async def buyer(self, person: Person) -> None:
+        """Registered, phone proven, wallet bound to the marketplace: ready to pay."""
+        await self.register(person)
+        await self.grant(person)
+
+    async def many(self, people: Sequence[Person], *, bind: bool = True) -> None:
+        """Onboard many people at once (the benchmark's accounts): each step for all, then the next."""
+        await asyncio.gather(*(self.register(p) for p in people))
+        if bind:
+            await asyncio.gather(*(self.grant(p) for p in people))
+
+
+def _became(account_id: str, status: AccountStatus) -> Callable[[Seen], bool]:
+    def matches(seen: Seen) -> bool:
+        m = seen.message
+        return isinstance(m, AccountStatusChanged) and m.account_id == account_id and m.status is status
+
+    return matches
