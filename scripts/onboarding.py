@@ -2,7 +2,8 @@
 prove the phone with the code the SMS simulator received, verify an identity, bind the wallet
 to the marketplace. Used by the demo, the scenarios, the tests and the benchmark.
 
-Depends on contracts only (and the SMS simulator's file, which stands for the user's phone).
+It uses contracts, the SMS simulator's file (which stands for the user's phone) and the stack's
+clock (``shared.clock``), so a grant's expiry is counted in the time the services see.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from contracts import (
 )
 from contracts.sealing import Purpose
 from scripts.marketplace import EventWatcher, Marketplace, Seen
+from shared.clock import SYSTEM_CLOCK, Clock
 
 MARKETPLACE_ID = "marketplace-1"
 """The marketplace account the demo, scenarios and tests charge as."""
@@ -113,6 +115,7 @@ class Onboarding:
     key: SealingKey
     marketplace_id: str = MARKETPLACE_ID
     timeout: float = 30.0
+    clock: Clock = SYSTEM_CLOCK
 
     async def send(self, command: Message, correlation_id: str, key: str) -> None:
         await self.market.publish(command, correlation_id=correlation_id, idempotency_key=key)  # type: ignore[arg-type]
@@ -177,7 +180,7 @@ class Onboarding:
             account_id=person.account_id,
             marketplace_id=self.marketplace_id,
             scopes=[BindingScope.PAY, BindingScope.REFUND],
-            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=days),
+            expires_at=self.clock.now() + dt.timedelta(days=days),
             profile_legal_name=legal_name or person.full_name,
             profile_country=country or person.country,
             password=self.key.seal(person.password, purpose=Purpose.password(person.account_id)),

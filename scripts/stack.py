@@ -18,6 +18,8 @@ from shared.clock import CLOCK_FILE_VARIABLE
 from shared.sealing import ensure_key_file
 
 SERVICES = ("account", "payment", "escrow", "notification", "saga")
+SIMULATORS = ("funding",)
+"""Processes that stand for the outside world: the funding network (card issuer, bank, vault)."""
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -73,17 +75,27 @@ class ServiceProcesses:
             CLOCK_FILE_VARIABLE: str(self.clock_file),
         }
 
-    def start(self, names: tuple[str, ...] = SERVICES) -> None:
+    def start(self, names: tuple[str, ...] = SERVICES + SIMULATORS) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.sealing_key()
         for name in names:
             self.start_one(name)
 
+    @property
+    def vault_url(self) -> str:
+        """Base URL of the funding network's vault (``POST /v1/tokens/cards``), once it is ready."""
+        return self._ready_file("funding").read_text().strip()
+
     def start_one(self, name: str) -> None:
+        own = (
+            {"FUNDING_HTTP_PORT": "0", "FUNDING_DATABASE_PATH": str(self.state_dir / "funding.db")}
+            if name in SIMULATORS
+            else {f"{name.upper()}_DATABASE_URL": self.database_urls[name]}
+        )
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
-            f"{name.upper()}_DATABASE_URL": self.database_urls[name],
+            **own,
             f"{name.upper()}_LOG_FORMAT": "json",
             f"{name.upper()}_READY_FILE": str(self._ready_file(name)),
             "PYTHONUNBUFFERED": "1",

@@ -16,7 +16,7 @@ from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import Onboarding, Person, Phone
 from scripts.stack import FAST_PASSWORD_HASHING, ServiceProcesses, sqlite_urls
 from shared.broker import ensure_topics
-from shared.clock import ManualClock
+from shared.clock import FileClock, ManualClock
 from shared.db import create_engine
 from tests.support.kafka import kafka_bootstrap_servers
 
@@ -116,7 +116,7 @@ def service_db(stack_dir: Path) -> dict[str, str]:
 @pytest.fixture
 def onboarding(market: Marketplace, watcher: EventWatcher, stack: ServiceProcesses) -> Onboarding:
     """Takes people through registration and binding against the running stack."""
-    return Onboarding(market, watcher, Phone(stack.sms_outbox), stack.sealing_key())
+    return Onboarding(market, watcher, Phone(stack.sms_outbox), stack.sealing_key(), clock=FileClock(stack.clock_file))
 
 
 @pytest.fixture
