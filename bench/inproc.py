@@ -24,6 +24,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,24 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.orders import BUYER_BALANCE, PRICE
-from contracts import Checkout, ConfirmReceipt, FundWallet, Message, envelope_for
+from contracts import (
+    BindingScope,
+    Checkout,
+    ConfirmReceipt,
+    FundWallet,
+    GrantMarketplaceAccess,
+    Message,
+    RegisterAccount,
+    VerifyPhone,
+    envelope_for,
+)
+from contracts.sealing import Purpose
 from contracts.topics import MESSAGE_TYPE_HEADER
-from scripts.onboarding import MARKETPLACE_ID
+from scripts.onboarding import MARKETPLACE_ID, Person
 from scripts.stack import SERVICES
+from services.account.ports import AccountPorts
+from services.account.settings import AccountSettings
+from shared.clock import SYSTEM_CLOCK
 from shared.consumer import BatchConsumer
 from shared.db import create_engine, migrate
 from shared.logging import configure_logging
@@ -100,10 +115,58 @@ async def start_service(name: str, data_dir: Path) -> ServiceUnderTest:
         rejections_topic=definition.rejections_topic,
         hand_over=relay.hand_over,
         database=database,
+        dependencies=_dependencies(definition, data_dir),
     )
     service = ServiceUnderTest(name, definition, engine, consumer, relay, publisher)
     _count_statements(service)
     return service
+
+
+def _dependencies(definition: ServiceDefinition, data_dir: Path) -> object:
+    if definition.dependencies is None:
+        return None
+    settings = AccountSettings(
+        database_url="sqlite+aiosqlite:///unused.db",
+        sealing_key_file=data_dir / "keys" / "sealing.json",
+        storage_key_file=data_dir / "keys" / "storage.key",
+        sms_outbox=data_dir / "sms.jsonl",
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
+    )
+    return definition.dependencies(settings, SYSTEM_CLOCK)
+
+
+def onboarding_commands(ports: AccountPorts, buyer: str, n: int) -> list[tuple[Message, str]]:
+    """Register, prove the phone (the driver derives the texted code: it holds the service's
+    key) and bind ``buyer`` to the marketplace."""
+    key = ports.unsealer.public_key
+    code = ports.hasher.phone_code(buyer, 1)
+    password = Person(buyer, "", "").password
+    return [
+        (
+            RegisterAccount(
+                account_id=buyer,
+                phone=f"+4474{n:08d}",
+                full_name="Bench Buyer",
+                country="US",
+                password=key.seal(password, purpose=Purpose.password(buyer)),
+            ),
+            f"register-{buyer}",
+        ),
+        (VerifyPhone(account_id=buyer, code=key.seal(code, purpose=Purpose.phone_code(buyer))), f"verify-{buyer}"),
+        (
+            GrantMarketplaceAccess(
+                account_id=buyer,
+                marketplace_id=MARKETPLACE_ID,
+                scopes=[BindingScope.PAY],
+                expires_at=SYSTEM_CLOCK.now() + timedelta(days=30),
+                profile_legal_name="Bench Buyer",
+                profile_country="US",
+                password=key.seal(password, purpose=Purpose.password(buyer)),
+            ),
+            f"grant-{buyer}",
+        ),
+    ]
 
 
 def _count_statements(service: ServiceUnderTest) -> None:
@@ -194,7 +257,11 @@ async def measure(orders: int, batch: int) -> dict[str, Any]:
         router = Router(services)
         try:
             buyers = [f"buyer-{i}" for i in range(max(1, orders // 10))]
-            for buyer in buyers:
+            account = next(s for s in services if s.name == "account")
+            assert isinstance(account.consumer._dependencies, AccountPorts)
+            for n, buyer in enumerate(buyers):
+                for command, key in onboarding_commands(account.consumer._dependencies, buyer, n):
+                    router.command(command, key)
                 router.command(FundWallet(account_id=buyer, amount=BUYER_BALANCE), f"fund-{buyer}")
             await router.run_until_idle(batch)
             for service in services:  # count the orders only

@@ -32,14 +32,16 @@ from contracts import (
     envelope_for,
 )
 from contracts.topics import ACCOUNT_EVENTS, MESSAGE_TYPE_HEADER, ORDER_EVENTS, Topic
-from scripts.onboarding import MARKETPLACE_ID
+from scripts.marketplace import EventWatcher, Marketplace
+from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, Phone
+from scripts.stack import ServiceProcesses
 
 # Sequential message hops on the happy path, each one produce + consume, as the flow goes:
 HAPPY_PATH_HOPS: tuple[str, ...] = (
     "Checkout",  # bench -> saga
     "CapturePayment",  # saga -> payment
-    "DebitWallet",  # payment -> account
-    "WalletDebited",  # account -> payment
+    "AuthorizePayment",  # payment -> account
+    "PaymentAuthorized",  # account -> payment
     "PaymentCaptured",  # payment -> saga
     "HoldFunds",  # saga -> escrow
     "FundsHeld",  # escrow -> saga
@@ -184,6 +186,21 @@ class OrderDriver:
     def _count_send_error(self, ack: asyncio.Future[Any]) -> None:
         if ack.cancelled() or ack.exception() is not None:
             self.counters.send_errors += 1
+
+    async def onboard_buyers(self, services: ServiceProcesses, timeout: float = 120.0) -> float:
+        """Register every buyer, prove the phone and bind the wallet to the marketplace, as the
+        product requires before a payment; returns the seconds it took."""
+        start = time.perf_counter()
+        people = [Person.numbered(buyer, n) for n, buyer in enumerate(self.buyers)]
+        async with (
+            EventWatcher(self._bootstrap, (ACCOUNT_EVENTS,)) as watcher,
+            Marketplace(self._bootstrap, source=SOURCE) as market,
+        ):
+            onboarding = Onboarding(
+                market, watcher, Phone(services.sms_outbox), services.sealing_key(), timeout=timeout
+            )
+            await onboarding.many(people)
+        return time.perf_counter() - start
 
     async def fund_accounts(self, timeout: float = 120.0) -> float:
         """Top up every buyer (and open every seller's wallet); returns seconds until all were funded."""

@@ -218,6 +218,7 @@ async def profile_services(
     driver = OrderDriver(stack.bootstrap_servers, f"p{uuid.uuid4().hex[:6]}", accounts=100)
     await driver.start()
     try:
+        await driver.onboard_buyers(stack.services)
         await driver.fund_accounts()
         await driver.run_schedule("warmup", rate, 5)
         await driver.drain("warmup", timeout=60)

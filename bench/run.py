@@ -373,6 +373,8 @@ async def drive_orders(stack: RunningStack, config: BenchConfig, run_id: str) ->
     await driver.start()
     await offsets.start()
     try:
+        onboarding_seconds = await driver.onboard_buyers(stack.services)
+        console.print(f"registered and bound {config.accounts} buyers in {onboarding_seconds:.1f} s")
         funding_seconds = await driver.fund_accounts()
         console.print(
             f"funded {config.accounts} buyers and opened {config.accounts} seller wallets in {funding_seconds:.1f} s"

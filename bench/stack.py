@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.metrics import DEFAULT_HTTP_PORTS, service_http_env
 from contracts import ALL_TOPICS
 from contracts.topics import Key, Topic
-from scripts.stack import ROOT, SERVICES, ServiceProcesses, sqlite_urls
+from scripts.stack import FAST_PASSWORD_HASHING, ROOT, SERVICES, ServiceProcesses, sqlite_urls
 from shared.broker import ensure_topics
 
 KAFKA_SH = ROOT / "scripts" / "kafka.sh"
@@ -131,7 +131,12 @@ async def bench_stack(
             bootstrap_servers,
             sqlite_urls(work_dir / "db"),
             work_dir / "logs",
-            extra_env={**service_env(log_level), **service_http_env(ports), **(extra_env or {})},
+            extra_env={
+                **service_env(log_level),
+                **service_http_env(ports),
+                **FAST_PASSWORD_HASHING,  # hundreds of accounts registered before the run
+                **(extra_env or {}),
+            },
         )
         services.start()
         await services.wait_ready(timeout=ready_timeout)
