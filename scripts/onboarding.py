@@ -155,7 +155,7 @@ class Onboarding:
         verify = VerifyPhone(
             account_id=person.account_id, code=self.key.seal(code, purpose=Purpose.phone_code(person.account_id))
         )
-        await self.send(verify, person.account_id, f"verify-phone:{person.account_id}:{code}")
+        await self.send(verify, person.account_id, f"verify-phone:{person.account_id}:{time.time_ns()}")
         await self.watcher.wait_for(_became(person.account_id, AccountStatus.ACTIVE), timeout=self.timeout)
 
     async def verify_identity(self, person: Person, level: VerificationLevel, address: str | None = None) -> Seen:
