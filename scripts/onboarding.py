@@ -13,7 +13,8 @@ import datetime as dt
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from contracts import (
     Message,
     PaymentPinSet,
     PhoneCodeSent,
+    PhoneVerificationFailed,
+    RawEnvelope,
     RegisterAccount,
     SealingKey,
     SetPaymentPin,
@@ -116,17 +119,26 @@ class Onboarding:
     marketplace_id: str = MARKETPLACE_ID
     timeout: float = 30.0
     clock: Clock = SYSTEM_CLOCK
+    _last_sent: dict[str, uuid.UUID] = field(default_factory=dict)
 
-    async def send(self, command: Message, correlation_id: str, key: str) -> None:
-        await self.market.publish(command, correlation_id=correlation_id, idempotency_key=key)  # type: ignore[arg-type]
+    async def send(self, command: Message, correlation_id: str, key: str) -> RawEnvelope:
+        """Publish an account command; :meth:`answer` then waits for what *this* command caused."""
+        sent = await self.market.publish(command, correlation_id=correlation_id, idempotency_key=key)  # type: ignore[arg-type]
+        account_id = getattr(command, "account_id", None)
+        if isinstance(account_id, str):
+            self._last_sent[account_id] = sent.message_id
+        return sent
 
     async def answer(self, account_id: str, *kinds: type[Message]) -> Seen:
-        """The first of ``kinds`` (or a rejection) about ``account_id``; a rejection raises."""
+        """The first of ``kinds`` (or a rejection) about ``account_id`` caused by the last command
+        sent for it (not an earlier answer to an earlier command); a rejection raises."""
+        cause = self._last_sent.get(account_id)
 
         def about(seen: Seen) -> bool:
             m = seen.message
             subject = getattr(m, "account_id", None) or getattr(m, "subject_id", None)
-            return subject == account_id and isinstance(m, (*kinds, CommandRejected))
+            caused = cause is None or seen.envelope.causation_id == cause
+            return subject == account_id and caused and isinstance(m, (*kinds, CommandRejected))
 
         seen = await self.watcher.wait_for(about, timeout=self.timeout)
         if isinstance(seen.message, CommandRejected):
@@ -156,7 +168,9 @@ class Onboarding:
             account_id=person.account_id, code=self.key.seal(code, purpose=Purpose.phone_code(person.account_id))
         )
         await self.send(verify, person.account_id, f"verify-phone:{person.account_id}:{time.time_ns()}")
-        await self.watcher.wait_for(_became(person.account_id, AccountStatus.ACTIVE), timeout=self.timeout)
+        changed = await self.answer(person.account_id, AccountStatusChanged, PhoneVerificationFailed)
+        if not (isinstance(changed.message, AccountStatusChanged) and changed.message.status is AccountStatus.ACTIVE):
+            raise CommandRefusedError(f"phone not verified: {changed.message}")
 
     async def verify_identity(self, person: Person, level: VerificationLevel, address: str | None = None) -> Seen:
         """Submit an identity for ``level``; returns IdentityVerified or IdentityRejected."""
@@ -207,11 +221,3 @@ class Onboarding:
         await asyncio.gather(*(self.register(p) for p in people))
         if bind:
             await asyncio.gather(*(self.grant(p) for p in people))
-
-
-def _became(account_id: str, status: AccountStatus) -> Callable[[Seen], bool]:
-    def matches(seen: Seen) -> bool:
-        m = seen.message
-        return isinstance(m, AccountStatusChanged) and m.account_id == account_id and m.status is status
-
-    return matches
