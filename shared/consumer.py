@@ -4,15 +4,18 @@ For each batch the consumer
 
 1. decodes every record from its raw bytes (:func:`decode_record`): a verdict for any
    bytes in any key, header or value;
-2. skips messages the inbox says were already handled;
+2. skips messages the inbox says were already handled, and answers a repeat of a *keyed*
+   command (same idempotency key, new message id) with its first outcome
+   (:mod:`shared.idempotency`);
 3. loads every aggregate the batch's handlers declared, one query per table
    (:mod:`shared.unit_of_work`);
 4. runs each handler on the objects in memory, in message order, each in its own
    :class:`~shared.unit_of_work.MessageScope`;
 5. writes the changed aggregates back (one upsert per table, versions checked), records
    the handled ids in the inbox and stores the outgoing records in the outbox, all in one
-   transaction, then hands the stored records to the outbox relay. Kafka offsets are
-   committed only after this returns (:mod:`shared.offsets`).
+   transaction, then hands the stored records to the outbox relay and runs the handlers'
+   after-commit effects (an SMS). Kafka offsets are committed only after this returns
+   (:mod:`shared.offsets`).
 
 Every failure has exactly one class, decided here and nowhere else:
 
