@@ -10,9 +10,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from contracts.envelope import AcceptJsonForm, Command, Event, WireDatetime
+from contracts.envelope import STRICT, AcceptJsonForm, Command, Event, WireDatetime
+from contracts.money import Money
 from contracts.sealing import Sealed
 from contracts.topics import ACCOUNT_COMMANDS, ACCOUNT_EVENTS
 
@@ -42,6 +43,16 @@ class SecurityMethod(StrEnum):
 
     PIN = "pin"
     TOTP = "totp"
+
+
+class Limits(BaseModel):
+    """What an account may pay at its level in its region (A3)."""
+
+    model_config = STRICT
+
+    per_payment: Money
+    daily: Money
+    monthly: Money
 
 
 class SuspiciousActivity(StrEnum):
@@ -149,6 +160,8 @@ class CloseAccount(Command):
 
 
 class AccountRegistered(Event):
+    """A new account (pending until its phone is verified), with its region's facts for read copies."""
+
     topic = ACCOUNT_EVENTS
 
     account_id: str = ACCOUNT_ID
@@ -157,6 +170,9 @@ class AccountRegistered(Event):
     country: str = COUNTRY
     currency: str = Field(description="The wallet's currency: the region's.", examples=["GBP"])
     language: str
+    limits: Limits = Field(description="What the account may pay at L0 (IdentityVerified brings more).")
+    security_check_above: Money = Field(description="Payments above this need the PIN or a TOTP code.")
+    enhanced_verification_required: bool = Field(description="Whether the region's top limits need L2.")
 
 
 class PhoneCodeSent(Event):

@@ -1,15 +1,17 @@
-"""Accounts A2: real-name verification, and the limits each level brings (A3)."""
+"""Accounts A2: real-name verification, and the limits each level brings (A3).
+
+``Limits`` lives in contracts.registration (an account has limits from its registration on).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from contracts.envelope import STRICT, AcceptJsonForm, Command, Event, WireDate
-from contracts.money import Money
-from contracts.registration import ACCOUNT_ID, COUNTRY, OPERATOR_ID
+from contracts.envelope import AcceptJsonForm, Command, Event, WireDate
+from contracts.registration import ACCOUNT_ID, COUNTRY, OPERATOR_ID, Limits
 from contracts.sealing import Sealed
 from contracts.topics import ACCOUNT_COMMANDS, ACCOUNT_EVENTS
 
@@ -39,16 +41,6 @@ class IdentityRejectionReason(StrEnum):
     ADDRESS_MISSING = "address_missing"
     LEVEL_ORDER = "level_order"
     SUSPECTED_FRAUD = "suspected_fraud"
-
-
-class Limits(BaseModel):
-    """What an account may pay at its level in its region."""
-
-    model_config = STRICT
-
-    per_payment: Money
-    daily: Money
-    monthly: Money
 
 
 class SubmitIdentity(Command):

@@ -73,6 +73,9 @@ def register_account(command: RegisterAccount, ctx: HandlerContext) -> None:
             country=account.country,
             currency=account.currency,
             language=account.language,
+            limits=region.limits_for(account.level),
+            security_check_above=region.security_check_above,
+            enhanced_verification_required=region.enhanced_verification_required,
         )
     )
     _send_phone_code(ctx, account)
