@@ -38,7 +38,7 @@ accounts = sa.Table(
     sa.Column("phone_code_attempts", sa.Integer, nullable=False),
     sa.Column("phone_codes_sent", sa.Integer, nullable=False),
     sa.Column("failed_checks", sa.Integer, nullable=False),
-    sa.Column("failed_checks_since", _WHEN),
+    sa.Column("recent_failures", sa.String(200), nullable=False),
     sa.Column("known_countries", sa.String(400), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", _WHEN, nullable=False),

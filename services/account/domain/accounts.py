@@ -83,8 +83,8 @@ class Account:
     phone_code_expires_at: datetime | None = None
     phone_code_attempts: int = 0
     phone_codes_sent: int = 0
-    failed_checks: int = 0
-    failed_checks_since: datetime | None = None
+    failed_checks: int = 0  # within the window, as of the last failure
+    recent_failures: str = ""  # comma-separated POSIX times of the failures still within the window
     known_countries: str = ""  # comma-separated ISO codes this holder signed in or registered from
 
     # ------------------------------------------------------------------ status
@@ -95,7 +95,7 @@ class Account:
         change = StatusChange(self.status, status, reason, by)
         self.status = status
         if status is AccountStatus.ACTIVE:
-            self.failed_checks, self.failed_checks_since = 0, None
+            self.record_passed_check()
         return change
 
     def check_open(self) -> None:
@@ -164,11 +164,14 @@ class Account:
     # ------------------------------------------------------------------ failed checks
 
     def record_failed_check(self, now: datetime, policy: SecurityPolicy) -> StatusChange | None:
-        """Count a wrong password, PIN or TOTP code; the one that reaches the limit within the
-        window locks the account (returned), so guessing is bounded."""
-        if self.failed_checks_since is None or now - self.failed_checks_since > policy.failed_check_window:
-            self.failed_checks, self.failed_checks_since = 0, now
-        self.failed_checks += 1
+        """Count a wrong password, PIN or TOTP code; the one that makes ``failed_check_limit``
+        within any window of ``failed_check_window`` (sliding) locks the account (returned),
+        so guessing is bounded."""
+        since = (now - policy.failed_check_window).timestamp()
+        times = [float(t) for t in self.recent_failures.split(",") if t and float(t) > since]
+        times = [*times, now.timestamp()][-policy.failed_check_limit :]
+        self.recent_failures = ",".join(f"{t:.3f}" for t in times)
+        self.failed_checks = len(times)
         if self.failed_checks >= policy.failed_check_limit and AccountStatus.LOCKED in ALLOWED_MOVES[self.status]:
             minutes = int(policy.failed_check_window.total_seconds() // 60)
             return self.move_to(
@@ -179,7 +182,7 @@ class Account:
         return None
 
     def record_passed_check(self) -> None:
-        self.failed_checks, self.failed_checks_since = 0, None
+        self.failed_checks, self.recent_failures = 0, ""
 
     # ------------------------------------------------------------------ countries
 
