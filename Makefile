@@ -1,11 +1,12 @@
-# TradeGuard: `make run` starts everything and shows a demo order; `make test` runs every test.
+# TradeGuard: `make run` starts everything and shows a demo order; `make scenarios` runs the
+# acceptance scenarios on a local stack it starts and stops; `make test` runs every test.
 # uv as scripts/setup.sh leaves it: on PATH, or else as a module of the Python that installed it
 # (a fresh pyenv may not have a shim for it yet). Evaluated when used, i.e. after setup ran.
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 UV_RUN = $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup run demo test test-fast lint format contracts bench bench-smoke kafka-stop clean
+.PHONY: help setup run demo scenarios test test-fast lint format contracts bench bench-smoke kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,6 +19,9 @@ run: setup  ## start Kafka and the five services, run a demo order, keep running
 
 demo: setup  ## like run, but exit when the demo order ends (0 = completed)
 	@$(UV_RUN) tradeguard demo
+
+scenarios: setup  ## start Kafka and the stack, run every scenario, print the pass/fail table (0 = all passed)
+	@$(UV_RUN) tradeguard scenario --all --start-stack
 
 test: setup  ## unit, integration (SQLite and PostgreSQL) and end-to-end tests against a real broker
 	@bash scripts/postgres.sh install

@@ -108,13 +108,15 @@ class SignIn(Command):
 
 
 class EnrolTotp(Command):
-    """Turn on two-factor codes: the authenticator's secret and a first code it made."""
+    """Turn on (or move to a new device) two-factor codes: the authenticator's secret and a first
+    code it made, confirmed with the password."""
 
     topic = ACCOUNT_COMMANDS
 
     account_id: str = ACCOUNT_ID
     secret: Sealed = Field(description="Base32 TOTP secret, sealed for purpose totp-secret:<account_id>.")
     code: Sealed = Field(description="A current code, sealed for purpose totp-code:<account_id>.")
+    password: Sealed = Field(description="Sealed for purpose password:<account_id>.")
 
 
 class SetPaymentPin(Command):

@@ -4,23 +4,30 @@ tradeguard run                       # as `make run`: Kafka, the five services, 
 tradeguard demo                      # as `make demo`: exits 0 iff the demo order completed
 tradeguard dead-letters list         # what no service could process (secrets masked)
 tradeguard dead-letters redrive ID   # send the original record back to its source topic
+tradeguard scenario --list           # the scenario catalogue (X7): names, features, summaries
+tradeguard scenario happy-path       # run one against the running stack (`make run`); exit 0 iff it passed
+tradeguard scenario --all            # run every one and print a pass/fail table (--start-stack: as `make scenarios`)
+tradeguard clock advance 16d         # move every service of the running stack 16 days on (X8)
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from scripts.cli import dead_letters
+from scripts.cli import clock, dead_letters
 
 app = typer.Typer(
-    help="TradeGuard: run the local stack, inspect and re-drive dead letters.",
+    help="TradeGuard: run the local stack and its scenarios, inspect and re-drive dead letters.",
     no_args_is_help=True,
     # Tracebacks with locals would print dead-letter values, which may hold secrets.
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(dead_letters.app, name="dead-letters")
+app.add_typer(clock.app, name="clock")
 
 
 def _devstack(mode: str) -> int:
@@ -43,6 +50,40 @@ def run() -> None:
 def demo() -> None:
     """Like run, but stop everything when the demo order ends; exit 0 iff it completed (make demo)."""
     raise typer.Exit(_devstack("demo"))
+
+
+@app.command()
+def scenario(
+    name: Annotated[str | None, typer.Argument(help="The scenario to run (see --list).", show_default=False)] = None,
+    *,
+    run_all: Annotated[bool, typer.Option("--all", help="Run every scenario; print a pass/fail table.")] = False,
+    list_only: Annotated[bool, typer.Option("--list", help="List the scenarios and the features they show.")] = False,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            help="Kafka host:port. Default: $KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:19092.", show_default=False
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="The stack's state folder (keys, SMS file, clock, logs). Default: .data.", show_default=False
+        ),
+    ] = None,
+    start_stack: Annotated[
+        bool,
+        typer.Option("--start-stack", help="Start Kafka and the services first, stop them after (make scenarios)."),
+    ] = False,
+) -> None:
+    """Run a scenario (or --all) against the stack; exit 0 only if every one run passed (X7)."""
+    # Imported here: the dead-letter commands must not need the services' code to work.
+    from scripts.scenarios import commands
+
+    raise typer.Exit(
+        commands.main(
+            name, run_all=run_all, list_only=list_only, bootstrap=bootstrap, state_dir=state_dir, start=start_stack
+        )
+    )
 
 
 def main() -> None:

@@ -118,6 +118,7 @@ async def test_a6_x9_secrets_never_reach_logs_topics_or_databases(
             account_id=person.account_id,
             secret=key.seal(totp_secret, purpose=Purpose.totp_secret(person.account_id)),
             code=key.seal(totp.now(), purpose=Purpose.totp_code(person.account_id)),
+            password=key.seal(person.password, purpose=Purpose.password(person.account_id)),
         ),
         person.account_id,
         f"totp-{n}",

@@ -99,13 +99,21 @@ class Account:
         return change
 
     def check_open(self) -> None:
-        """Refuse a holder's command on an account that can no longer take it."""
+        """Refuse a holder's command on an account that cannot take it: not yet proven by its
+        phone (so a pending account offers no password to guess), locked, or closed."""
+        if self.status is AccountStatus.PENDING:
+            raise CommandRefused("phone_not_verified", f"account {self.account_id} must verify its phone number first")
         if self.status is AccountStatus.CLOSED:
             raise CommandRefused("account_closed", f"account {self.account_id} is closed")
         if self.status is AccountStatus.LOCKED:
             raise CommandRefused(
                 "account_locked", f"account {self.account_id} is locked after failed checks; an operator must unlock it"
             )
+
+    def check_can_receive(self) -> None:
+        """Money may come into any account that is not locked or closed (a pending one too)."""
+        if self.status in (AccountStatus.LOCKED, AccountStatus.CLOSED):
+            self.check_open()
 
     def check_can_pay(self) -> None:
         """A payment needs an active account."""

@@ -42,9 +42,9 @@ from typing import Any
 
 import pycountry
 
+from contracts import Limits, VerificationLevel
 from contracts.funding_sources import FundingType
 from contracts.money import CURRENCIES, Money, max_amount_minor, minor_unit_exponent
-from contracts import Limits, VerificationLevel
 from shared.errors import CommandRefused
 
 DEFAULT_REGIONS_FILE = Path(__file__).resolve().parents[1] / "data" / "regions.toml"

@@ -87,8 +87,24 @@ class IdentityReview:
             )
 
 
+MIN_DOCUMENT_LENGTH = 5
+"""No document type has shorter numbers; a mask of a shorter one would show too much of it."""
+
+
 def mask_document(number: str) -> str:
-    return "*" * max(0, len(number) - 2) + number[-2:]
+    """All but the last two characters hidden; all of it when it is too short to show any."""
+    if len(number) < MIN_DOCUMENT_LENGTH:
+        return "*" * len(number)
+    return "*" * (len(number) - 2) + number[-2:]
+
+
+def check_document_number(number: str) -> None:
+    """The least any document number is: refused before it is digested or masked."""
+    if not re.fullmatch(rf"[A-Z0-9]{{{MIN_DOCUMENT_LENGTH},20}}", number):
+        raise CommandRefused(
+            "document_number_invalid",
+            f"document_number: must be {MIN_DOCUMENT_LENGTH} to 20 letters or digits (spaces and dashes ignored)",
+        )
 
 
 def normalized_document_number(number: str) -> str:

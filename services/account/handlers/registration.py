@@ -63,8 +63,15 @@ def register_account(command: RegisterAccount, ctx: HandlerContext) -> None:
     )
     ctx.add(ACCOUNTS, account)
     ctx.add(PHONE_CLAIMS, PhoneClaim(phone, command.account_id))
-    if ctx.read(WALLET, command) is None:
+    wallet = ctx.read(WALLET, command)  # a sandbox top-up may have opened one before
+    if wallet is None:
         ctx.add(WALLETS, Wallet.open(account.account_id, account.currency))
+    elif wallet.balance.currency != account.currency:
+        raise CommandRefused(
+            "wallet_currency_conflict",
+            f"account {account.account_id} already has a wallet in {wallet.balance.currency}; "
+            f"region {account.country} pays in {account.currency}",
+        )
     ctx.emit(
         AccountRegistered(
             account_id=account.account_id,
@@ -163,11 +170,16 @@ def unlock_account(command: UnlockAccount, ctx: HandlerContext) -> None:
     audit(ctx, account.account_id, "unlock", command.operator_id, command.reason)
 
 
-@handlers.on(CloseAccount, loads=[ACCOUNT], keyed=True)
+@handlers.on(CloseAccount, loads=[ACCOUNT, WALLET], keyed=True)
 def close_account(command: CloseAccount, ctx: HandlerContext) -> None:
     account = account_of(ctx, command)
     account.check_open()
     if not check_password(ctx, account, command.password):
         refuse_keeping_state(ctx, "wrong_password", "password: does not match")
         return
+    wallet = ctx.read(WALLET, command)
+    if wallet is not None and wallet.balance.amount_minor > 0:
+        raise CommandRefused(
+            "balance_not_empty", f"wallet {account.account_id} holds {wallet.balance}; withdraw it before closing"
+        )
     announce(ctx, account, account.move_to(AccountStatus.CLOSED, reason="closed by the holder", by=account.account_id))

@@ -22,6 +22,9 @@ def enrol_totp(command: EnrolTotp, ctx: HandlerContext) -> None:
     check_totp_secret(secret)
     if not totp_matches(secret, code, ctx.now):
         raise CommandRefused("totp_code_wrong", "code: does not match the secret at this time; check the device clock")
+    if not check_password(ctx, account, command.password):
+        refuse_keeping_state(ctx, "wrong_password", "password: does not match")
+        return
     account.totp_secret_box = deps.lock_away(secret)
     audit(ctx, account.account_id, "totp_enrolled", account.account_id, "two-factor codes turned on")
     ctx.emit(TotpEnrolled(account_id=account.account_id))

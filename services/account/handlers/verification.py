@@ -17,6 +17,7 @@ from services.account.domain.accounts import Account
 from services.account.domain.verification import (
     IdentityReview,
     automatic_findings,
+    check_document_number,
     check_submission_order,
     describe,
     mask_document,
@@ -43,6 +44,7 @@ def submit_identity(command: SubmitIdentity, ctx: HandlerContext) -> None:
             command.document_number, purpose=Purpose.document(account.account_id), field="document_number"
         )
     )
+    check_document_number(number)
     submission = IdentityReview(
         account_id=account.account_id,
         level=command.level,

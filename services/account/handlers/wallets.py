@@ -52,7 +52,7 @@ def fund_wallet(command: FundWallet, ctx: HandlerContext) -> None:
     if movement is None:
         account = ctx.get(ACCOUNTS, command.account_id)
         if account is not None:
-            account.check_open()
+            account.check_can_receive()
         if command.source_id is not None:
             if account is None:
                 raise CommandRefused("account_not_found", f"account {command.account_id} is not registered")

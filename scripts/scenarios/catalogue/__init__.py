@@ -1,0 +1,10 @@
+"""The product's scenarios; importing this package registers every one in CATALOGUE.
+
+Modules are imported in the order the catalogue lists them: an order first, then accounts.
+"""
+
+from scripts.scenarios.catalogue import orders  # noqa: I001 - the catalogue's order, not the alphabet's
+from scripts.scenarios.catalogue import accounts, bindings, funding, security
+from scripts.scenarios.registry import CATALOGUE
+
+__all__ = ["CATALOGUE", "accounts", "bindings", "funding", "orders", "security"]

@@ -1,0 +1,169 @@
+"""Run scenarios against a stack: each prints its story and timeline, then a verdict; a table sums up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+from typing import Self, TypeVar
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from contracts import SealingKey
+from scripts.marketplace import EventWatcher, Marketplace
+from scripts.onboarding import CommandRefusedError, Onboarding, Phone
+from scripts.scenarios.handle import StackClock, StackHandle
+from scripts.scenarios.outcome import ScenarioFailed
+from scripts.scenarios.registry import Scenario
+from scripts.scenarios.timeline import print_timeline
+from scripts.scenarios.world import World
+from services.funding.client import VaultClient, VaultError
+from shared.clock import FileClock
+
+T = TypeVar("T")
+SCENARIO_TIMEOUT = 120.0
+"""No scenario may take longer (each wait has its own, shorter, limit)."""
+
+
+class Verdict(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"  # the system did not do what the scenario expects
+    ERROR = "error"  # the scenario itself broke (a bug in it, or something it did not foresee)
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioResult:
+    scenario: Scenario
+    verdict: Verdict
+    message: str
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASSED
+
+
+class ScenarioRunner:
+    """Opens the marketplace's producer, an event watcher and the vault client once, and runs
+    scenarios one after the other (they share the stack's clock, so never at once)."""
+
+    def __init__(self, stack: StackHandle, console: Console, *, timeout: float = 30.0) -> None:
+        self.stack = stack
+        self.console = console
+        self.timeout = timeout
+        self._exits = AsyncExitStack()
+        self._phone = Phone(stack.sms_outbox)
+        self._key: SealingKey | None = None
+        self._market: Marketplace | None = None
+        self._watcher: EventWatcher | None = None
+        self._vault: VaultClient | None = None
+
+    async def __aenter__(self) -> Self:
+        self._key = self.stack.sealing_key()
+        vault_url = self.stack.vault_url
+        try:
+            self._market = await self._enter(Marketplace(self.stack.bootstrap))
+            self._watcher = await self._enter(EventWatcher(self.stack.bootstrap))
+            self._vault = await self._enter(VaultClient(vault_url))
+        except BaseException:
+            await self._exits.aclose()
+            raise
+        return self
+
+    async def _enter(self, resource: AbstractAsyncContextManager[T]) -> T:
+        """Enter ``resource``, whose exit runs on close even when entering failed half-way (an
+        aiokafka client that could not reach the broker must still be stopped)."""
+        self._exits.push_async_exit(resource.__aexit__)
+        return await resource.__aenter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self._exits.aclose()
+
+    def world(self) -> World:
+        """A fresh world for one scenario, over this runner's connections."""
+        if self._market is None or self._watcher is None or self._vault is None or self._key is None:
+            raise RuntimeError("open the runner first: `async with ScenarioRunner(...) as runner`")
+        onboarding = Onboarding(
+            self._market,
+            self._watcher,
+            self._phone,
+            self._key,
+            timeout=self.timeout,
+            clock=FileClock(self.stack.clock_file),
+        )
+        return World(
+            market=self._market,
+            watcher=self._watcher,
+            onboarding=onboarding,
+            vault=self._vault,
+            phone=self._phone,
+            key=self._key,
+            clock=StackClock(self.stack.clock_file),
+            console=self.console,
+            timeout=self.timeout,
+        )
+
+    async def run(self, scenario: Scenario) -> ScenarioResult:
+        """Play one scenario; print its timeline and verdict whatever the outcome."""
+        self.console.rule(f"[bold]{scenario.name}[/]: {escape(scenario.summary)}")
+        world = self.world()
+        started = time.monotonic()
+        verdict, message = await self._play(scenario, world)
+        seconds = time.monotonic() - started
+        print_timeline(self.console, world.timeline(), f"{scenario.name}: every message about {', '.join(world.ids)}")
+        colour = "green" if verdict is Verdict.PASSED else "red"
+        self.console.print(f"[bold {colour}]{scenario.name} {verdict.value.upper()}[/] {escape(message)}")
+        return ScenarioResult(scenario, verdict, message, seconds)
+
+    async def run_all(self, scenarios: Iterable[Scenario]) -> list[ScenarioResult]:
+        return [await self.run(s) for s in scenarios]
+
+    async def _play(self, scenario: Scenario, world: World) -> tuple[Verdict, str]:
+        try:
+            async with asyncio.timeout(SCENARIO_TIMEOUT):
+                await scenario.play(world)
+        except ScenarioFailed as failed:
+            return Verdict.FAILED, str(failed)
+        except CommandRefusedError as refused:
+            return Verdict.FAILED, f"a step was refused: {refused}"
+        except TimeoutError as timeout:
+            return Verdict.FAILED, f"timed out: {str(timeout) or 'an awaited answer never came'}"
+        except VaultError as vault:
+            return Verdict.FAILED, f"the vault did not tokenise: {vault}"
+        except Exception as error:
+            self.console.print_exception(show_locals=False)
+            return Verdict.ERROR, f"the scenario broke: {error!r}"
+        return Verdict.PASSED, ""
+
+
+def print_results(console: Console, results: list[ScenarioResult]) -> None:
+    """The pass/fail table of a run."""
+    table = Table(title="Scenarios", title_justify="left")
+    for column in ("scenario", "features", "result", "seconds", "what went wrong"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        colour = "green" if r.passed else "red"
+        table.add_row(
+            r.scenario.name,
+            " ".join(r.scenario.features),
+            f"[{colour}]{r.verdict.value}[/]",
+            f"{r.seconds:5.1f}",
+            escape(r.message),
+        )
+    console.print(table)
+    passed = sum(r.passed for r in results)
+    colour = "green" if passed == len(results) else "red"
+    console.print(f"[bold {colour}]{passed} of {len(results)} scenarios passed[/]")
+
+
+def exit_code(results: list[ScenarioResult]) -> int:
+    """0 only when at least one scenario ran and every one passed."""
+    return 0 if results and all(r.passed for r in results) else 1

@@ -1,0 +1,121 @@
+"""Steps several scenarios take: onboard a buyer, top up, check out, follow an order, read a balance."""
+
+from __future__ import annotations
+
+from contracts import (
+    Balance,
+    Checkout,
+    ConfirmReceipt,
+    FundWallet,
+    Money,
+    OrderStatus,
+    OrderStatusChanged,
+    Purpose,
+    WalletFunded,
+)
+from scripts.marketplace import Seen
+from scripts.onboarding import MARKETPLACE_ID, Person
+from scripts.scenarios.outcome import expect
+from scripts.scenarios.world import World
+
+FINAL_AFTER_CHECKOUT = (OrderStatus.IN_ESCROW, OrderStatus.CANCELLED)
+"""Where a checkout's payment ends: held in escrow, or cancelled with a reason."""
+
+
+def usd(minor: int) -> Money:
+    return Money(amount_minor=minor, currency="USD")
+
+
+async def onboard_buyer(world: World, *, country: str = "US") -> Person:
+    """A new buyer, registered with the texted code and bound to the marketplace: ready to pay."""
+    buyer = world.person("buyer", country=country)
+    world.say(f"{buyer.account_id} registers, proves the phone with the texted code, binds the wallet")
+    await world.onboarding.buyer(buyer)
+    return buyer
+
+
+async def top_up(world: World, account_id: str, amount: Money) -> Balance:
+    """Top the wallet up with the sandbox's test money; the balance after."""
+    sent = await world.send(FundWallet(account_id=account_id, amount=amount), about=account_id)
+    return (await world.reply(sent, WalletFunded)).balance
+
+
+async def wallet_balance(world: World, account_id: str, currency: str) -> Balance:
+    """The wallet's balance. A client has no balance query, so this tops up one minor unit and
+    subtracts it from the balance the top-up reports."""
+    one = Money(amount_minor=1, currency=currency)
+    return await top_up(world, account_id, one) - one
+
+
+async def checkout(
+    world: World, buyer: Person, seller_id: str, amount: Money, *, item: str = "", source_id: str | None = None
+) -> str:
+    """The marketplace checks out a new order; its id."""
+    order_id = world.fresh("order")
+    paying = f"card {source_id}" if source_id else "the wallet"
+    world.say(f"the marketplace checks out {order_id}: {buyer.account_id} pays {amount} to {seller_id} from {paying}")
+    command = Checkout(
+        marketplace_id=MARKETPLACE_ID,
+        order_id=order_id,
+        buyer_id=buyer.account_id,
+        seller_id=seller_id,
+        amount=amount,
+        item=item,
+        source_id=source_id,
+    )
+    await world.send(command, about=order_id)
+    return order_id
+
+
+async def order_reaches(world: World, order_id: str, *statuses: OrderStatus) -> OrderStatusChanged:
+    """The order's first move to one of ``statuses``."""
+
+    def moved(seen: Seen) -> bool:
+        m = seen.message
+        return isinstance(m, OrderStatusChanged) and m.order_id == order_id and m.status in statuses
+
+    names = " or ".join(s.value for s in statuses)
+    seen = await world.wait_for(moved, f"order {order_id} to become {names}", timeout=world.timeout * 2)
+    assert isinstance(seen.message, OrderStatusChanged)
+    return seen.message
+
+
+async def expect_cancelled(world: World, order_id: str, reason: str) -> OrderStatusChanged:
+    """The order's payment fails and the order is cancelled with ``reason`` (its reason's code)."""
+    final = await order_reaches(world, order_id, *FINAL_AFTER_CHECKOUT)
+    expect(final.status is OrderStatus.CANCELLED, f"order {order_id} to be cancelled", got=final.status.value)
+    expect(reason_code(final.reason) == reason, f"the cancellation's reason to be {reason}", got=final.reason)
+    world.say(f"{order_id} is cancelled: {final.reason}")
+    return final
+
+
+async def expect_in_escrow(world: World, order_id: str) -> OrderStatusChanged:
+    """The order is paid and its funds held in escrow."""
+    final = await order_reaches(world, order_id, *FINAL_AFTER_CHECKOUT)
+    expect(
+        final.status is OrderStatus.IN_ESCROW,
+        f"order {order_id} to be paid and held in escrow",
+        got=f"{final.status.value} ({final.reason})",
+    )
+    world.say(f"{order_id} is paid; escrow holds {final.amount}")
+    return final
+
+
+async def confirm_receipt(world: World, buyer: Person, order_id: str) -> None:
+    world.say(f"{buyer.account_id} confirms the goods of {order_id} arrived")
+    await world.send(ConfirmReceipt(order_id=order_id, buyer_id=buyer.account_id), about=order_id)
+
+
+def order_statuses(world: World, order_id: str) -> list[OrderStatus]:
+    """Every status the order moved to, in order."""
+    return [m.status for m in world.seen(OrderStatusChanged, order_id=order_id)]
+
+
+def reason_code(reason: str | None) -> str | None:
+    """The machine-readable code an order's reason starts with (``insufficient_funds: ...``)."""
+    return None if reason is None else reason.split(":", 1)[0].strip()
+
+
+def sealed_password(world: World, person: Person, password: str | None = None) -> str:
+    """``password`` (the person's own by default) sealed for their account, as the app gateway sends it."""
+    return world.key.seal(password or person.password, purpose=Purpose.password(person.account_id))

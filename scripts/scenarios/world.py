@@ -1,0 +1,123 @@
+"""What a scenario acts with: the marketplace, the watcher, the buyer's and seller's phones and
+onboarding, the funding network's vault, the sealing key and the stack's clock."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from rich.console import Console
+
+from contracts import Command, CommandRejected, Message, RawEnvelope, SealingKey
+from scripts.marketplace import EventWatcher, Marketplace, Seen
+from scripts.onboarding import Onboarding, Person, Phone
+from scripts.scenarios.handle import StackClock
+from scripts.scenarios.outcome import ScenarioFailed
+from scripts.scenarios.timeline import about
+from services.funding.client import VaultClient
+
+M = TypeVar("M", bound=Message)
+PHONE_NUMBERS = 10**8  # Person.numbered gives each n below this a phone number of its own
+
+
+@dataclass
+class World:
+    """The actors of one scenario run, and the ids the scenario made (its timeline is about them).
+
+    Long-lived connections (``market``, ``watcher``, ``vault``) are shared by the scenarios of
+    one run; every scenario makes fresh ids with :meth:`fresh`, so it can run many times
+    against the same stack, in any order.
+    """
+
+    market: Marketplace
+    watcher: EventWatcher
+    onboarding: Onboarding
+    vault: VaultClient
+    phone: Phone
+    key: SealingKey
+    clock: StackClock
+    console: Console
+    timeout: float = 30.0
+    ids: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ ids and people
+
+    def fresh(self, role: str) -> str:
+        """A new id for ``role`` (``buyer-1f3a...``), remembered for the timeline."""
+        new = f"{role}-{uuid.uuid4().hex[:12]}"
+        self.ids.append(new)
+        return new
+
+    def person(self, role: str, *, country: str = "US", full_name: str | None = None) -> Person:
+        """Someone new, with an account id and phone number of their own."""
+        account_id = self.fresh(role)
+        n = uuid.uuid4().int % PHONE_NUMBERS
+        return Person.numbered(account_id, n, country=country, full_name=full_name or f"{role.title()} {n}")
+
+    def say(self, text: str) -> None:
+        """Narrate a step (the scenario reads as a story while it runs)."""
+        self.console.print(f"  [cyan]→[/] {text}")
+
+    # ------------------------------------------------------------------ acting
+
+    async def send(self, command: Command, *, about: str) -> RawEnvelope:
+        """Publish ``command`` in the flow of ``about`` (an account or order id) with a fresh idempotency key."""
+        key = f"{command.message_type}:{about}:{uuid.uuid4().hex}"
+        return await self.market.publish(command, correlation_id=about, idempotency_key=key)
+
+    # ------------------------------------------------------------------ watching
+
+    async def wait_for(self, predicate: Callable[[Seen], bool], what: str, timeout: float | None = None) -> Seen:
+        """The first message that matches; :class:`ScenarioFailed` saying ``what`` if none comes in time."""
+        limit = self.timeout if timeout is None else timeout
+        try:
+            return await self.watcher.wait_for(predicate, timeout=limit)
+        except TimeoutError:
+            raise ScenarioFailed(f"timed out after {limit:.0f} s waiting for {what}") from None
+
+    async def event(
+        self, kind: type[M], /, *, caused_by: RawEnvelope | None = None, timeout: float | None = None, **fields: object
+    ) -> M:
+        """The first ``kind`` message whose ``fields`` have the given values (and that ``caused_by`` caused)."""
+
+        def matches(seen: Seen) -> bool:
+            cause = caused_by is None or seen.envelope.causation_id == caused_by.message_id
+            return cause and isinstance(seen.message, kind) and _has(seen.message, fields)
+
+        described = ", ".join(f"{k}={v}" for k, v in fields.items())
+        because = f" answering {caused_by.type}" if caused_by else ""
+        seen = await self.wait_for(matches, f"{kind.__name__}({described}){because}", timeout)
+        assert isinstance(seen.message, kind)
+        return seen.message
+
+    async def answer(self, sent: RawEnvelope, *kinds: type[Message]) -> Message:
+        """The first of ``kinds``, or a CommandRejected, that ``sent`` caused."""
+        wanted: tuple[type[Message], ...] = (*kinds, CommandRejected)
+
+        def caused(seen: Seen) -> bool:
+            return seen.envelope.causation_id == sent.message_id and isinstance(seen.message, wanted)
+
+        names = " or ".join(k.__name__ for k in wanted)
+        return (await self.wait_for(caused, f"{names} answering {sent.type} {sent.message_id}")).message
+
+    async def reply(self, sent: RawEnvelope, kind: type[M]) -> M:
+        """The ``kind`` message ``sent`` caused; :class:`ScenarioFailed` if the command was refused."""
+        message = await self.answer(sent, kind)
+        if isinstance(message, CommandRejected):
+            raise ScenarioFailed(f"expected {sent.type} to be accepted; refused: {message.code}: {message.reason}")
+        assert isinstance(message, kind)
+        return message
+
+    def seen(self, kind: type[M], /, **fields: object) -> list[M]:
+        """Every ``kind`` message seen so far whose ``fields`` have the given values."""
+        return [m for s in self.watcher.seen if isinstance(m := s.message, kind) and _has(m, fields)]
+
+    def timeline(self) -> list[Seen]:
+        """Every message seen about this scenario's ids, in the order it arrived."""
+        return about(self.watcher.seen, set(self.ids))
+
+
+def _has(message: Message, fields: dict[str, object]) -> bool:
+    return all(getattr(message, k, None) == v for k, v in fields.items())
