@@ -15,7 +15,7 @@ from typing import IO
 
 from contracts import SealingKey
 from shared.clock import CLOCK_FILE_VARIABLE
-from shared.sealing import ensure_key_file
+from shared.sealing import ensure_key_file, public_path
 
 SERVICES = ("account", "payment", "escrow", "notification", "saga")
 SIMULATORS = ("funding",)
@@ -32,28 +32,34 @@ FAST_PASSWORD_HASHING = {"ACCOUNT_PASSWORD_HASH_TIME_COST": "1", "ACCOUNT_PASSWO
 """argon2id cheap enough for tests and the benchmark to register hundreds of accounts; never production."""
 
 
-@dataclass
-class ServiceProcesses:
-    """The five services, each its own OS process with its own database.
+@dataclass(frozen=True, slots=True)
+class StackLayout:
+    """Where a stack keeps what it shares with its clients; every such path is built here.
 
-    Beside the logs (in ``log_dir``'s parent) live what a client of this stack needs: the
-    account service's public sealing key, the SMS simulator's file (the users' phones) and the
-    clock file that moves every service's time forward (X8)."""
+    One state folder (`make run`: ``.data``; tests: a temporary one) holds the account service's
+    keys (the public half for clients), the SMS simulator's file (the users' phones) and the
+    clock file that moves every process's time forward (X8); its ``logs`` folder the services'
+    logs and ready files, the funding simulator's holding the vault's URL."""
 
-    bootstrap_servers: str
-    database_urls: Mapping[str, str]
+    state_dir: Path
     log_dir: Path
-    extra_env: Mapping[str, str] = field(default_factory=dict)
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    _logs: list[IO[bytes]] = field(default_factory=list)
 
-    @property
-    def state_dir(self) -> Path:
-        return self.log_dir.parent
+    @classmethod
+    def of(cls, state_dir: Path) -> StackLayout:
+        return cls(state_dir, state_dir / "logs")
 
     @property
     def sealing_key_file(self) -> Path:
+        """The account service's private keys (only it reads them)."""
         return self.state_dir / "keys" / "account-sealing.json"
+
+    @property
+    def public_key_file(self) -> Path:
+        return public_path(self.sealing_key_file)
+
+    @property
+    def storage_key_file(self) -> Path:
+        return self.state_dir / "keys" / "account-storage.key"
 
     @property
     def sms_outbox(self) -> Path:
@@ -63,16 +69,50 @@ class ServiceProcesses:
     def clock_file(self) -> Path:
         return self.state_dir / "clock.json"
 
+    def ready_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.ready"
+
+
+@dataclass
+class ServiceProcesses:
+    """The five services and the funding simulator, each its own OS process (the services each
+    with its own database), sharing the state folder :class:`StackLayout` describes: the parent
+    of ``log_dir``."""
+
+    bootstrap_servers: str
+    database_urls: Mapping[str, str]
+    log_dir: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def layout(self) -> StackLayout:
+        return StackLayout(self.log_dir.parent, self.log_dir)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.layout.state_dir
+
+    @property
+    def sms_outbox(self) -> Path:
+        return self.layout.sms_outbox
+
+    @property
+    def clock_file(self) -> Path:
+        return self.layout.clock_file
+
     def sealing_key(self) -> SealingKey:
         """The public key clients seal secrets with (the key pair is made here, before any service starts)."""
-        return ensure_key_file(self.sealing_key_file)
+        return ensure_key_file(self.layout.sealing_key_file)
 
     def _shared_env(self) -> dict[str, str]:
+        layout = self.layout
         return {
-            "ACCOUNT_SEALING_KEY_FILE": str(self.sealing_key_file),
-            "ACCOUNT_STORAGE_KEY_FILE": str(self.state_dir / "keys" / "account-storage.key"),
-            "ACCOUNT_SMS_OUTBOX": str(self.sms_outbox),
-            CLOCK_FILE_VARIABLE: str(self.clock_file),
+            "ACCOUNT_SEALING_KEY_FILE": str(layout.sealing_key_file),
+            "ACCOUNT_STORAGE_KEY_FILE": str(layout.storage_key_file),
+            "ACCOUNT_SMS_OUTBOX": str(layout.sms_outbox),
+            CLOCK_FILE_VARIABLE: str(layout.clock_file),
         }
 
     def start(self, names: tuple[str, ...] = SERVICES + SIMULATORS) -> None:
@@ -109,7 +149,7 @@ class ServiceProcesses:
         )
 
     def _ready_file(self, name: str) -> Path:
-        return self.log_dir / f"{name}.ready"
+        return self.layout.ready_file(name)
 
     def stop_one(self, name: str, timeout: float = 15.0) -> int | None:
         process = self.processes.pop(name, None)

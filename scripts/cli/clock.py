@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from scripts.stack import StackLayout
 from shared.clock import FileClock, advance_clock_file, read_clock_offset
 
 app = typer.Typer(help="The stack's test clock (X8): show it, move it forward.", no_args_is_help=True)
@@ -32,7 +33,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 def clock_file(state_dir: Path) -> Path:
-    return state_dir / "clock.json"
+    return StackLayout.of(state_dir).clock_file
 
 
 @app.command()

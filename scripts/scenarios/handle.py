@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from contracts import SealingKey
-from scripts.stack import ROOT, ServiceProcesses
+from scripts.stack import ROOT, ServiceProcesses, StackLayout
 from shared.clock import FileClock, advance_clock_file
 
 DEFAULT_STATE_DIR = ROOT / ".data"
@@ -39,25 +39,29 @@ class StackHandle:
         return cls(services.bootstrap_servers, services.state_dir, services.log_dir)
 
     @property
+    def layout(self) -> StackLayout:
+        return StackLayout(self.state_dir, self.log_dir or self.state_dir / "logs")
+
+    @property
     def logs(self) -> Path:
-        return self.log_dir or self.state_dir / "logs"
+        return self.layout.log_dir
 
     @property
     def sealing_key_file(self) -> Path:
         """The public half of the account service's sealing key (``<key file>.pub.json``)."""
-        return self.state_dir / "keys" / "account-sealing.pub.json"
+        return self.layout.public_key_file
 
     @property
     def sms_outbox(self) -> Path:
-        return self.state_dir / "sms.jsonl"
+        return self.layout.sms_outbox
 
     @property
     def clock_file(self) -> Path:
-        return self.state_dir / "clock.json"
+        return self.layout.clock_file
 
     @property
     def vault_ready_file(self) -> Path:
-        return self.logs / "funding.ready"
+        return self.layout.ready_file("funding")
 
     def sealing_key(self) -> SealingKey:
         """The key clients seal secrets with."""

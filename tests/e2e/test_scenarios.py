@@ -121,7 +121,7 @@ async def test_a_scenario_whose_expectation_fails_fails_the_run(handle: StackHan
 
 
 def test_the_handle_finds_what_the_stack_leaves(stack: ServiceProcesses, handle: StackHandle) -> None:
-    assert handle.sealing_key_file == public_path(stack.sealing_key_file)
+    assert handle.sealing_key_file == public_path(stack.layout.sealing_key_file)
     assert handle.sealing_key() == stack.sealing_key()
     assert handle.sms_outbox == stack.sms_outbox
     assert handle.clock_file == stack.clock_file
