@@ -13,7 +13,7 @@ from contracts import (
     PaymentCaptured,
     PaymentFailed,
 )
-from services.payment.domain import UNAVAILABLE_FUNDING, Payment, PaymentStatus
+from services.payment.domain.payments import UNAVAILABLE_FUNDING, Payment, PaymentStatus
 from services.payment.store import PAYMENTS
 from shared.consumer import HandlerContext, MessageHandlers
 from shared.logging import get_logger

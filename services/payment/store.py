@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from services.payment.domain import Payment
+from services.payment.domain.payments import Payment
 from shared.aggregates import Aggregate
 
 metadata = sa.MetaData()

@@ -25,7 +25,7 @@ from contracts.money import Balance, max_balance_minor
 from services.account.domain.wallets import BalanceLimitReached, MovementKind, Wallet, WalletRuleBroken
 from services.escrow.domain import ESCROW_HOLDING, EscrowHold, EscrowRuleBroken, HoldStatus, seller_payable
 from services.notification.domain import NoticeKind, notice_for
-from services.payment.domain import Payment, PaymentConflict, PaymentStatus
+from services.payment.domain.payments import Payment, PaymentConflict, PaymentStatus
 from services.saga.domain import Order, OrderRuleBroken
 
 
