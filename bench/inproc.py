@@ -24,7 +24,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,13 @@ from contracts import (
     BindingScope,
     Checkout,
     ConfirmReceipt,
+    DocumentType,
     FundWallet,
     GrantMarketplaceAccess,
     Message,
     RegisterAccount,
+    SubmitIdentity,
+    VerificationLevel,
     VerifyPhone,
     envelope_for,
 )
@@ -49,6 +52,7 @@ from scripts.onboarding import MARKETPLACE_ID, Person
 from scripts.stack import SERVICES
 from services.account.ports import AccountPorts
 from services.account.settings import AccountSettings
+from services.payment.settings import PaymentSettings
 from shared.clock import SYSTEM_CLOCK
 from shared.consumer import BatchConsumer
 from shared.db import create_engine, migrate
@@ -125,6 +129,8 @@ async def start_service(name: str, data_dir: Path) -> ServiceUnderTest:
 def _dependencies(definition: ServiceDefinition, data_dir: Path) -> object:
     if definition.dependencies is None:
         return None
+    if definition.name != "account":  # the payment service's network port: wallet orders never call it
+        return definition.dependencies(PaymentSettings(), SYSTEM_CLOCK)
     settings = AccountSettings(
         database_url="sqlite+aiosqlite:///unused.db",
         sealing_key_file=data_dir / "keys" / "sealing.json",
@@ -138,7 +144,7 @@ def _dependencies(definition: ServiceDefinition, data_dir: Path) -> object:
 
 def onboarding_commands(ports: AccountPorts, buyer: str, n: int) -> list[tuple[Message, str]]:
     """Register, prove the phone (the driver derives the texted code: it holds the service's
-    key) and bind ``buyer`` to the marketplace."""
+    key), verify the identity at L1 (its limits) and bind ``buyer`` to the marketplace."""
     key = ports.unsealer.public_key
     code = ports.hasher.phone_code(buyer, 1)
     password = Person(buyer, "", "").password
@@ -154,6 +160,18 @@ def onboarding_commands(ports: AccountPorts, buyer: str, n: int) -> list[tuple[M
             f"register-{buyer}",
         ),
         (VerifyPhone(account_id=buyer, code=key.seal(code, purpose=Purpose.phone_code(buyer))), f"verify-{buyer}"),
+        (
+            SubmitIdentity(
+                account_id=buyer,
+                level=VerificationLevel.L1,
+                legal_name="Bench Buyer",
+                document_type=DocumentType.PASSPORT,
+                document_number=key.seal("P1234567", purpose=Purpose.document(buyer)),
+                birth_date=date(1990, 5, 17),
+                country="US",
+            ),
+            f"identity-{buyer}",
+        ),
         (
             GrantMarketplaceAccess(
                 account_id=buyer,

@@ -51,7 +51,15 @@ from contracts.funding_sources import (
 )
 from contracts.money import Balance, Money, max_amount_minor, max_balance_minor, minor_unit_exponent
 from contracts.orders import Checkout, ConfirmReceipt, OrderStatus, OrderStatusChanged
-from contracts.payments import CapturePayment, PaymentCaptured, PaymentFailed
+from contracts.payments import (
+    CapturePayment,
+    NetworkOutcome,
+    NetworkRequestKind,
+    PaymentCaptured,
+    PaymentFailed,
+    RecordNetworkAnswer,
+    ReleaseSpending,
+)
 from contracts.registration import (
     AccountRegistered,
     AccountStatus,
@@ -137,6 +145,8 @@ __all__ = [
     "MarketplaceAccessRevoked",
     "Message",
     "Money",
+    "NetworkOutcome",
+    "NetworkRequestKind",
     "OrderStatus",
     "OrderStatusChanged",
     "PaymentAuthorizationDeclined",
@@ -148,9 +158,11 @@ __all__ = [
     "PhoneVerificationFailed",
     "Purpose",
     "RawEnvelope",
+    "RecordNetworkAnswer",
     "RegisterAccount",
     "RejectIdentity",
     "ReleaseFunds",
+    "ReleaseSpending",
     "RemoveFundingSource",
     "ResendPhoneCode",
     "RestrictAccount",

@@ -94,7 +94,7 @@ class PaymentAuthorized(Event):
     amount: Money
     funding_type: Annotated[FundingType, AcceptJsonForm()]
     source: FundingSource | None = Field(default=None, description="The card or bank account; none for the wallet.")
-    card_token: str | None = Field(default=None, description="The vault token the network charges.")
+    source_token: str | None = Field(default=None, description="The vault token the network charges (card or bank).")
     balance: Balance | None = Field(default=None, description="The wallet's balance after the debit.")
 
 

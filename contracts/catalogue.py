@@ -75,6 +75,8 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "CreditWallet": ("saga",),
     "OrderStatusChanged": ("saga",),
     "AuthorizePayment": ("payment",),
+    "RecordNetworkAnswer": ("payment",),
+    "ReleaseSpending": ("payment",),
     "PaymentCaptured": ("payment",),
     "PaymentFailed": ("payment",),
     "WalletFunded": ("account",),

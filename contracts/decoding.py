@@ -46,7 +46,13 @@ from contracts.funding_sources import (
     SetDefaultFundingSource,
 )
 from contracts.orders import Checkout, ConfirmReceipt, OrderStatusChanged
-from contracts.payments import CapturePayment, PaymentCaptured, PaymentFailed
+from contracts.payments import (
+    CapturePayment,
+    PaymentCaptured,
+    PaymentFailed,
+    RecordNetworkAnswer,
+    ReleaseSpending,
+)
 from contracts.registration import (
     AccountRegistered,
     AccountStatusChanged,
@@ -126,6 +132,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     CapturePayment,
     PaymentCaptured,
     PaymentFailed,
+    RecordNetworkAnswer,
+    ReleaseSpending,
     HoldFunds,
     ReleaseFunds,
     FundsHeld,

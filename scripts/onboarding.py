@@ -211,13 +211,16 @@ class Onboarding:
         await self.send(command, person.account_id, f"pin:{person.account_id}:{time.time_ns()}")
         await self.answer(person.account_id, PaymentPinSet)
 
-    async def buyer(self, person: Person) -> None:
-        """Registered, phone proven, wallet bound to the marketplace: ready to pay."""
+    async def buyer(self, person: Person, level: VerificationLevel = VerificationLevel.L1) -> None:
+        """Registered, phone proven, identity verified at ``level`` (L1: the limits of everyday
+        shopping; L0 pays at most the region's smallest), wallet bound to the marketplace."""
         await self.register(person)
+        if level is not VerificationLevel.L0:
+            verified = await self.verify_identity(person, VerificationLevel.L1)
+            if not isinstance(verified.message, IdentityVerified):
+                raise CommandRefusedError(f"identity of {person.account_id} not verified: {verified.message}")
         await self.grant(person)
 
-    async def many(self, people: Sequence[Person], *, bind: bool = True) -> None:
-        """Onboard many people at once (the benchmark's accounts): each step for all, then the next."""
-        await asyncio.gather(*(self.register(p) for p in people))
-        if bind:
-            await asyncio.gather(*(self.grant(p) for p in people))
+    async def many(self, people: Sequence[Person], level: VerificationLevel = VerificationLevel.L1) -> None:
+        """Onboard many buyers at once (the benchmark's accounts)."""
+        await asyncio.gather(*(self.buyer(p, level) for p in people))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,14 @@ SERVICES = ("account", "payment", "escrow", "notification", "saga")
 SIMULATORS = ("funding",)
 """Processes that stand for the outside world: the funding network (card issuer, bank, vault)."""
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def sqlite_urls(data_dir: Path) -> dict[str, str]:
@@ -84,6 +93,8 @@ class ServiceProcesses:
     log_dir: Path
     extra_env: Mapping[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    funding_port: int = field(default_factory=free_port)
+    """The funding simulator's port, fixed for the stack's life so the payment service knows it."""
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     @property
@@ -113,6 +124,7 @@ class ServiceProcesses:
             "ACCOUNT_STORAGE_KEY_FILE": str(layout.storage_key_file),
             "ACCOUNT_SMS_OUTBOX": str(layout.sms_outbox),
             CLOCK_FILE_VARIABLE: str(layout.clock_file),
+            "PAYMENT_FUNDING_NETWORK_URL": f"http://127.0.0.1:{self.funding_port}",
         }
 
     def start(self, names: tuple[str, ...] = SERVICES + SIMULATORS) -> None:
@@ -128,7 +140,7 @@ class ServiceProcesses:
 
     def start_one(self, name: str) -> None:
         own = (
-            {"FUNDING_HTTP_PORT": "0", "FUNDING_DATABASE_PATH": str(self.state_dir / "funding.db")}
+            {"FUNDING_HTTP_PORT": str(self.funding_port), "FUNDING_DATABASE_PATH": str(self.state_dir / "funding.db")}
             if name in SIMULATORS
             else {f"{name.upper()}_DATABASE_URL": self.database_urls[name]}
         )

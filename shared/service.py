@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +47,9 @@ class ServiceDefinition:
     migrations: Path
     dependencies: Callable[[Any, Clock], object] | None = None
     """Builds the service's ports from its settings (``ctx.deps`` in its handlers)."""
+    workers: tuple[Callable[[Service], Coroutine[Any, Any, None]], ...] = ()
+    """Background tasks beside the consumer (the payment service's network worker), started
+    once the producer is up and cancelled first at stop."""
     fetch_wait_ms: int = 0
     """0: every record is fetched as soon as it lands (services on an order's path). More: the
     broker gathers records this long per fetch, for a service no order waits on (fewer fetch
@@ -58,6 +61,7 @@ class Service:
 
     def __init__(self, definition: ServiceDefinition, settings: ServiceSettings, clock: Clock | None = None) -> None:
         clock = clock or clock_from_environment()
+        self.clock = clock
         self.definition = definition
         self.settings = settings
         kafka = settings.kafka
@@ -68,6 +72,7 @@ class Service:
         self.relay = OutboxRelay(self.engine, ProducerPublisher(self.producer), database=self.database)
         self.readiness = Readiness(settings.ready_file)
         self.readiness.set(assigned=False)
+        self.dependencies = definition.dependencies(settings, clock) if definition.dependencies else None
         batch_consumer = BatchConsumer(
             name=definition.name,
             engine=self.engine,
@@ -77,7 +82,7 @@ class Service:
             attempts=settings.handler_attempts,
             clock=clock,
             database=self.database,
-            dependencies=definition.dependencies(settings, clock) if definition.dependencies else None,
+            dependencies=self.dependencies,
         )
         self.subscriber = Subscriber(
             create_consumer(kafka, definition.name, gather_ms=definition.fetch_wait_ms or kafka.fetch_gather_ms),
@@ -107,6 +112,7 @@ class Service:
         self._tasks = [
             asyncio.create_task(self.relay.run(), name=f"{name}-outbox-relay"),
             asyncio.create_task(self.subscriber.run(), name=f"{name}-subscriber"),
+            *(asyncio.create_task(worker(self), name=f"{name}-worker") for worker in self.definition.workers),
         ]
         log.info("service started", consumes=[t.name for t in self.definition.consumes])
 

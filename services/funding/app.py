@@ -1,4 +1,7 @@
-"""The vault's HTTP API (SPEC A4).
+"""The funding network simulator's HTTP API: the vault (SPEC A4) and the issuer (P1, P4, P6).
+
+The issuer's charges, refunds, status inquiries and ledger are described in
+:mod:`services.funding.issuer`; the vault's endpoints here:
 
 - ``POST /v1/tokens/cards`` ``{"number", "expiry_month", "expiry_year", "cvc"}`` -> 201
   ``{"token", "brand", "last4", "expiry_month", "expiry_year", "fingerprint"}``
@@ -14,18 +17,20 @@ rule, never the value.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.funding.bodies import BadRequest as _BadRequest
+from services.funding.bodies import read_object as _read_object
+from services.funding.bodies import refusal as _refusal
 from services.funding.cards import InstrumentRefused, ScriptedCard
+from services.funding.issuer import IssuerApi
 from services.funding.settings import FundingSettings
 from services.funding.vault import CardVault, StoredToken, TokenKind, load_scripted_cards
 from shared.clock import Clock
@@ -33,56 +38,9 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-MAX_BODY_BYTES = 4096  # a card or IBAN request is a few dozen bytes; more is not a client of ours
 _TOKEN_PATH = re.compile(r"tok_[A-Za-z0-9]{1,60}")
 _CARD_FIELDS = {"number": str, "expiry_month": int, "expiry_year": int, "cvc": str}
 _BANK_FIELDS = {"iban": str}
-
-
-class _BadRequest(Exception):
-    """The body is not what the endpoint takes; carries the status and a safe message."""
-
-    def __init__(self, field: str, rule: str, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.field, self.rule, self.message, self.status = field, rule, message, status
-
-
-def _refusal(field: str, rule: str, message: str, status: int = 422) -> JSONResponse:
-    return JSONResponse({"error": {"field": field, "rule": rule, "message": message}}, status_code=status)
-
-
-async def _read_object(request: Request, fields: Mapping[str, type]) -> dict[str, Any]:
-    """The JSON object of the body, with exactly ``fields`` of exactly their JSON types."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise _BadRequest("body", "size", f"body: larger than {MAX_BODY_BYTES} bytes", status=413)
-    try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):  # the decoder's message quotes the body: never pass it on
-        raise _BadRequest("body", "json", "body: not valid JSON") from None
-    if not isinstance(parsed, dict):
-        raise _BadRequest("body", "object", "body: must be a JSON object")
-    unknown = set(parsed) - set(fields)
-    if unknown:
-        # Only names we would have accepted could be quoted safely, and these are not ones.
-        raise _BadRequest(
-            "body", "unknown_field", f"body: {len(unknown)} unexpected field(s); takes {', '.join(fields)}"
-        )
-    for name, kind in fields.items():
-        _check_type(parsed, name, kind)
-    return parsed
-
-
-def _check_type(body: Mapping[str, object], name: str, kind: type) -> None:
-    if name not in body:
-        raise _BadRequest(name, "required", f"{name}: is required")
-    value = body[name]
-    # bool is an int to Python, not to JSON: true is no month.
-    if not isinstance(value, kind) or isinstance(value, bool):
-        spoken = "an integer" if kind is int else "a string"
-        raise _BadRequest(name, "type", f"{name}: must be {spoken}")
 
 
 def _card_facts(stored: StoredToken) -> dict[str, object]:
@@ -117,6 +75,11 @@ class _VaultApi:
         self._clock = clock
         self._scripted = scripted_cards
         self._opened: CardVault | None = None
+
+    @property
+    def vault(self) -> CardVault:
+        """The vault the lifespan opened (the issuer looks tokens up in it)."""
+        return self._vault
 
     @property
     def _vault(self) -> CardVault:
@@ -195,13 +158,22 @@ class _VaultApi:
 def create_app(
     settings: FundingSettings, clock: Clock, scripted_cards: Mapping[str, ScriptedCard] | None = None
 ) -> Starlette:
-    """The vault API. The test cards are read and checked now (a bad row stops the start);
-    the database is opened when the server starts and closed when it stops."""
+    """The vault and issuer API. The test cards are read and checked now (a bad row stops the
+    start); the database (tokens, charges, refunds) is opened when the server starts and closed
+    when it stops."""
     api = _VaultApi(settings, clock, scripted_cards if scripted_cards is not None else load_scripted_cards())
+    issuer = IssuerApi(settings, clock, lambda: api.vault)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with api.lifespan(app), issuer.lifespan(app):
+            yield
+
     routes = [
         Route("/v1/tokens/cards", api.tokenize_card, methods=["POST"]),
         Route("/v1/tokens/bank-accounts", api.tokenize_bank_account, methods=["POST"]),
         Route("/v1/tokens/{token}", api.lookup, methods=["GET"]),
+        *issuer.routes(),
         Route("/health", api.health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=api.lifespan)
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -9,8 +9,8 @@ as is::
     └── BankAccountRefused           an IBAN breaks a rule
     ScriptedCardsInvalid(ValueError) a row of the test-card table is wrong (raised at start)
 
-The simulator answers each card the way its scripted :class:`Behaviour` says (a later issue
-grows the authorise/capture/refund side); any valid card without a script is approved.
+The simulated issuer answers each card's charges the way its scripted :class:`Behaviour` says
+(:mod:`services.funding.faults`); any valid card without a script is approved.
 """
 
 from __future__ import annotations
@@ -175,9 +175,13 @@ def check_expiry(month: int, year: int, today: date) -> None:
             "range",
             f"expiry_year: must be a four-digit year from {EXPIRY_YEARS.start} to {EXPIRY_YEARS.stop - 1}",
         )
-    last_day = date(year, month, calendar.monthrange(year, month)[1])
-    if today > last_day:
+    if card_expired(month, year, today):
         raise CardRefused("expiry", "expired", f"expiry: the card expired at the end of {month:02d}/{year}")
+
+
+def card_expired(month: int, year: int, today: date) -> bool:
+    """Whether a card valid through the last day of ``month``/``year`` has expired by ``today``."""
+    return today > date(year, month, calendar.monthrange(year, month)[1])
 
 
 def check_cvc(cvc: str, brand: CardBrand) -> None:

@@ -1,9 +1,11 @@
-"""Payments, one row per order: table and aggregate declaration."""
+"""Payments, one row per order, and the requests to the funding network they make."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from services.payment.domain.limits import AccountLimits, SpendingWindow
+from services.payment.domain.network import NetworkRequest
 from services.payment.domain.payments import Payment
 from shared.aggregates import Aggregate
 
@@ -19,9 +21,68 @@ payments = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("failure_reason", sa.String(50)),
     sa.Column("failure_detail", sa.Text),
+    sa.Column("funding_type", sa.String(20)),
+    sa.Column("charge_id", sa.String(100)),
+    sa.Column("limit_reserved_minor", sa.BigInteger),
+    sa.Column("limit_reserved_currency", sa.String(3)),
+    sa.Column("limit_day", sa.String(10)),
+    sa.Column("limit_month", sa.String(10)),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+network_requests = sa.Table(
+    "network_requests",
+    metadata,
+    sa.Column("request_id", sa.String(200), primary_key=True),
+    sa.Column("order_id", sa.String(100), nullable=False),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("state", sa.String(10), nullable=False, index=True),
+    sa.Column("not_before", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("charge_id", sa.String(100)),
+    sa.Column("last_reason", sa.String(100)),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+account_limits = sa.Table(
+    "account_limits",
+    metadata,
+    sa.Column("account_id", sa.String(100), primary_key=True),
+    sa.Column("per_payment_minor", sa.BigInteger, nullable=False),
+    sa.Column("per_payment_currency", sa.String(3), nullable=False),
+    sa.Column("daily_minor", sa.BigInteger, nullable=False),
+    sa.Column("daily_currency", sa.String(3), nullable=False),
+    sa.Column("monthly_minor", sa.BigInteger, nullable=False),
+    sa.Column("monthly_currency", sa.String(3), nullable=False),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("level", sa.String(2), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+spending_windows = sa.Table(
+    "spending_windows",
+    metadata,
+    sa.Column("account_id", sa.String(100), primary_key=True),
+    sa.Column("kind", sa.String(5), primary_key=True),
+    sa.Column("start", sa.String(10), primary_key=True),
+    sa.Column("spent_minor", sa.BigInteger, nullable=False),
+    sa.Column("spent_currency", sa.String(3), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+ACCOUNT_LIMITS = Aggregate(AccountLimits, account_limits, key="account_id")
+"""The read copy of each buyer's limits, from the account service's events (P2)."""
+SPENDING = Aggregate(SpendingWindow, spending_windows, key=("account_id", "kind", "start"))
+NETWORK_REQUESTS = Aggregate(
+    NetworkRequest, network_requests, key="request_id", money={"amount": ("amount_minor", "currency")}
+)
 PAYMENTS = Aggregate(Payment, payments, key="order_id", money={"amount": ("amount_minor", "currency")})

@@ -1143,7 +1143,7 @@ async def test_a6_a_wallet_payment_debits_once_and_a_card_payment_not_at_all(
 
     first = await driver.send(pay("ana", "o-1", 4_000))
     authorized = one(first, PaymentAuthorized)
-    assert (authorized.funding_type, authorized.source, authorized.card_token, authorized.balance) == (
+    assert (authorized.funding_type, authorized.source, authorized.source_token, authorized.balance) == (
         FundingType.WALLET,
         None,
         None,
@@ -1161,7 +1161,7 @@ async def test_a6_a_wallet_payment_debits_once_and_a_card_payment_not_at_all(
     assert await balance(engine, "ana") == 6_000
 
     by_card = one(await driver.send(pay("ana", "o-3", 9_000, source_id="card-1")), PaymentAuthorized)
-    assert (by_card.funding_type, by_card.card_token, by_card.balance) == (FundingType.CARD, CARD_TOKEN, None)
+    assert (by_card.funding_type, by_card.source_token, by_card.balance) == (FundingType.CARD, CARD_TOKEN, None)
     assert by_card.source is not None
     assert (by_card.source.source_id, by_card.source.last4) == ("card-1", "5556")
     assert await balance(engine, "ana") == 6_000

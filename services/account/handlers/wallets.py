@@ -164,7 +164,7 @@ def _authorized(
         amount=command.amount,
         funding_type=funding_type,
         source=source.public() if source else None,
-        card_token=source.token if source and source.type is FundingType.CARD else None,
+        source_token=source.token if source else None,
         balance=movement.balance_after if movement else None,
     )
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from contracts import DeclineReason, Money
+from contracts import DeclineReason, FundingType, Money
 from shared.errors import CommandRefused
 
 # P4: a permanent failure ends the order; a transient one may succeed when retried. Every
 # account decline is permanent; funding-network faults (timeouts, an issuer away) will not be.
 PERMANENT_REASONS = frozenset(reason.value for reason in DeclineReason)
-UNAVAILABLE_FUNDING = "funding_type_unavailable"
-"""Card and bank payments until the funding network port exists (payment issue, P1)."""
+NETWORK_DECLINES = frozenset(
+    {"do_not_honor", "stolen_card", "card_expired", "unknown_token", "network_request_refused"}
+)
+PERMANENT_REASONS |= NETWORK_DECLINES | {"limit_exceeded"}
+TRANSIENT_REASONS = frozenset(
+    {"issuer_unavailable", "network_timeout", "network_unreachable", "rate_limited", "connection_lost"}
+)
 
 
 class PaymentStatus(StrEnum):
@@ -36,6 +41,11 @@ class Payment:
     status: PaymentStatus = PaymentStatus.PENDING
     failure_reason: str | None = None
     failure_detail: str | None = None
+    funding_type: FundingType | None = None  # known once the account authorised it
+    charge_id: str | None = None  # the funding network's, for a card or bank payment
+    limit_reserved: Money | None = None  # counted against the buyer's limits (P2), in their currency
+    limit_day: str | None = None  # the windows it was counted in, to give it back if it fails
+    limit_month: str | None = None
 
     @property
     def failure_is_permanent(self) -> bool:
@@ -50,11 +60,12 @@ class Payment:
         """Whether an account event is the answer to the authorisation this payment asked for."""
         return (account_id, amount) == (self.buyer_id, self.amount)
 
-    def capture(self) -> bool:
-        """Mark captured; False when the payment had already reached an outcome."""
+    def capture(self, charge_id: str | None = None) -> bool:
+        """Mark captured (with the network's charge id, for a card or bank payment); False when
+        the payment had already reached an outcome."""
         if self.status is not PaymentStatus.PENDING:
             return False
-        self.status = PaymentStatus.CAPTURED
+        self.status, self.charge_id = PaymentStatus.CAPTURED, charge_id
         return True
 
     def fail(self, reason: str, detail: str) -> bool:

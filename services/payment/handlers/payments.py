@@ -1,0 +1,145 @@
+"""Payment service handlers: the buyer's account authorises each payment (A5, A6: grant,
+source, security check, balance), then the source pays: the wallet is debited by that same
+authorisation; cards and bank accounts are charged on the funding network (P1)."""
+
+from __future__ import annotations
+
+from contracts import (
+    AuthorizePayment,
+    CapturePayment,
+    FundingType,
+    PaymentAuthorizationDeclined,
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentFailed,
+    RecordNetworkAnswer,
+)
+from services.payment.domain.network import NetworkRequest, Step
+from services.payment.domain.payments import TRANSIENT_REASONS, Payment, PaymentStatus
+from services.payment.handlers import handlers
+from services.payment.handlers.limits import DAY, LIMITS, MONTH, count_against_limits, give_back
+from services.payment.ports import ports
+from services.payment.store import NETWORK_REQUESTS, PAYMENTS
+from shared.consumer import HandlerContext
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def charge_request_id(order_id: str) -> str:
+    """One charge per order on the network: the same id on every attempt (its idempotency key)."""
+    return f"charge:{order_id}"
+
+
+CHARGE_REQUEST = NETWORK_REQUESTS.by(lambda event, _: charge_request_id(event.order_id))
+
+
+@handlers.on(CapturePayment, loads=[PAYMENTS.by("order_id"), LIMITS, DAY, MONTH])
+def capture_payment(command: CapturePayment, ctx: HandlerContext) -> None:
+    payment = ctx.get(PAYMENTS, command.order_id)
+    if payment is not None:
+        payment.check_same_request(command.buyer_id, command.amount)
+        _repeat_outcome(payment, ctx)
+        return
+    payment = ctx.add(PAYMENTS, Payment(command.order_id, command.buyer_id, command.amount))
+    refusal = count_against_limits(command, payment, ctx)
+    if refusal is not None:
+        payment.fail("limit_exceeded", refusal)
+        ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")
+        return
+    ctx.emit(
+        AuthorizePayment(
+            account_id=command.buyer_id,
+            order_id=command.order_id,
+            marketplace_id=command.marketplace_id,
+            amount=command.amount,
+            source_id=command.source_id,
+            security_method=command.security_method,
+            security_proof=command.security_proof,
+        ),
+        idempotency_key=f"authorize:{command.order_id}",
+    )
+
+
+def _repeat_outcome(payment: Payment, ctx: HandlerContext) -> None:
+    """A repeated capture gets the first result (nothing yet while the debit is in flight)."""
+    if payment.status is PaymentStatus.CAPTURED:
+        ctx.emit(_captured(payment))
+    elif payment.status is PaymentStatus.FAILED:
+        ctx.emit(_failed(payment))
+
+
+@handlers.on(PaymentAuthorized, loads=[PAYMENTS.by("order_id"), CHARGE_REQUEST])
+def payment_authorized(event: PaymentAuthorized, ctx: HandlerContext) -> None:
+    payment = ctx.get(PAYMENTS, event.order_id)
+    if payment is None or not payment.answers(event.account_id, event.amount):
+        log.warning("authorisation that answers no payment of ours ignored", order_id=event.order_id)
+        return
+    payment.funding_type = event.funding_type
+    if event.funding_type is FundingType.WALLET:
+        if payment.capture():  # the account debited the wallet as it authorised
+            ctx.emit(_captured(payment), idempotency_key=f"captured:{payment.order_id}")
+        return
+    if event.source_token is None or ctx.read(CHARGE_REQUEST, event) is not None:
+        return  # nothing to charge, or already asked (a repeated authorisation)
+    ctx.add(
+        NETWORK_REQUESTS,
+        NetworkRequest(charge_request_id(event.order_id), event.order_id, event.source_token, event.amount),
+    )
+    ctx.after_commit(ports(ctx).wake_worker)
+
+
+@handlers.on(RecordNetworkAnswer, loads=[PAYMENTS.by("order_id"), NETWORK_REQUESTS.by("request_id")])
+def record_network_answer(command: RecordNetworkAnswer, ctx: HandlerContext) -> None:
+    """What the funding network answered, as the worker reports it (P4)."""
+    payment = ctx.get(PAYMENTS, command.order_id)
+    request = ctx.get(NETWORK_REQUESTS, command.request_id)
+    if payment is None or request is None or (request.order_id, request.amount) != (command.order_id, command.amount):
+        log.warning("network answer that answers no request of ours ignored", order_id=command.order_id)
+        return
+    step = request.answer(command.kind, command.outcome, command.reason, ctx.now)
+    if step is Step.CAPTURE and payment.capture(command.charge_id):
+        ctx.emit(_captured(payment), idempotency_key=f"captured:{payment.order_id}")
+    elif step in (Step.FAIL_PERMANENTLY, Step.FAIL_TRANSIENTLY):
+        reason = command.reason or "issuer_unavailable"
+        if step is Step.FAIL_TRANSIENTLY:
+            reason = reason if reason in TRANSIENT_REASONS else "issuer_unavailable"
+        if payment.fail(reason, _network_detail(reason, request.attempts)):
+            ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")
+            give_back(payment, ctx)
+    elif step is Step.WAIT:
+        ctx.after_commit(ports(ctx).wake_worker)
+
+
+def _network_detail(reason: str, attempts: int) -> str:
+    if reason in TRANSIENT_REASONS:
+        return (
+            f"the card issuer did not answer after {attempts} attempts ({reason}); try again later or pay another way"
+        )
+    return f"the card issuer declined the payment ({reason}); use another card or pay from the wallet"
+
+
+@handlers.on(PaymentAuthorizationDeclined, loads=[PAYMENTS.by("order_id")])
+def payment_declined(event: PaymentAuthorizationDeclined, ctx: HandlerContext) -> None:
+    payment = ctx.get(PAYMENTS, event.order_id)
+    if payment is None or not payment.answers(event.account_id, event.amount):
+        log.warning("declined authorisation that answers no payment of ours ignored", order_id=event.order_id)
+        return
+    if payment.fail(event.reason.value, event.detail):
+        ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")
+        give_back(payment, ctx)
+
+
+def _captured(payment: Payment) -> PaymentCaptured:
+    return PaymentCaptured(order_id=payment.order_id, buyer_id=payment.buyer_id, amount=payment.amount)
+
+
+def _failed(payment: Payment) -> PaymentFailed:
+    return PaymentFailed(
+        order_id=payment.order_id,
+        buyer_id=payment.buyer_id,
+        amount=payment.amount,
+        reason=payment.failure_reason or "unknown",
+        detail=payment.failure_detail or "",
+        permanent=payment.failure_is_permanent,
+    )
