@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from contracts import (
+    AddCard,
     Balance,
     Checkout,
     ConfirmReceipt,
+    FundingSourceAdded,
     FundWallet,
     Money,
     OrderStatus,
     OrderStatusChanged,
     Purpose,
+    SecurityMethod,
     WalletFunded,
 )
 from scripts.marketplace import Seen
@@ -48,9 +51,17 @@ async def wallet_balance(world: World, account_id: str, currency: str) -> Balanc
 
 
 async def checkout(
-    world: World, buyer: Person, seller_id: str, amount: Money, *, item: str = "", source_id: str | None = None
+    world: World,
+    buyer: Person,
+    seller_id: str,
+    amount: Money,
+    *,
+    item: str = "",
+    source_id: str | None = None,
+    with_pin: bool = False,
 ) -> str:
-    """The marketplace checks out a new order; its id."""
+    """The marketplace checks out a new order (``with_pin``: the buyer confirms it with the
+    payment PIN, sealed for this order, as a payment above the region's threshold needs); its id."""
     order_id = world.fresh("order")
     paying = f"card {source_id}" if source_id else "the wallet"
     world.say(f"the marketplace checks out {order_id}: {buyer.account_id} pays {amount} to {seller_id} from {paying}")
@@ -62,6 +73,8 @@ async def checkout(
         amount=amount,
         item=item,
         source_id=source_id,
+        security_method=SecurityMethod.PIN if with_pin else None,
+        security_proof=world.key.seal(buyer.pin, purpose=Purpose.payment(order_id)) if with_pin else None,
     )
     await world.send(command, about=order_id)
     return order_id
@@ -119,3 +132,23 @@ def reason_code(reason: str | None) -> str | None:
 def sealed_password(world: World, person: Person, password: str | None = None) -> str:
     """``password`` (the person's own by default) sealed for their account, as the app gateway sends it."""
     return world.key.seal(password or person.password, purpose=Purpose.password(person.account_id))
+
+
+async def add_card(world: World, buyer: Person, number: str, *, month: int = 12, year: int = 2030) -> tuple[str, str]:
+    """The buyer's app hands the card number to the vault and adds the card by its token;
+    the source id and the token (the number never reaches Kafka)."""
+    card = await world.vault.tokenize_card(number, month, year, "123")
+    world.say(f"the vault tokenises a {card.brand} ending {card.last4}; the app adds it by token")
+    source_id = world.fresh("card")
+    add = AddCard(
+        account_id=buyer.account_id,
+        source_id=source_id,
+        token=card.token,
+        brand=card.brand,
+        last4=card.last4,
+        expiry_month=card.expiry_month,
+        expiry_year=card.expiry_year,
+    )
+    added = await world.reply(await world.send(add, about=buyer.account_id), FundingSourceAdded)
+    expect(added.source.last4 == card.last4, f"the card ending {card.last4} added", got=added.source)
+    return source_id, card.token

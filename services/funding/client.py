@@ -76,6 +76,16 @@ class VaultClient:
         facts = _payload(response)
         return _card_token(facts) if facts.get("kind") == "card" else _bank_token(facts)
 
+    async def captures(self, token: str) -> dict[str, int]:
+        """The network's own book for one token: minor units captured per currency, and the
+        number of captures (``"captures"``), as ``GET /v1/ledger?token=`` reports them."""
+        response = await self._send("GET", f"/v1/ledger?token={quote(token, safe='')}")
+        book: dict[str, dict[str, int]] = _payload(response).get("currencies", {})
+        return {
+            "captures": sum(int(c.get("captures", 0)) for c in book.values()),
+            **{currency: int(c.get("captured_minor", 0)) for currency, c in book.items()},
+        }
+
     async def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         try:
             return await self._http.request(method, path, json=body)

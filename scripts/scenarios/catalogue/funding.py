@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from contracts import AddCard, FundingSourceAdded
-from scripts.scenarios.outcome import expect
 from scripts.scenarios.registry import scenario
-from scripts.scenarios.steps import checkout, expect_cancelled, onboard_buyer, usd
+from scripts.scenarios.steps import add_card, checkout, expect_cancelled, onboard_buyer, usd
 from scripts.scenarios.world import World
 
 TEST_CARD = "4242424242424242"  # the simulator's approving Visa (services/funding/data/test_cards.toml)
@@ -27,20 +25,7 @@ async def expired_card_refused(world: World) -> None:
     is declined for source_expired and the order is cancelled."""
     buyer = await onboard_buyer(world)
     today = world.clock.now()
-    card = await world.vault.tokenize_card(TEST_CARD, today.month, today.year, "123")
-    world.say(f"the vault tokenises a {card.brand} ending {card.last4}, expiring {today.month:02d}/{today.year}")
-    source_id = world.fresh("card")
-    add = AddCard(
-        account_id=buyer.account_id,
-        source_id=source_id,
-        token=card.token,
-        brand=card.brand,
-        last4=card.last4,
-        expiry_month=card.expiry_month,
-        expiry_year=card.expiry_year,
-    )
-    added = await world.reply(await world.send(add, about=buyer.account_id), FundingSourceAdded)
-    expect(added.source.last4 == card.last4, f"the card ending {card.last4} added", got=added.source)
+    source_id, _ = await add_card(world, buyer, TEST_CARD, month=today.month, year=today.year)
     later = world.clock.advance(PAST_EXPIRY)
     world.say(f"the stack's clock moves {PAST_EXPIRY.days} days forward, to {later:%Y-%m-%d}")
     order_id = await checkout(world, buyer, world.fresh("seller"), usd(4250), item="Sunglasses", source_id=source_id)
