@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from contracts import Command, Message
 from shared.consumer import outgoing
@@ -25,13 +26,20 @@ class Record:
     timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
 
 
-def record_of(message: Message, *, correlation_id: str = "test", idempotency_key: str | None = None) -> Record:
-    """The record a producer would send for ``message``."""
+def record_of(
+    message: Message,
+    *,
+    correlation_id: str = "test",
+    idempotency_key: str | None = None,
+    occurred_at: datetime | None = None,
+) -> Record:
+    """The record a producer would send for ``message`` (stamped now unless ``occurred_at``)."""
     out = outgoing(
         message,
         source="test",
         correlation_id=correlation_id,
         idempotency_key=idempotency_key or f"test-{next(_offsets)}",
+        occurred_at=occurred_at,
     )
     return Record(topic=out.topic, value=out.value, key=out.key, headers=out.headers)
 
