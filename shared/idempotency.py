@@ -7,7 +7,8 @@ payload and the records it produced; a repeat with the same payload publishes th
 records again (the same message ids, so every consumer's inbox ignores them while the client
 sees its answer), and a repeat with a different payload is refused with
 ``idempotency_conflict``. Sealed values are left out of the fingerprint: sealing the same
-secret twice never gives the same text.
+secret twice never gives the same text. Keys are kept :data:`KEEP_FOR` and then pruned by
+each service, hourly (:func:`prune`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import hashlib
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.envelope import Envelope
 from contracts.sealing import SEALED_PREFIX
@@ -93,3 +96,16 @@ async def record_outcomes(
     if outcomes:
         rows = [{"scoped_key": k, "fingerprint": f, "outcome": _encode(r), "created_at": now} for k, f, r in outcomes]
         await tx.insert(idempotency_keys, rows)
+
+
+KEEP_FOR = timedelta(days=7)
+"""How long a key is remembered (Stripe keeps its keys 24 hours; a marketplace may retry a
+command over a weekend). A repeat after that is a new command."""
+PRUNE_EVERY = timedelta(hours=1)
+
+
+async def prune(engine: AsyncEngine, now: datetime, keep_for: timedelta = KEEP_FOR) -> int:
+    """Forget the keys older than ``keep_for``; how many were removed."""
+    async with engine.begin() as conn:
+        result = await conn.execute(idempotency_keys.delete().where(idempotency_keys.c.created_at < now - keep_for))
+    return int(result.rowcount or 0)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from aiokafka.errors import KafkaError
 
 from contracts.topics import ALL_TOPICS, Topic
+from shared import idempotency
 from shared.backoff import Backoff
 from shared.broker import ProducerPublisher, create_consumer, create_producer, ensure_topics
 from shared.clock import Clock, clock_from_environment
@@ -112,9 +113,21 @@ class Service:
         self._tasks = [
             asyncio.create_task(self.relay.run(), name=f"{name}-outbox-relay"),
             asyncio.create_task(self.subscriber.run(), name=f"{name}-subscriber"),
+            asyncio.create_task(self._prune_idempotency_keys(), name=f"{name}-idempotency-pruning"),
             *(asyncio.create_task(worker(self), name=f"{name}-worker") for worker in self.definition.workers),
         ]
         log.info("service started", consumes=[t.name for t in self.definition.consumes])
+
+    async def _prune_idempotency_keys(self) -> None:
+        """P5: keys are remembered for idempotency.KEEP_FOR, then forgotten (hourly)."""
+        while True:
+            try:
+                removed = await idempotency.prune(self.engine, self.clock.now())
+                if removed:
+                    log.info("old idempotency keys pruned", removed=removed)
+            except Exception as error:  # the database busy or away: the next hour tries again
+                self._startup_errors.warning("pruning idempotency keys failed", error=repr(error))
+            await asyncio.sleep(idempotency.PRUNE_EVERY.total_seconds())
 
     async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
         backoff = Backoff(first=0.2, cap=5.0)
