@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -78,6 +79,11 @@ class StackLayout:
     def clock_file(self) -> Path:
         return self.state_dir / "clock.json"
 
+    @property
+    def endpoints_file(self) -> Path:
+        """The services' HTTP endpoints as a client finds them (``{"payment": url}``)."""
+        return self.state_dir / "endpoints.json"
+
     def ready_file(self, name: str) -> Path:
         return self.log_dir / f"{name}.ready"
 
@@ -95,6 +101,8 @@ class ServiceProcesses:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     funding_port: int = field(default_factory=free_port)
     """The funding simulator's port, fixed for the stack's life so the payment service knows it."""
+    payment_http_port: int = field(default_factory=free_port)
+    """Where the payment service's read API (history) and health answer."""
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     @property
@@ -125,13 +133,23 @@ class ServiceProcesses:
             "ACCOUNT_SMS_OUTBOX": str(layout.sms_outbox),
             CLOCK_FILE_VARIABLE: str(layout.clock_file),
             "PAYMENT_FUNDING_NETWORK_URL": f"http://127.0.0.1:{self.funding_port}",
+            "PAYMENT_HTTP_PORT": str(self.payment_http_port),
         }
 
     def start(self, names: tuple[str, ...] = SERVICES + SIMULATORS) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.sealing_key()
+        self.layout.endpoints_file.write_text(json.dumps({"payment": self.payment_url}))
         for name in names:
             self.start_one(name)
+
+    @property
+    def payment_url(self) -> str:
+        """The payment service's read API (``GET /payments?account_id=...``)."""
+        return f"http://127.0.0.1:{self._env_port('PAYMENT_HTTP_PORT', self.payment_http_port)}"
+
+    def _env_port(self, variable: str, default: int) -> int:
+        return int(self.extra_env.get(variable, default))  # the benchmark picks its own ports
 
     @property
     def vault_url(self) -> str:

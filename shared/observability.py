@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import json
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -62,11 +64,25 @@ class Metrics:
 METRICS = Metrics()
 
 
-class HealthServer:
-    """A minimal HTTP/1.0 endpoint on the service's loop: /health, /ready, /metrics."""
+ReadRoute = Callable[[Mapping[str, str]], Awaitable[tuple[int, Any]]]
+"""A read API endpoint: the query's parameters in, an HTTP status and a JSON-able body out."""
 
-    def __init__(self, port: int, ready: Callable[[], bool], host: str = "127.0.0.1") -> None:
+_STATUS_LINES = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found", 500: "500 Internal Server Error"}
+
+
+class HealthServer:
+    """A minimal HTTP/1.0 endpoint on the service's loop: /health, /ready, /metrics, and the
+    service's read API (GET routes answering JSON, e.g. the payment history)."""
+
+    def __init__(
+        self,
+        port: int,
+        ready: Callable[[], bool],
+        host: str = "127.0.0.1",
+        routes: Mapping[str, ReadRoute] | None = None,
+    ) -> None:
         self._host, self._port, self._ready = host, port, ready
+        self._routes = dict(routes or {})
         self._server: asyncio.Server | None = None
         self.port = port
 
@@ -84,8 +100,12 @@ class HealthServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), timeout=5)
-            path = request.split(b" ")[1].decode(errors="replace") if request.count(b" ") >= 2 else ""
-            status, content_type, body = self._answer(path)
+            target = request.split(b" ")[1].decode(errors="replace") if request.count(b" ") >= 2 else ""
+            path, _, query = target.partition("?")
+            if path in self._routes:
+                status, content_type, body = await self._read(path, query)
+            else:
+                status, content_type, body = self._answer(path)
             head = f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
             writer.write(head.encode() + body)
             await writer.drain()
@@ -93,6 +113,15 @@ class HealthServer:
             pass
         finally:
             writer.close()
+
+    async def _read(self, path: str, query: str) -> tuple[str, str, bytes]:
+        parameters = {key: values[-1] for key, values in urllib.parse.parse_qs(query).items()}
+        try:
+            code, body = await self._routes[path](parameters)
+        except Exception as error:  # a bug in a read route must not take the endpoint down
+            log.exception("read route failed", path=path, error=repr(error))
+            code, body = 500, {"error": "the read failed; see the service's log"}
+        return _STATUS_LINES.get(code, f"{code} Status"), "application/json", json.dumps(body).encode()
 
     def _answer(self, path: str) -> tuple[str, str, bytes]:
         if path == "/health":

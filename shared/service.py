@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +27,7 @@ from shared.clock import Clock, clock_from_environment
 from shared.consumer import SYSTEM_ERRORS, BatchConsumer, MessageHandlers
 from shared.db import create_engine, migrate
 from shared.logging import RateLimitedLog, configure_logging, get_logger
-from shared.observability import METRICS, HealthServer
+from shared.observability import METRICS, HealthServer, ReadRoute
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.sql import open_database
@@ -48,6 +48,8 @@ class ServiceDefinition:
     migrations: Path
     dependencies: Callable[[Any, Clock], object] | None = None
     """Builds the service's ports from its settings (``ctx.deps`` in its handlers)."""
+    read_api: Callable[[Service], Mapping[str, ReadRoute]] | None = None
+    """GET routes the service answers on its HTTP port, beside /health (the payment history)."""
     workers: tuple[Callable[[Service], Coroutine[Any, Any, None]], ...] = ()
     """Background tasks beside the consumer (the payment service's network worker), started
     once the producer is up and cancelled first at stop."""
@@ -91,8 +93,11 @@ class Service:
             kafka,
             self.readiness,
         )
+        routes = definition.read_api(self) if definition.read_api else None
         self.http = (
-            HealthServer(settings.http_port, lambda: self.readiness.ready) if settings.http_port is not None else None
+            HealthServer(settings.http_port, lambda: self.readiness.ready, routes=routes)
+            if settings.http_port is not None
+            else None
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._startup_errors = RateLimitedLog(log, interval=10.0)

@@ -8,6 +8,7 @@ tradeguard scenario --list           # the scenario catalogue (X7): names, featu
 tradeguard scenario happy-path       # run one against the running stack (`make run`); exit 0 iff it passed
 tradeguard scenario --all            # run every one and print a pass/fail table (--start-stack: as `make scenarios`)
 tradeguard clock advance 16d         # move every service of the running stack 16 days on (X8)
+tradeguard payments history ACCOUNT  # an account's payments, newest first, paged (P7)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from scripts.cli import clock, dead_letters
+from scripts.cli import clock, dead_letters, payments
 
 app = typer.Typer(
     help="TradeGuard: run the local stack and its scenarios, inspect and re-drive dead letters.",
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(clock.app, name="clock")
+app.add_typer(payments.app, name="payments")
 
 
 def _devstack(mode: str) -> int:

@@ -3,11 +3,13 @@ funding network pays (the network worker sends the requests)."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from contracts.topics import ACCOUNT_EVENTS, PAYMENT_COMMANDS, PAYMENT_EVENTS
 from services.payment.handlers import handlers
 from services.payment.ports import PaymentPorts, build_ports
+from services.payment.read_api import history
 from services.payment.settings import PaymentSettings
 from services.payment.worker import NetworkWorker
 from shared.service import Service, ServiceDefinition
@@ -25,6 +27,7 @@ DEFINITION = ServiceDefinition(
     rejections_topic=PAYMENT_EVENTS,
     migrations=Path(__file__).parent / "migrations",
     dependencies=build_ports,
+    read_api=lambda service: {"/payments": partial(history, service.engine)},
     workers=(run_network_worker,),
 )
 

@@ -37,7 +37,7 @@ from shared.consumer import outgoing
 from shared.logging import RateLimitedLog, get_logger
 
 log = get_logger(__name__)
-IDLE_WAIT_SECONDS = 5.0  # the longest it sleeps with nothing due (a missed wake-up costs this much)
+IDLE_WAIT_SECONDS: float | None = None  # nothing due later: sleep until a batch stores a request
 BATCH = 50
 
 
@@ -49,6 +49,7 @@ class NetworkWorker:
 
     async def run(self) -> None:
         while True:
+            rows: list[sa.Row[tuple[object, ...]]] = []
             try:
                 rows, next_due = await self._due()
                 await asyncio.gather(*(self._send(row) for row in rows))
@@ -57,13 +58,15 @@ class NetworkWorker:
                 next_due = 1.0
             await self._sleep(next_due if not rows else 0.0)
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float | None) -> None:
+        """Until a batch stores a request (after_commit wakes it) or the next one falls due;
+        with none due later, only the former: no polling while idle."""
         due = self._ports.requests_due
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(due.wait(), timeout=seconds)
         due.clear()
 
-    async def _due(self) -> tuple[list[sa.Row[tuple[object, ...]]], float]:
+    async def _due(self) -> tuple[list[sa.Row[tuple[object, ...]]], float | None]:
         """Requests due now that are not awaiting an answer; seconds until the next one is due."""
         now = self._clock.now()
         table = network_requests
@@ -73,7 +76,10 @@ class NetworkWorker:
                     sa.select(table).where(table.c.state == RequestState.DUE.value).order_by(table.c.not_before)
                 )
             ).all()
-        due, later = [], IDLE_WAIT_SECONDS
+        due: list[sa.Row[tuple[object, ...]]] = []
+        later = IDLE_WAIT_SECONDS
+        still_due = {row.request_id for row in rows}
+        self._sent = {rid: version for rid, version in self._sent.items() if rid in still_due}  # done: forget
         for row in rows:
             if self._sent.get(row.request_id) == row.version:
                 continue
@@ -81,8 +87,9 @@ class NetworkWorker:
             if when is None or when <= now:
                 due.append(row)
             else:
-                later = min(later, (when - now).total_seconds())
-        return due[:BATCH], max(0.0, later)
+                wait = (when - now).total_seconds()
+                later = wait if later is None else min(later, wait)
+        return due[:BATCH], None if later is None else max(0.0, later)
 
     async def _send(self, row: sa.Row[tuple[object, ...]]) -> None:
         request_id, kind = str(row.request_id), NetworkRequestKind(str(row.kind))
@@ -96,8 +103,8 @@ class NetworkWorker:
         except NetworkRequestRefused as refused:  # our request is wrong: retrying would not help
             log.exception("the network refused a request as malformed", request_id=request_id, error=str(refused))
             answer = Declined("network_request_refused")
-        self._sent[request_id] = int(str(row.version))
         await self._hand_back(str(row.order_id), request_id, kind, amount, answer)
+        self._sent[request_id] = int(str(row.version))  # handed back: not again until the row moves
 
     async def _hand_back(
         self, order_id: str, request_id: str, kind: NetworkRequestKind, amount: Money, answer: NetworkAnswer

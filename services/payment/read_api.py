@@ -1,0 +1,74 @@
+"""P7: the payment history of an account, paged, from the payment service's own database.
+
+``GET /payments?account_id=buyer-1&page=1&per_page=20`` on the service's HTTP port: newest
+first, each payment with its status, source kind, the network's charge id and the failure's
+reason. Readers (the CLI, the operator console) use this, never the database itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.payment.store import payments
+
+MAX_PER_PAGE = 100
+
+
+def _positive(query: Mapping[str, str], name: str, default: int, most: int) -> int:
+    text = query.get(name, str(default))
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise ValueError(f"{name}: a whole number from 1 to {most}, not {text[:20]!r}")
+    return int(text)
+
+
+def _when(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
+
+
+def _entry(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "order_id": row.order_id,
+        "amount": {"amount_minor": row.amount_minor, "currency": row.currency},
+        "status": row.status,
+        "funding_type": row.funding_type,
+        "charge_id": row.charge_id,
+        "failure_reason": row.failure_reason,
+        "failure_detail": row.failure_detail,
+        "created_at": _when(row.created_at),
+        "updated_at": _when(row.updated_at),
+    }
+
+
+async def history(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any]:
+    account_id = query.get("account_id", "")
+    try:
+        if not account_id:
+            raise ValueError("account_id: required")
+        page = _positive(query, "page", 1, 10**6)
+        per_page = _positive(query, "per_page", 20, MAX_PER_PAGE)
+    except ValueError as error:
+        return 400, {"error": str(error)}
+    mine = payments.c.buyer_id == account_id
+    async with engine.connect() as conn:
+        total = (await conn.execute(sa.select(sa.func.count()).select_from(payments).where(mine))).scalar_one()
+        rows = (
+            await conn.execute(
+                sa.select(payments)
+                .where(mine)
+                .order_by(payments.c.created_at.desc(), payments.c.order_id)
+                .limit(per_page)
+                .offset((page - 1) * per_page)
+            )
+        ).all()
+    return 200, {
+        "account_id": account_id,
+        "page": page,
+        "per_page": per_page,
+        "total": int(total),
+        "payments": [_entry(row) for row in rows],
+    }
