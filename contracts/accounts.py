@@ -63,6 +63,9 @@ class AuthorizePayment(Command):
     amount: Money
     source_id: str | None = Field(default=None, max_length=64, description="A card or bank account; none: the wallet.")
     security_method: Annotated[SecurityMethod, AcceptJsonForm()] | None = None
+    use_balance_first: bool = Field(
+        default=False, description="With a source: pay from the wallet balance first, the rest from the source (P1)."
+    )
     security_proof: Sealed | None = Field(default=None, description="PIN or TOTP code sealed for payment:<order_id>.")
 
 
@@ -96,6 +99,8 @@ class PaymentAuthorized(Event):
     source: FundingSource | None = Field(default=None, description="The card or bank account; none for the wallet.")
     source_token: str | None = Field(default=None, description="The vault token the network charges (card or bank).")
     balance: Balance | None = Field(default=None, description="The wallet's balance after the debit.")
+    wallet_leg: Money | None = Field(default=None, description="What the wallet paid (debited already).")
+    source_leg: Money | None = Field(default=None, description="What the card or bank account is to pay.")
 
 
 class PaymentAuthorizationDeclined(Event):

@@ -72,7 +72,7 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "CapturePayment": ("saga",),
     "HoldFunds": ("saga",),
     "ReleaseFunds": ("saga",),
-    "CreditWallet": ("saga",),
+    "CreditWallet": ("saga", "payment"),
     "OrderStatusChanged": ("saga",),
     "AuthorizePayment": ("payment",),
     "RecordNetworkAnswer": ("payment",),

@@ -49,6 +49,9 @@ class Checkout(Command):
     )
     source_id: str | None = Field(default=None, max_length=64, description="Pay from this card or bank account.")
     security_method: Annotated[SecurityMethod, AcceptJsonForm()] | None = None
+    use_balance_first: bool = Field(
+        default=False, description="With a source: pay from the wallet balance first, the rest from the source (P1)."
+    )
     security_proof: Sealed | None = Field(default=None, description="PIN or TOTP code sealed for payment:<order_id>.")
 
 

@@ -45,6 +45,9 @@ class CapturePayment(Command):
     marketplace_id: str = Field(min_length=1, max_length=100, description="The marketplace charging.")
     source_id: str | None = Field(default=None, max_length=64, description="A card or bank account; none: wallet.")
     security_method: Annotated[SecurityMethod, AcceptJsonForm()] | None = None
+    use_balance_first: bool = Field(
+        default=False, description="With a source: pay from the wallet balance first, the rest from the source (P1)."
+    )
     security_proof: Sealed | None = Field(default=None, description="Passed to the account service unopened.")
 
 

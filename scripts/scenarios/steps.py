@@ -59,6 +59,7 @@ async def checkout(
     item: str = "",
     source_id: str | None = None,
     with_pin: bool = False,
+    use_balance_first: bool = False,
 ) -> str:
     """The marketplace checks out a new order (``with_pin``: the buyer confirms it with the
     payment PIN, sealed for this order, as a payment above the region's threshold needs); its id."""
@@ -75,6 +76,7 @@ async def checkout(
         source_id=source_id,
         security_method=SecurityMethod.PIN if with_pin else None,
         security_proof=world.key.seal(buyer.pin, purpose=Purpose.payment(order_id)) if with_pin else None,
+        use_balance_first=use_balance_first,
     )
     await world.send(command, about=order_id)
     return order_id

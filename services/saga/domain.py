@@ -64,6 +64,7 @@ class Order:
     source_id: str | None = None
     security_method: SecurityMethod | None = None
     security_proof: str | None = None  # sealed for the account service; the saga cannot open it
+    use_balance_first: bool = False
     status: OrderStatus = OrderStatus.CREATED
     reason: str | None = None
 
@@ -82,6 +83,7 @@ class Order:
             source_id=checkout.source_id,
             security_method=checkout.security_method,
             security_proof=checkout.security_proof,
+            use_balance_first=checkout.use_balance_first,
         )
         capture = CapturePayment(
             order_id=order.order_id,
@@ -91,6 +93,7 @@ class Order:
             source_id=order.source_id,
             security_method=order.security_method,
             security_proof=order.security_proof,
+            use_balance_first=order.use_balance_first,
         )
         return order, order._move(OrderStatus.PAYMENT_PENDING, capture)
 

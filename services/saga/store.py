@@ -21,6 +21,7 @@ orders = sa.Table(
     sa.Column("source_id", sa.String(64)),
     sa.Column("security_method", sa.String(10)),
     sa.Column("security_proof", sa.Text),
+    sa.Column("use_balance_first", sa.Boolean, nullable=False),
     sa.Column("status", sa.String(30), nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("version", sa.Integer, nullable=False),

@@ -6,6 +6,7 @@ scripts how the issuer answers.
 
 from __future__ import annotations
 
+from contracts import WalletCredited
 from scripts.scenarios.outcome import expect
 from scripts.scenarios.registry import scenario
 from scripts.scenarios.steps import (
@@ -16,6 +17,7 @@ from scripts.scenarios.steps import (
     onboard_buyer,
     top_up,
     usd,
+    wallet_balance,
 )
 from scripts.scenarios.world import World
 
@@ -104,3 +106,40 @@ async def limit_exceeded_daily(world: World) -> None:
         "the reason names the daily limit (halved for a new account) and the 600.00 USD left",
         got=reason,
     )
+
+
+APPROVING_CARD = "4242424242424242"
+
+
+@scenario(
+    "split-payment",
+    "The wallet pays what it holds, a card the rest; when the card then fails, the wallet leg comes back",
+    features=("P1", "P4", "A4"),
+)
+async def split_payment(world: World) -> None:
+    """A buyer holding 20.00 USD pays a 42.50 USD order balance first: the account debits the
+    20.00 USD it holds and the card is charged the other 22.50 USD (the network's book shows
+    exactly that). A second buyer splits with a card the issuer declines: the order is
+    cancelled and the wallet's 20.00 USD are paid back."""
+    buyer = await onboard_buyer(world)
+    await top_up(world, buyer.account_id, usd(2_000))
+    source_id, token = await add_card(world, buyer, APPROVING_CARD)
+    order_id = await checkout(
+        world, buyer, world.fresh("seller"), usd(4_250), item="Tent", source_id=source_id, use_balance_first=True
+    )
+    await expect_in_escrow(world, order_id)
+    book = await world.vault.captures(token)
+    expect(book == {"captures": 1, "USD": 2_250}, "the card charged only the 22.50 USD the wallet lacked", got=book)
+    left = await wallet_balance(world, buyer.account_id, "USD")
+    expect(left.amount_minor == 0, "the wallet emptied by its leg", got=str(left))
+
+    unlucky = await onboard_buyer(world)
+    await top_up(world, unlucky.account_id, usd(2_000))
+    declining, _ = await add_card(world, unlucky, DECLINING_CARD)
+    failed = await checkout(
+        world, unlucky, world.fresh("seller"), usd(4_250), item="Tent", source_id=declining, use_balance_first=True
+    )
+    await expect_cancelled(world, failed, "do_not_honor")
+    await world.event(WalletCredited, account_id=unlucky.account_id, order_id=failed)
+    back = await wallet_balance(world, unlucky.account_id, "USD")
+    expect(back.amount_minor == 2_000, "the wallet leg paid back", got=str(back))

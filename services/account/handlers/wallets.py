@@ -11,6 +11,7 @@ from contracts import (
     DeclineReason,
     FundingType,
     FundWallet,
+    Money,
     PaymentAuthorizationDeclined,
     PaymentAuthorized,
     SecurityMethod,
@@ -66,9 +67,11 @@ def fund_wallet(command: FundWallet, ctx: HandlerContext) -> None:
 @handlers.on(AuthorizePayment, loads=[ACCOUNT, GRANT, PAYING_SOURCE, WALLET, DEBIT])
 def authorize_payment(command: AuthorizePayment, ctx: HandlerContext) -> None:
     debited = ctx.read(DEBIT, command)
-    if debited is not None:  # a repeat of a wallet payment already made: the first answer again
-        debited.check_same_amount(command.amount)
-        ctx.emit(_authorized(command, FundingType.WALLET, None, debited))
+    if debited is not None:  # a repeat of a payment that already took from the wallet: the first answer again
+        source = ctx.read(PAYING_SOURCE, command) if command.use_balance_first else None
+        if source is None:
+            debited.check_same_amount(command.amount)
+        ctx.emit(_authorized(command, source, debited))
         return
     try:
         source, movement = _authorize(command, ctx)
@@ -83,7 +86,7 @@ def authorize_payment(command: AuthorizePayment, ctx: HandlerContext) -> None:
             )
         )
         return
-    ctx.emit(_authorized(command, source.type if source else FundingType.WALLET, source, movement))
+    ctx.emit(_authorized(command, source, movement))
 
 
 def _authorize(command: AuthorizePayment, ctx: HandlerContext) -> tuple[StoredSource | None, Movement | None]:
@@ -109,11 +112,22 @@ def _authorize(command: AuthorizePayment, ctx: HandlerContext) -> tuple[StoredSo
     if command.amount.currency != region.currency or region.needs_security_check(command.amount):
         _security_check(command, account, ctx)
     if source is not None:
-        return source, None
+        return source, _balance_first(command, ctx) if command.use_balance_first else None
     wallet = ctx.read(WALLET, command)
     if wallet is None:
         raise missing_wallet(command.account_id)
     return None, ctx.add(MOVEMENTS, wallet.debit(command.amount, command.order_id))
+
+
+def _balance_first(command: AuthorizePayment, ctx: HandlerContext) -> Movement | None:
+    """P1 split: the wallet pays what it holds of the amount (the source pays the rest)."""
+    wallet = ctx.read(WALLET, command)
+    if wallet is None or wallet.balance.currency != command.amount.currency or wallet.balance.amount_minor == 0:
+        return None
+    leg = Money(
+        amount_minor=min(wallet.balance.amount_minor, command.amount.amount_minor), currency=command.amount.currency
+    )
+    return ctx.add(MOVEMENTS, wallet.debit(leg, command.order_id))
 
 
 def _usable_source(ctx: HandlerContext, account_id: str, source: StoredSource | None, source_id: str) -> StoredSource:
@@ -155,17 +169,24 @@ def _security_check(command: AuthorizePayment, account: Account, ctx: HandlerCon
     raise PaymentDeclined(DeclineReason.SECURITY_CHECK_FAILED, f"the {method.value} is wrong")
 
 
-def _authorized(
-    command: AuthorizePayment, funding_type: FundingType, source: StoredSource | None, movement: Movement | None
-) -> PaymentAuthorized:
+def _authorized(command: AuthorizePayment, source: StoredSource | None, movement: Movement | None) -> PaymentAuthorized:
+    """The answer, with each leg: the wallet's (debited now) and the source's (to be charged)."""
+    wallet_leg = movement.amount if movement else None
+    if source is None:
+        source_leg = None
+    else:
+        paid = wallet_leg.amount_minor if wallet_leg else 0
+        source_leg = Money(amount_minor=command.amount.amount_minor - paid, currency=command.amount.currency)
     return PaymentAuthorized(
         account_id=command.account_id,
         order_id=command.order_id,
         amount=command.amount,
-        funding_type=funding_type,
+        funding_type=source.type if source else FundingType.WALLET,
         source=source.public() if source else None,
         source_token=source.token if source else None,
         balance=movement.balance_after if movement else None,
+        wallet_leg=wallet_leg,
+        source_leg=source_leg,
     )
 
 

@@ -46,6 +46,8 @@ class Payment:
     limit_reserved: Money | None = None  # counted against the buyer's limits (P2), in their currency
     limit_day: str | None = None  # the windows it was counted in, to give it back if it fails
     limit_month: str | None = None
+    wallet_leg: Money | None = None  # P1 split: what the wallet paid
+    source_leg: Money | None = None  # and what the card or bank account is to pay
 
     @property
     def failure_is_permanent(self) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from contracts import (
     AuthorizePayment,
     CapturePayment,
+    CreditWallet,
     FundingType,
     PaymentAuthorizationDeclined,
     PaymentAuthorized,
@@ -56,6 +57,7 @@ def capture_payment(command: CapturePayment, ctx: HandlerContext) -> None:
             source_id=command.source_id,
             security_method=command.security_method,
             security_proof=command.security_proof,
+            use_balance_first=command.use_balance_first,
         ),
         idempotency_key=f"authorize:{command.order_id}",
     )
@@ -76,16 +78,17 @@ def payment_authorized(event: PaymentAuthorized, ctx: HandlerContext) -> None:
         log.warning("authorisation that answers no payment of ours ignored", order_id=event.order_id)
         return
     payment.funding_type = event.funding_type
-    if event.funding_type is FundingType.WALLET:
+    payment.wallet_leg, payment.source_leg = event.wallet_leg, event.source_leg
+    rest = event.source_leg
+    if event.funding_type is FundingType.WALLET or (rest is not None and rest.amount_minor == 0):
         if payment.capture():  # the account debited the wallet as it authorised
             ctx.emit(_captured(payment), idempotency_key=f"captured:{payment.order_id}")
         return
     if event.source_token is None or ctx.read(CHARGE_REQUEST, event) is not None:
         return  # nothing to charge, or already asked (a repeated authorisation)
-    ctx.add(
-        NETWORK_REQUESTS,
-        NetworkRequest(charge_request_id(event.order_id), event.order_id, event.source_token, event.amount),
-    )
+    charge = rest or event.amount
+    request = NetworkRequest(charge_request_id(event.order_id), event.order_id, event.source_token, charge)
+    ctx.add(NETWORK_REQUESTS, request)
     ctx.after_commit(ports(ctx).wake_worker)
 
 
@@ -107,8 +110,18 @@ def record_network_answer(command: RecordNetworkAnswer, ctx: HandlerContext) -> 
         if payment.fail(reason, _network_detail(reason, request.attempts)):
             ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")
             give_back(payment, ctx)
+            _return_wallet_leg(payment, ctx)
     elif step is Step.WAIT:
         ctx.after_commit(ports(ctx).wake_worker)
+
+
+def _return_wallet_leg(payment: Payment, ctx: HandlerContext) -> None:
+    """A split payment whose card leg failed gives the wallet leg back to the buyer (P1)."""
+    if payment.wallet_leg is not None and payment.wallet_leg.amount_minor > 0:
+        ctx.emit(
+            CreditWallet(account_id=payment.buyer_id, order_id=payment.order_id, amount=payment.wallet_leg),
+            idempotency_key=f"return-wallet-leg:{payment.order_id}",
+        )
 
 
 def _network_detail(reason: str, attempts: int) -> str:

@@ -24,6 +24,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("limit_reserved_currency", sa.String(3)))
         batch.add_column(sa.Column("limit_day", sa.String(10)))
         batch.add_column(sa.Column("limit_month", sa.String(10)))
+        for leg in ("wallet_leg", "source_leg"):
+            batch.add_column(sa.Column(f"{leg}_minor", sa.BigInteger))
+            batch.add_column(sa.Column(f"{leg}_currency", sa.String(3)))
     op.create_table(
         "account_limits",
         sa.Column("account_id", sa.String(100), primary_key=True),
@@ -71,7 +74,16 @@ def downgrade() -> None:
     for table in ("network_requests", "spending_windows", "account_limits"):
         op.drop_table(table)
     with op.batch_alter_table("payments") as batch:
-        for column in ("limit_month", "limit_day", "limit_reserved_currency", "limit_reserved_minor"):
+        for column in (
+            "source_leg_currency",
+            "source_leg_minor",
+            "wallet_leg_currency",
+            "wallet_leg_minor",
+            "limit_month",
+            "limit_day",
+            "limit_reserved_currency",
+            "limit_reserved_minor",
+        ):
             batch.drop_column(column)
         batch.drop_column("charge_id")
         batch.drop_column("funding_type")

@@ -19,9 +19,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("source_id", sa.String(64)))
         batch.add_column(sa.Column("security_method", sa.String(10)))
         batch.add_column(sa.Column("security_proof", sa.Text))
+        batch.add_column(sa.Column("use_balance_first", sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("orders") as batch:
-        for column in ("security_proof", "security_method", "source_id", "marketplace_id"):
+        for column in ("use_balance_first", "security_proof", "security_method", "source_id", "marketplace_id"):
             batch.drop_column(column)
