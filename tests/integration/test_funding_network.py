@@ -9,17 +9,13 @@ ready file and clock file. It answers a lost or timed-out request after 1.5 s; t
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from contracts.money import Money
@@ -36,14 +32,11 @@ from services.payment.network import (
     Unknown,
 )
 from shared.clock import advance_clock_file
+from tests.support.funding import FundingSimulator
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 SLOW_ANSWER_SECONDS = 1.5
 CALLER_TIMEOUT = 0.5
 
-NEXT_YEAR = datetime.now(UTC).year + 1
 APPROVE = "4242424242424242"
 INSUFFICIENT_FUNDS = "4000000000009995"
 DO_NOT_HONOR = "4000000000000002"
@@ -61,73 +54,14 @@ def request_id(label: str) -> str:
     return f"{label}:{secrets.token_hex(6)}"
 
 
-class Simulator:
-    """``python -m services.funding`` with its files in ``folder`` and extra ``FUNDING_*`` settings."""
+class Simulator(FundingSimulator):
+    """The simulator with a clock file of its own, slow answers after ``SLOW_ANSWER_SECONDS`` and
+    extra ``FUNDING_*`` settings."""
 
     def __init__(self, folder: Path, **settings: str) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.database = folder / "funding.db"
-        self.ready_file = folder / "funding.ready"
         self.clock_file = folder / "clock.json"
-        self.log_file = folder / "funding.log"
-        self.settings = settings
-        self.process: asyncio.subprocess.Process | None = None
-        self.url = ""
-
-    async def start(self) -> str:
-        env = {
-            **os.environ,
-            "FUNDING_HTTP_PORT": "0",
-            "FUNDING_DATABASE_PATH": str(self.database),
-            "FUNDING_READY_FILE": str(self.ready_file),
-            "FUNDING_CLOCK_FILE": str(self.clock_file),
-            "FUNDING_LOG_FORMAT": "json",
-            "FUNDING_SLOW_ANSWER_SECONDS": str(SLOW_ANSWER_SECONDS),
-            **{f"FUNDING_{name.upper()}": value for name, value in self.settings.items()},
-        }
-        with self.log_file.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.funding", cwd=ROOT, env=env, stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.ready_file.exists():  # the process writes it once it listens
-            if self.process.returncode is not None:
-                pytest.fail(f"the simulator exited with {self.process.returncode}:\n{self.log_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the simulator did not listen within {START_TIMEOUT} s:\n{self.log_text()}")
-            await asyncio.sleep(0.05)
-        self.url = self.ready_file.read_text(encoding="utf-8").strip()
-        return self.url
-
-    async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-            pytest.fail(f"the simulator did not stop on SIGTERM:\n{self.log_text()}")
-
-    def log_text(self) -> str:
-        return self.log_file.read_text(encoding="utf-8", errors="replace") if self.log_file.exists() else ""
-
-    def stored_bytes(self) -> bytes:
-        files = [self.database, *(self.database.with_name(self.database.name + s) for s in ("-wal", "-shm"))]
-        return b"".join(f.read_bytes() for f in files if f.exists())
-
-    async def token(self, number: str, month: int = 12, year: int = NEXT_YEAR) -> str:
-        async with VaultClient(self.url) as vault:
-            card = await vault.tokenize_card(number, month, year, "1234" if number.startswith("3") else "123")
-        return card.token
-
-    async def ledger(self, token: str | None = None) -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=self.url) as http:
-            response = await http.get("/v1/ledger", params={"token": token} if token else None)
-        assert response.status_code == 200
-        currencies: dict[str, Any] = response.json()["currencies"]
-        return currencies
+        defaults = {"clock_file": str(self.clock_file), "slow_answer_seconds": str(SLOW_ANSWER_SECONDS)}
+        super().__init__(folder, **{**defaults, **settings})
 
     def network(self, timeout: float = CALLER_TIMEOUT) -> HttpFundingNetwork:
         return HttpFundingNetwork(self.url, timeout=timeout)

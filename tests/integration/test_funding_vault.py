@@ -7,17 +7,10 @@ never send). The vault must answer tokens, never keep or log a card number, and 
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import secrets
-import signal
-import sys
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -25,10 +18,7 @@ import pytest
 from contracts.funding_sources import CardBrand
 from services.funding.cards import luhn_check_digit
 from services.funding.client import BankToken, CardToken, VaultClient, VaultRefused
-
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
+from tests.support.funding import FundingSimulator
 
 THIS_YEAR = datetime.now(UTC).year  # the process reads the system clock (UTC)
 NEXT_YEAR = THIS_YEAR + 1
@@ -41,71 +31,10 @@ def random_visa() -> str:
     return payload + luhn_check_digit(payload)
 
 
-class FundingProcess:
-    """``python -m services.funding`` with a database, ready file and log in ``folder``."""
-
-    def __init__(self, folder: Path) -> None:
-        self.database = folder / "funding.db"
-        self.ready_file = folder / "funding.ready"
-        self.log_file = folder / "funding.log"
-        self.process: asyncio.subprocess.Process | None = None
-        self.url = ""
-
-    async def start(self) -> str:
-        env = {
-            **os.environ,
-            "FUNDING_HTTP_PORT": "0",  # any free port: the ready file says which
-            "FUNDING_DATABASE_PATH": str(self.database),
-            "FUNDING_READY_FILE": str(self.ready_file),
-            "FUNDING_LOG_FORMAT": "json",
-        }
-        with self.log_file.open("ab") as log:  # appended across restarts; the child keeps its own handle
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.funding", cwd=ROOT, env=env, stdout=log, stderr=log
-            )
-        self.url = await self._wait_until_ready()
-        return self.url
-
-    async def _wait_until_ready(self) -> str:
-        # Nothing to await across a process boundary: poll the file the process writes when it listens.
-        assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.ready_file.exists():
-            if self.process.returncode is not None:
-                pytest.fail(f"the simulator exited with {self.process.returncode}:\n{self.log_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the simulator did not listen within {START_TIMEOUT} s:\n{self.log_text()}")
-            await asyncio.sleep(0.05)
-        return self.ready_file.read_text(encoding="utf-8").strip()
-
-    async def stop(self) -> int:
-        """SIGTERM, then the exit status."""
-        assert self.process is not None
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-            pytest.fail(f"the simulator did not stop on SIGTERM:\n{self.log_text()}")
-
-    def log_text(self) -> str:
-        return self.log_file.read_text(encoding="utf-8", errors="replace") if self.log_file.exists() else ""
-
-    def log_events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
-
-    def stored_bytes(self) -> bytes:
-        """The raw bytes of the database and its WAL and shared-memory files, as they are now."""
-        files = [self.database, *(self.database.with_name(self.database.name + s) for s in ("-wal", "-shm"))]
-        return b"".join(f.read_bytes() for f in files if f.exists())
-
-
 @pytest.fixture(scope="module")
-async def funding(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FundingProcess]:
+async def funding(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FundingSimulator]:
     """One simulator for the tests that only add tokens and read them back."""
-    process = FundingProcess(tmp_path_factory.mktemp("funding"))
+    process = FundingSimulator(tmp_path_factory.mktemp("funding"))
     await process.start()
     try:
         yield process
@@ -114,15 +43,15 @@ async def funding(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fun
 
 
 @pytest.fixture
-async def vault(funding: FundingProcess) -> AsyncIterator[VaultClient]:
+async def vault(funding: FundingSimulator) -> AsyncIterator[VaultClient]:
     async with VaultClient(funding.url) as client:
         yield client
 
 
 @pytest.fixture
-async def own_funding(tmp_path: Path) -> AsyncIterator[FundingProcess]:
+async def own_funding(tmp_path: Path) -> AsyncIterator[FundingSimulator]:
     """A simulator of the test's own, for tests that read its files or restart it."""
-    process = FundingProcess(tmp_path)
+    process = FundingSimulator(tmp_path)
     try:
         yield process
     finally:
@@ -157,7 +86,7 @@ async def test_a4_a_bank_account_gets_a_token_last_four_and_country(vault: Vault
     assert await vault.lookup(account.token) == BankToken(account.token, "3000", "DE")
 
 
-async def test_a4_an_unknown_token_is_not_found(vault: VaultClient, funding: FundingProcess) -> None:
+async def test_a4_an_unknown_token_is_not_found(vault: VaultClient, funding: FundingSimulator) -> None:
     assert await vault.lookup("tok_doesnotexist000000000000") is None
     assert await vault.lookup("../health") is None
     async with httpx.AsyncClient(base_url=funding.url) as http:
@@ -216,7 +145,7 @@ GOOD_CARD: dict[str, object] = {
     ],
 )
 async def test_a4_a_malformed_card_request_is_refused_by_field(
-    funding: FundingProcess, body: object, field: str, rule: str
+    funding: FundingSimulator, body: object, field: str, rule: str
 ) -> None:
     async with httpx.AsyncClient(base_url=funding.url) as http:
         response = await http.post("/v1/tokens/cards", json=body)
@@ -227,7 +156,7 @@ async def test_a4_a_malformed_card_request_is_refused_by_field(
     assert '"123"' not in response.text
 
 
-async def test_a4_a_body_that_is_not_json_is_refused_without_echo(funding: FundingProcess) -> None:
+async def test_a4_a_body_that_is_not_json_is_refused_without_echo(funding: FundingSimulator) -> None:
     async with httpx.AsyncClient(base_url=funding.url) as http:
         response = await http.post("/v1/tokens/cards", content=b'{"number": "4242424242424242", ')
         too_big = await http.post("/v1/tokens/bank-accounts", content=b" " * 10_000)
@@ -236,7 +165,7 @@ async def test_a4_a_body_that_is_not_json_is_refused_without_echo(funding: Fundi
     assert too_big.status_code == 413
 
 
-async def test_a4_a_token_survives_a_restart(own_funding: FundingProcess) -> None:
+async def test_a4_a_token_survives_a_restart(own_funding: FundingSimulator) -> None:
     funding = own_funding
     async with VaultClient(await funding.start()) as vault:
         card = await vault.tokenize_card("6200000000000005", 3, NEXT_YEAR, "123")
@@ -249,7 +178,7 @@ async def test_a4_a_token_survives_a_restart(own_funding: FundingProcess) -> Non
     assert await funding.stop() == 0
 
 
-async def test_a4_no_card_number_is_ever_stored_or_logged(own_funding: FundingProcess) -> None:
+async def test_a4_no_card_number_is_ever_stored_or_logged(own_funding: FundingSimulator) -> None:
     funding = own_funding
     # A number only this test knows, a grouped form of it, a refused one and an IBAN.
     number = random_visa()

@@ -53,13 +53,7 @@ async def issuer_timeout_then_success(world: World) -> None:
     the network the charge's status (never applied), then sends the same charge again (same
     request id) and the issuer approves it. The order reaches escrow; the network shows one
     capture of exactly the order's amount."""
-    buyer = await onboard_buyer(world)
-    source_id, token = await add_card(world, buyer, TIMES_OUT_ONCE)
-    price = usd(4250)
-    order_id = await checkout(world, buyer, world.fresh("seller"), price, item="Desk lamp", source_id=source_id)
-    await expect_in_escrow(world, order_id)
-    book = await world.vault.captures(token)
-    expect(book == {"captures": 1, "USD": price.amount_minor}, f"one capture of {price}", got=book)
+    await paid_once(world, TIMES_OUT_ONCE, "Desk lamp")
 
 
 @scenario(
@@ -72,10 +66,16 @@ async def lost_answer_no_double_charge(world: World) -> None:
     (it times out). Before anything else the service asks the charge's status, learns it was
     captured, and captures the payment: the order reaches escrow and the network's own book
     shows one capture, never two."""
+    await paid_once(world, ANSWER_LOST, "Keyboard")
+
+
+async def paid_once(world: World, card: str, item: str) -> None:
+    """A bound buyer pays 42.50 USD with ``card``: the order reaches escrow and the network's
+    own book shows one capture of exactly that, whatever the issuer did on the way."""
     buyer = await onboard_buyer(world)
-    source_id, token = await add_card(world, buyer, ANSWER_LOST)
+    source_id, token = await add_card(world, buyer, card)
     price = usd(4250)
-    order_id = await checkout(world, buyer, world.fresh("seller"), price, item="Keyboard", source_id=source_id)
+    order_id = await checkout(world, buyer, world.fresh("seller"), price, item=item, source_id=source_id)
     await expect_in_escrow(world, order_id)
     book = await world.vault.captures(token)
     expect(book == {"captures": 1, "USD": price.amount_minor}, f"one capture of {price}, not two", got=book)
