@@ -142,12 +142,20 @@ class ConsumedRecord(Protocol):
 class HandlerContext:
     """What a handler gets besides its message: the batch's aggregates and a way to emit."""
 
-    __slots__ = ("deps", "effects", "emitted", "envelope", "now", "scope", "source")
+    __slots__ = ("deps", "effects", "emitted", "envelope", "now", "rejections_topic", "scope", "source")
 
     def __init__(
-        self, envelope: Envelope[Any], source: str, scope: MessageScope, clock: Clock, deps: Any = None
+        self,
+        envelope: Envelope[Any],
+        source: str,
+        scope: MessageScope,
+        clock: Clock,
+        *,
+        deps: Any = None,
+        rejections_topic: Topic | None = None,
     ) -> None:
         self.envelope = envelope
+        self.rejections_topic = rejections_topic
         self.source = source
         self.scope = scope
         self.now = clock.now()
@@ -188,6 +196,15 @@ class HandlerContext:
                 topic=topic,
                 occurred_at=self.now,
             )
+        )
+
+    def refuse_keeping_changes(self, refusal: CommandRefused) -> None:
+        """Answer the command with a CommandRejected, like raising ``refusal``, but keep what
+        handling it changed: a wrong password is refused *and* counted as a failed check."""
+        if self.rejections_topic is None:
+            raise RuntimeError("this context has no rejections topic")
+        self.emitted.append(
+            rejection(self.envelope, refusal, source=self.source, topic=self.rejections_topic, now=self.now)
         )
 
     def after_commit(self, effect: Callable[[], None]) -> None:
@@ -586,7 +603,14 @@ class BatchConsumer:
             error: Exception | None = None
             for attempt in range(1, self._attempts + 1):
                 scope = uow.scope()
-                context = HandlerContext(envelope, self.name, scope, self._clock, self._dependencies)
+                context = HandlerContext(
+                    envelope,
+                    self.name,
+                    scope,
+                    self._clock,
+                    deps=self._dependencies,
+                    rejections_topic=self._rejections_topic,
+                )
                 try:
                     delivery.route.handler(envelope.payload, context)
                 except CommandRefused as refusal:
@@ -625,22 +649,7 @@ class BatchConsumer:
         outcome.counts["dead_lettered"] += 1
 
     def _rejection(self, envelope: Envelope[Any], refusal: CommandRefused) -> OutgoingRecord:
-        rejected = CommandRejected(
-            subject_id=envelope.payload.partition_key,
-            rejected_message_id=envelope.message_id,
-            rejected_type=envelope.type,
-            code=refusal.code,
-            reason=refusal.reason,
-        )
-        return outgoing(
-            rejected,
-            source=self.name,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.message_id,
-            idempotency_key=f"{envelope.message_id}:CommandRejected",
-            topic=self._rejections_topic,
-            occurred_at=self._clock.now(),
-        )
+        return rejection(envelope, refusal, source=self.name, topic=self._rejections_topic, now=self._clock.now())
 
     def _dead_letter(self, record: ConsumedRecord, failure_class: str, reason: str) -> OutgoingRecord:
         if failure_class == "record":
@@ -665,6 +674,28 @@ class BatchConsumer:
                 (DEAD_LETTER_AT, self._clock.now().isoformat().encode()),
             ),
         )
+
+
+def rejection(
+    envelope: Envelope[Any], refusal: CommandRefused, *, source: str, topic: Topic, now: datetime
+) -> OutgoingRecord:
+    """The CommandRejected record answering a refused command."""
+    rejected = CommandRejected(
+        subject_id=envelope.payload.partition_key,
+        rejected_message_id=envelope.message_id,
+        rejected_type=envelope.type,
+        code=refusal.code,
+        reason=refusal.reason,
+    )
+    return outgoing(
+        rejected,
+        source=source,
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.message_id,
+        idempotency_key=f"{envelope.message_id}:CommandRejected",
+        topic=topic,
+        occurred_at=now,
+    )
 
 
 def describe_bug(error: BaseException | None) -> str:

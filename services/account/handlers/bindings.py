@@ -10,7 +10,7 @@ from contracts import (
 )
 from services.account.domain.bindings import MarketplaceGrant, check_expiry_ahead, check_profile_matches
 from services.account.handlers import handlers
-from services.account.handlers.common import ACCOUNT, GRANT, account_of, audit, check_password, refuse_keeping_state
+from services.account.handlers.common import ACCOUNT, GRANT, WRONG_PASSWORD, account_of, audit, check_password
 from services.account.store import GRANTS
 from shared.consumer import HandlerContext
 from shared.errors import CommandRefused
@@ -23,7 +23,7 @@ def grant_access(command: GrantMarketplaceAccess, ctx: HandlerContext) -> None:
     check_profile_matches(account, command.profile_legal_name, command.profile_country)
     check_expiry_ahead(command.expires_at, ctx.now)
     if not check_password(ctx, account, command.password):
-        refuse_keeping_state(ctx, "wrong_password", "password: does not match")
+        ctx.refuse_keeping_changes(WRONG_PASSWORD)
         return
     scopes = sorted(set(command.scopes))
     grant = ctx.read(GRANT, command)
@@ -58,7 +58,7 @@ def revoke_access(command: RevokeMarketplaceAccess, ctx: HandlerContext) -> None
     if grant is None:
         raise CommandRefused("binding_missing", f"marketplace {command.marketplace_id} holds no grant of this account")
     if not check_password(ctx, account, command.password):
-        refuse_keeping_state(ctx, "wrong_password", "password: does not match")
+        ctx.refuse_keeping_changes(WRONG_PASSWORD)
         return
     grant.revoke(ctx.now)
     audit(ctx, account.account_id, "revoke", account.account_id, command.marketplace_id)

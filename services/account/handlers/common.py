@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts import AccountStatusChanged, CommandRejected, SecurityCheckFailed, SuspiciousActivity
+from contracts import AccountStatusChanged, SecurityCheckFailed, SuspiciousActivity
 from contracts.registration import SuspiciousActivityDetected
-from contracts.topics import ACCOUNT_EVENTS
 from services.account.domain.accounts import Account, StatusChange
 from services.account.domain.credentials import normalize_phone
 from services.account.ports import ports
@@ -47,6 +46,9 @@ def account_of(ctx: HandlerContext, command: Any) -> Account:
     if account is None:
         raise CommandRefused("account_not_found", f"account {account_id} is not registered")
     return account
+
+
+WRONG_PASSWORD = CommandRefused("wrong_password", "password: does not match")
 
 
 def check_password(ctx: HandlerContext, account: Account, sealed: str, *, check: str = "password") -> bool:
@@ -99,20 +101,4 @@ def announce(ctx: HandlerContext, account: Account, change: StatusChange) -> Non
 def audit(ctx: HandlerContext, account_id: str, action: str, actor: str, detail: str) -> None:
     ctx.append(
         AUDIT, {"account_id": account_id, "action": action, "actor": actor, "detail": detail[:500], "at": ctx.now}
-    )
-
-
-def refuse_keeping_state(ctx: HandlerContext, code: str, reason: str) -> None:
-    """Refuse the command but keep what handling it changed (a failed check is counted even
-    though the command fails): a CommandRejected as the consumer would send, without the rollback."""
-    envelope = ctx.envelope
-    ctx.emit(
-        CommandRejected(
-            subject_id=envelope.payload.partition_key,
-            rejected_message_id=envelope.message_id,
-            rejected_type=envelope.type,
-            code=code,
-            reason=reason,
-        ),
-        topic=ACCOUNT_EVENTS,
     )

@@ -27,11 +27,11 @@ from services.account.handlers import handlers
 from services.account.handlers.common import (
     ACCOUNT,
     PHONE,
+    WRONG_PASSWORD,
     account_of,
     announce,
     audit,
     check_password,
-    refuse_keeping_state,
 )
 from services.account.handlers.wallets import WALLET
 from services.account.ports import ports
@@ -141,7 +141,7 @@ def sign_in(command: SignIn, ctx: HandlerContext) -> None:
     account = account_of(ctx, command)
     account.check_open()
     if not check_password(ctx, account, command.password):
-        refuse_keeping_state(ctx, "wrong_password", "password: does not match")
+        ctx.refuse_keeping_changes(WRONG_PASSWORD)
         return
     if account.first_time_from(command.country):
         ctx.emit(
@@ -175,7 +175,7 @@ def close_account(command: CloseAccount, ctx: HandlerContext) -> None:
     account = account_of(ctx, command)
     account.check_open()
     if not check_password(ctx, account, command.password):
-        refuse_keeping_state(ctx, "wrong_password", "password: does not match")
+        ctx.refuse_keeping_changes(WRONG_PASSWORD)
         return
     wallet = ctx.read(WALLET, command)
     if wallet is not None and wallet.balance.amount_minor > 0:

@@ -6,7 +6,7 @@ from contracts import EnrolTotp, PaymentPinSet, SetPaymentPin, TotpEnrolled
 from contracts.sealing import Purpose
 from services.account.domain.credentials import check_pin_format, check_totp_secret, totp_matches
 from services.account.handlers import handlers
-from services.account.handlers.common import ACCOUNT, account_of, audit, check_password, refuse_keeping_state
+from services.account.handlers.common import ACCOUNT, WRONG_PASSWORD, account_of, audit, check_password
 from services.account.ports import ports
 from shared.consumer import HandlerContext
 from shared.errors import CommandRefused
@@ -23,7 +23,7 @@ def enrol_totp(command: EnrolTotp, ctx: HandlerContext) -> None:
     if not totp_matches(secret, code, ctx.now):
         raise CommandRefused("totp_code_wrong", "code: does not match the secret at this time; check the device clock")
     if not check_password(ctx, account, command.password):
-        refuse_keeping_state(ctx, "wrong_password", "password: does not match")
+        ctx.refuse_keeping_changes(WRONG_PASSWORD)
         return
     account.totp_secret_box = deps.lock_away(secret)
     audit(ctx, account.account_id, "totp_enrolled", account.account_id, "two-factor codes turned on")
@@ -38,7 +38,7 @@ def set_payment_pin(command: SetPaymentPin, ctx: HandlerContext) -> None:
     pin = deps.unsealer.open(command.pin, purpose=Purpose.pin(account.account_id), field="pin")
     check_pin_format(pin)
     if not check_password(ctx, account, command.password):
-        refuse_keeping_state(ctx, "wrong_password", "password: does not match")
+        ctx.refuse_keeping_changes(WRONG_PASSWORD)
         return
     account.pin_hash = deps.hasher.hash(pin)
     audit(ctx, account.account_id, "pin_set", account.account_id, "payment PIN set")
