@@ -139,7 +139,8 @@ class ServiceProcesses:
     def start(self, names: tuple[str, ...] = SERVICES + SIMULATORS) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.sealing_key()
-        self.layout.endpoints_file.write_text(json.dumps({"payment": self.payment_url}))
+        if "payment" in names:  # a second instance of another service must not point clients elsewhere
+            self.layout.endpoints_file.write_text(json.dumps({"payment": self.payment_url}))
         for name in names:
             self.start_one(name)
 
