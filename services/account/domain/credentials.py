@@ -88,8 +88,8 @@ class SecretHasher:
     keyed HMAC-SHA256 for short-lived codes and document numbers (looked up, not guessed)."""
 
     key: bytes
-    time_cost: int = 3
-    memory_kib: int = 65536
+    time_cost: int = 2
+    memory_kib: int = 19456
     parallelism: int = 1
 
     @property
