@@ -60,7 +60,7 @@ class NetworkRequest:
     kind: NetworkRequestKind = NetworkRequestKind.CHARGE
     state: RequestState = RequestState.DUE
     not_before: datetime | None = None
-    attempts: int = 0  # charges sent so far
+    attempts: int = 0  # charges answered so far (an inquiry is not a charge)
     charge_id: str | None = None
     last_reason: str | None = None
 
@@ -68,6 +68,8 @@ class NetworkRequest:
         """Apply one answer; only an answer to the request as it stands now counts."""
         if self.state is RequestState.DONE or kind is not self.kind:
             return Step.IGNORE
+        if kind is NetworkRequestKind.CHARGE:
+            self.attempts += 1  # an answer to a charge: one more charge was sent
         self.last_reason = reason
         if outcome is NetworkOutcome.CHARGED:
             self.state = RequestState.DONE
@@ -80,11 +82,6 @@ class NetworkRequest:
             return Step.WAIT
         # unavailable (nothing applied) or not_found (never applied): a charge may go again
         return self._retry(now)
-
-    def sent(self) -> None:
-        """The worker is about to send it (counted before, so a crash mid-send still counts)."""
-        if self.kind is NetworkRequestKind.CHARGE:
-            self.attempts += 1
 
     def _retry(self, now: datetime) -> Step:
         if self.attempts >= MAX_ATTEMPTS:

@@ -28,6 +28,7 @@ from services.payment.domain.payments import Payment
 from services.payment.domain.pricing import default_rates
 from services.payment.handlers import handlers
 from services.payment.store import ACCOUNT_LIMITS, SPENDING
+from shared.aggregates import Load
 from shared.consumer import HandlerContext
 from shared.logging import get_logger
 
@@ -100,9 +101,9 @@ def release_spending(command: ReleaseSpending, ctx: HandlerContext) -> None:
 
 
 def _window(
-    ctx: HandlerContext, load: object, command: CapturePayment, kind: WindowKind, currency: str
+    ctx: HandlerContext, load: Load[SpendingWindow], command: CapturePayment, kind: WindowKind, currency: str
 ) -> SpendingWindow:
-    window = ctx.read(load, command)  # type: ignore[arg-type]
+    window = ctx.read(load, command)
     if window is None:
         window = ctx.add(SPENDING, SpendingWindow.empty(command.buyer_id, kind, ctx.envelope.occurred_at, currency))
     return window
