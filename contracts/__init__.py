@@ -36,7 +36,7 @@ from contracts.decoding import (
     payload_model,
 )
 from contracts.envelope import Command, Envelope, Event, Message, RawEnvelope, envelope_for
-from contracts.escrow import FundsHeld, FundsReleased, HoldFunds, ReleaseFunds
+from contracts.escrow import FundsHeld, FundsReleased, FundsReturned, HoldFunds, ReleaseFunds, ReturnFunds
 from contracts.funding_sources import (
     AddBankAccount,
     AddCard,
@@ -50,15 +50,23 @@ from contracts.funding_sources import (
     SetDefaultFundingSource,
 )
 from contracts.money import Balance, Money, max_amount_minor, max_balance_minor, minor_unit_exponent
-from contracts.orders import Checkout, ConfirmReceipt, OrderStatus, OrderStatusChanged
+from contracts.orders import Checkout, ConfirmReceipt, OrderStatus, OrderStatusChanged, RequestRefund
 from contracts.payments import (
     CapturePayment,
     NetworkOutcome,
     NetworkRequestKind,
     PaymentCaptured,
     PaymentFailed,
+    PaymentRefunded,
+    PriceBreakdown,
+    PriceQuoted,
+    QuotedRate,
     RecordNetworkAnswer,
+    RefundFailed,
+    RefundLeg,
+    RefundPayment,
     ReleaseSpending,
+    RequestQuote,
 )
 from contracts.registration import (
     AccountRegistered,
@@ -101,7 +109,6 @@ from contracts.verification import (
 
 __all__ = [
     "ALL_TOPICS",
-    "MESSAGE_TYPES",
     "AccountRegistered",
     "AccountStatus",
     "AccountStatusChanged",
@@ -132,6 +139,7 @@ __all__ = [
     "FundingType",
     "FundsHeld",
     "FundsReleased",
+    "FundsReturned",
     "GrantMarketplaceAccess",
     "HoldFunds",
     "IdentityRejected",
@@ -141,6 +149,7 @@ __all__ = [
     "InvalidMessage",
     "Key",
     "Limits",
+    "MESSAGE_TYPES",
     "MarketplaceAccessGranted",
     "MarketplaceAccessRevoked",
     "Message",
@@ -154,18 +163,28 @@ __all__ = [
     "PaymentCaptured",
     "PaymentFailed",
     "PaymentPinSet",
+    "PaymentRefunded",
     "PhoneCodeSent",
     "PhoneVerificationFailed",
+    "PriceBreakdown",
+    "PriceQuoted",
     "Purpose",
+    "QuotedRate",
     "RawEnvelope",
     "RecordNetworkAnswer",
+    "RefundFailed",
+    "RefundLeg",
+    "RefundPayment",
     "RegisterAccount",
     "RejectIdentity",
     "ReleaseFunds",
     "ReleaseSpending",
     "RemoveFundingSource",
+    "RequestQuote",
+    "RequestRefund",
     "ResendPhoneCode",
     "RestrictAccount",
+    "ReturnFunds",
     "RevokeMarketplaceAccess",
     "Sealed",
     "SealingKey",

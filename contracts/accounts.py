@@ -60,7 +60,13 @@ class AuthorizePayment(Command):
     account_id: str = _ACCOUNT_ID
     order_id: str = _ORDER_ID
     marketplace_id: str = Field(min_length=1, max_length=100, description="Who charges: must hold a grant.")
-    amount: Money
+    amount: Money = Field(description="What the buyer pays from the wallet, in their currency.")
+    card_amount: Money | None = Field(
+        default=None, description="What they pay from a card, when it differs (cross-border fees differ, P3)."
+    )
+    bank_account_amount: Money | None = Field(
+        default=None, description="What they pay from a bank account, when it differs."
+    )
     source_id: str | None = Field(default=None, max_length=64, description="A card or bank account; none: the wallet.")
     security_method: Annotated[SecurityMethod, AcceptJsonForm()] | None = None
     use_balance_first: bool = Field(
@@ -70,13 +76,19 @@ class AuthorizePayment(Command):
 
 
 class CreditWallet(Command):
-    """Pay released escrow funds into the seller's wallet (opens it if needed)."""
+    """Pay money into a wallet (opens it if needed): released escrow funds to the seller, a
+    refund or a failed split's wallet leg back to the buyer."""
 
     topic = ACCOUNT_COMMANDS
 
     account_id: str = _ACCOUNT_ID
     order_id: str = _ORDER_ID
     amount: Money
+    reference: str | None = Field(
+        default=None,
+        max_length=120,
+        description="One credit per account and reference (default: the order id), e.g. refund:<refund_id>.",
+    )
 
 
 class WalletFunded(Event):

@@ -42,7 +42,10 @@ KAFKA_BINDING_VERSION = "0.4.0"
 # registration, verification, funding sources, grants, security; Checkout and CapturePayment name the
 # marketplace (required) and may name a source and a sealed security proof; AuthorizePayment,
 # PaymentAuthorized and PaymentAuthorizationDeclined replace DebitWallet, WalletDebited, WalletDebitDeclined.
-CONTRACTS_VERSION = "0.3.0"
+# 0.4.0: pricing and refunds (issue 8): RequestQuote/PriceQuoted, the breakdown on PaymentCaptured,
+# RequestRefund, ReturnFunds/FundsReturned, RefundPayment/PaymentRefunded/RefundFailed, per-funding-type
+# amounts on AuthorizePayment, a reference on CreditWallet, the refunded order status.
+CONTRACTS_VERSION = "0.4.0"
 
 # Who publishes each message type. "marketplace" is the client side (scripts/marketplace.py): its
 # checkout and its app gateway, which sends the account holder's commands; "operator" is the
@@ -69,7 +72,11 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "RemoveFundingSource": ("marketplace",),
     "GrantMarketplaceAccess": ("marketplace",),
     "RevokeMarketplaceAccess": ("marketplace",),
+    "RequestQuote": ("marketplace",),
+    "RequestRefund": ("marketplace",),
     "CapturePayment": ("saga",),
+    "RefundPayment": ("saga",),
+    "ReturnFunds": ("saga",),
     "HoldFunds": ("saga",),
     "ReleaseFunds": ("saga",),
     "CreditWallet": ("saga", "payment"),
@@ -79,6 +86,9 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "ReleaseSpending": ("payment",),
     "PaymentCaptured": ("payment",),
     "PaymentFailed": ("payment",),
+    "PriceQuoted": ("payment",),
+    "PaymentRefunded": ("payment",),
+    "RefundFailed": ("payment",),
     "WalletFunded": ("account",),
     "PaymentAuthorized": ("account",),
     "PaymentAuthorizationDeclined": ("account",),
@@ -102,6 +112,7 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "WalletCredited": ("account",),
     "FundsHeld": ("escrow",),
     "FundsReleased": ("escrow",),
+    "FundsReturned": ("escrow",),
     "CommandRejected": ("account", "escrow", "payment", "saga"),
 }
 

@@ -35,7 +35,7 @@ from contracts.bindings import (
     RevokeMarketplaceAccess,
 )
 from contracts.envelope import Envelope, Message, RawEnvelope
-from contracts.escrow import FundsHeld, FundsReleased, HoldFunds, ReleaseFunds
+from contracts.escrow import FundsHeld, FundsReleased, FundsReturned, HoldFunds, ReleaseFunds, ReturnFunds
 from contracts.funding_sources import (
     AddBankAccount,
     AddCard,
@@ -45,13 +45,18 @@ from contracts.funding_sources import (
     RemoveFundingSource,
     SetDefaultFundingSource,
 )
-from contracts.orders import Checkout, ConfirmReceipt, OrderStatusChanged
+from contracts.orders import Checkout, ConfirmReceipt, OrderStatusChanged, RequestRefund
 from contracts.payments import (
     CapturePayment,
     PaymentCaptured,
     PaymentFailed,
+    PaymentRefunded,
+    PriceQuoted,
     RecordNetworkAnswer,
+    RefundFailed,
+    RefundPayment,
     ReleaseSpending,
+    RequestQuote,
 )
 from contracts.registration import (
     AccountRegistered,
@@ -86,6 +91,7 @@ from contracts.verification import (
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Checkout,
     ConfirmReceipt,
+    RequestRefund,
     OrderStatusChanged,
     FundWallet,
     AuthorizePayment,
@@ -134,10 +140,17 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     PaymentFailed,
     RecordNetworkAnswer,
     ReleaseSpending,
+    RequestQuote,
+    PriceQuoted,
+    RefundPayment,
+    PaymentRefunded,
+    RefundFailed,
     HoldFunds,
     ReleaseFunds,
+    ReturnFunds,
     FundsHeld,
     FundsReleased,
+    FundsReturned,
     CommandRejected,
 )
 """Every message type and version a record may carry."""

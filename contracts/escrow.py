@@ -32,6 +32,16 @@ class ReleaseFunds(Command):
     order_id: str = _ORDER_ID
 
 
+class ReturnFunds(Command):
+    """Take part of an order's hold back out of escrow, for a refund to the buyer (P6)."""
+
+    topic = ESCROW_COMMANDS
+
+    order_id: str = _ORDER_ID
+    refund_id: str = Field(min_length=1, max_length=100, description="The refund it is for.")
+    amount: Money
+
+
 class FundsHeld(Event):
     topic = ESCROW_EVENTS
 
@@ -47,3 +57,13 @@ class FundsReleased(Event):
     order_id: str = _ORDER_ID
     seller_id: str = _SELLER_ID
     amount: Money = Field(description="What the seller is paid.")
+
+
+class FundsReturned(Event):
+    topic = ESCROW_EVENTS
+
+    order_id: str = _ORDER_ID
+    buyer_id: str = _BUYER_ID
+    refund_id: str = Field(min_length=1, max_length=100)
+    amount: Money = Field(description="What left the hold for the buyer.")
+    still_held: Money = Field(description="What the hold keeps for the seller.")

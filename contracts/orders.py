@@ -27,6 +27,7 @@ class OrderStatus(StrEnum):
     RELEASING = "releasing"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+    REFUNDED = "refunded"  # every unit of the price went back to the buyer (P6)
 
 
 _ORDER_ID = Field(min_length=1, max_length=100, description="Marketplace order id.", examples=["order-7f3a"])
@@ -53,6 +54,9 @@ class Checkout(Command):
         default=False, description="With a source: pay from the wallet balance first, the rest from the source (P1)."
     )
     security_proof: Sealed | None = Field(default=None, description="PIN or TOTP code sealed for payment:<order_id>.")
+    quote_id: str | None = Field(
+        default=None, max_length=100, description="Pay at this quote's price (RequestQuote, P3), while it holds."
+    )
 
 
 class ConfirmReceipt(Command):
@@ -62,6 +66,19 @@ class ConfirmReceipt(Command):
 
     order_id: OrderId = _ORDER_ID
     buyer_id: AccountId = _BUYER_ID
+
+
+class RequestRefund(Command):
+    """The marketplace gives (part of) an order's price back to the buyer while it is in escrow (P6)."""
+
+    topic = ORDER_COMMANDS
+
+    order_id: OrderId = _ORDER_ID
+    refund_id: str = Field(
+        min_length=1, max_length=100, description="The refund's own id: a repeat with it is the same refund."
+    )
+    amount: Money = Field(description="In the order's currency; at most what has not been refunded yet.")
+    reason: str = Field(default="", max_length=200, description="Why, for people.")
 
 
 class OrderStatusChanged(Event):
@@ -75,3 +92,4 @@ class OrderStatusChanged(Event):
     amount: Money
     status: Annotated[OrderStatus, AcceptJsonForm()]
     reason: str | None = Field(default=None, description="Why, when the order failed or was cancelled.")
+    refunded: Money | None = Field(default=None, description="What has been refunded of the price so far.")

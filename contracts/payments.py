@@ -1,5 +1,6 @@
-"""Payments: captures requested by the saga, their outcome, and the payment service's record of
-what the funding network answered (P1, P4)."""
+"""Payments: quotes, captures and refunds requested by the saga or the marketplace, their outcome
+with the price breakdown, and the payment service's record of what the funding network answered
+(P1, P3, P4, P6)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Annotated
 
 from pydantic import Field
 
-from contracts.envelope import AcceptJsonForm, Command, Event
+from pydantic import BaseModel
+
+from contracts.envelope import STRICT, AcceptJsonForm, Command, Event, WireDatetime
+from contracts.funding_sources import FundingType
 from contracts.money import Money
 from contracts.registration import SecurityMethod
 from contracts.sealing import Sealed
@@ -23,15 +27,85 @@ class NetworkOutcome(StrEnum):
     UNAVAILABLE = "unavailable"  # transient: nothing was applied; a retry may succeed
     UNKNOWN = "unknown"  # the request left and no answer came: ask its status before anything else
     NOT_FOUND = "not_found"  # the status inquiry says it was never applied: safe to retry
+    REFUNDED = "refunded"
 
 
 class NetworkRequestKind(StrEnum):
     CHARGE = "charge"
     STATUS = "status"
+    REFUND = "refund"
+    REFUND_STATUS = "refund_status"
 
 
 _ORDER_ID = Field(min_length=1, max_length=100, description="Order being paid.", examples=["order-7f3a"])
 _BUYER_ID = Field(min_length=1, max_length=100, description="Paying account.", examples=["buyer-1"])
+_QUOTE_ID = Field(min_length=1, max_length=100, description="The marketplace's id for the quote.", examples=["q-1"])
+_REFUND_ID = Field(
+    min_length=1, max_length=100, description="The refund's own id: one refund per id, ever.", examples=["r-1"]
+)
+_DECIMAL = r"^[0-9]+(\.[0-9]+)?$"
+
+
+class QuotedRate(BaseModel):
+    """The exchange rate a price was given at (P3): units of ``to_currency`` per ``from_currency``."""
+
+    model_config = STRICT
+
+    from_currency: str = Field(min_length=3, max_length=3, examples=["USD"])
+    to_currency: str = Field(min_length=3, max_length=3, examples=["JPY"])
+    mid_rate: str = Field(pattern=_DECIMAL, max_length=40, description="A decimal string.", examples=["157.2"])
+    applied_rate: str = Field(
+        pattern=_DECIMAL,
+        max_length=40,
+        description="The mid rate with the platform's spread, against the buyer.",
+        examples=["159.558"],
+    )
+    taken_at: WireDatetime = Field(description="When the rate table was taken.")
+    expires_at: WireDatetime = Field(description="The price holds until then (exclusive).")
+
+
+class PriceBreakdown(BaseModel):
+    """Everything one payment costs and pays (P3): ``total == converted + fee - discount``.
+
+    ``amount`` and ``settlement`` are in the seller's currency; ``converted``, ``fee``,
+    ``discount`` and ``total`` in the buyer's. Domestic payments have no rate and no fee.
+    """
+
+    model_config = STRICT
+
+    funding_type: Annotated[FundingType, AcceptJsonForm()]
+    amount: Money = Field(description="The price, in the seller's currency.")
+    converted: Money = Field(description="The price in the buyer's currency at the applied rate.")
+    rate: QuotedRate | None = None
+    fee: Money = Field(description="The cross-border fee for this funding type.")
+    discount: Money = Field(description="What a promotion took off.")
+    total: Money = Field(description="What the buyer pays.")
+    settlement: Money = Field(description="What the seller is paid, in the seller's currency.")
+    promotion_id: str | None = Field(default=None, max_length=64)
+
+
+class RequestQuote(Command):
+    """The marketplace's cashier asks what a buyer would pay for an order, per funding type (P3)."""
+
+    topic = PAYMENT_COMMANDS
+
+    order_id: str = _ORDER_ID
+    quote_id: str = _QUOTE_ID
+    buyer_id: str = _BUYER_ID
+    amount: Money = Field(description="The price, in the seller's currency.")
+
+
+class PriceQuoted(Event):
+    """A price the buyer may pay until ``expires_at``: checkout with its ``quote_id`` to keep it."""
+
+    topic = PAYMENT_EVENTS
+
+    order_id: str = _ORDER_ID
+    quote_id: str = _QUOTE_ID
+    buyer_id: str = _BUYER_ID
+    amount: Money
+    expires_at: WireDatetime
+    breakdowns: list[PriceBreakdown] = Field(description="One per funding type the buyer may pay with.")
 
 
 class CapturePayment(Command):
@@ -49,6 +123,7 @@ class CapturePayment(Command):
         default=False, description="With a source: pay from the wallet balance first, the rest from the source (P1)."
     )
     security_proof: Sealed | None = Field(default=None, description="Passed to the account service unopened.")
+    quote_id: str | None = Field(default=None, max_length=100, description="Pay at this quote's price (P3).")
 
 
 class PaymentCaptured(Event):
@@ -56,7 +131,10 @@ class PaymentCaptured(Event):
 
     order_id: str = _ORDER_ID
     buyer_id: str = _BUYER_ID
-    amount: Money
+    amount: Money = Field(description="The order's price, in the seller's currency.")
+    breakdown: PriceBreakdown | None = Field(default=None, description="What the buyer paid and the seller gets.")
+    wallet_leg: Money | None = Field(default=None, description="What the wallet paid (P1).")
+    source_leg: Money | None = Field(default=None, description="What the card or bank account paid (P1).")
 
 
 class PaymentFailed(Event):
@@ -101,3 +179,50 @@ class ReleaseSpending(Command):
     month: str = Field(
         pattern=r"^\d{4}-\d{2}-01$", description="Start of the month window it was counted in.", examples=["2026-12-01"]
     )
+
+
+class RefundPayment(Command):
+    """Give (part of) a captured payment back to the buyer (P6): ``amount`` is in the seller's
+    currency, of the order's price; the buyer gets the same share of what they paid, at the
+    original rate, back to the sources in reverse order of the split (card first, then wallet)."""
+
+    topic = PAYMENT_COMMANDS
+
+    order_id: str = _ORDER_ID
+    refund_id: str = _REFUND_ID
+    amount: Money
+    reason: str = Field(default="", max_length=200, description="Why, for people.")
+
+
+class RefundLeg(BaseModel):
+    """What one source got back of a refund."""
+
+    model_config = STRICT
+
+    funding_type: Annotated[FundingType, AcceptJsonForm()]
+    amount: Money
+
+
+class PaymentRefunded(Event):
+    topic = PAYMENT_EVENTS
+
+    order_id: str = _ORDER_ID
+    buyer_id: str = _BUYER_ID
+    refund_id: str = _REFUND_ID
+    amount: Money = Field(description="The share of the price refunded, in the seller's currency.")
+    refunded: Money = Field(description="What the buyer got back, in the currency they paid in.")
+    legs: list[RefundLeg] = Field(description="Where it went, in the order it was given back.")
+    remaining: Money = Field(description="What may still be refunded of the price, in the seller's currency.")
+
+
+class RefundFailed(Event):
+    """A refund the funding network would not take; it needs an operator (the money is still ours)."""
+
+    topic = PAYMENT_EVENTS
+
+    order_id: str = _ORDER_ID
+    buyer_id: str = _BUYER_ID
+    refund_id: str = _REFUND_ID
+    amount: Money
+    reason: str = Field(description="Machine-readable reason code.", examples=["issuer_unavailable"])
+    detail: str

@@ -31,6 +31,14 @@ payments = sa.Table(
     sa.Column("wallet_leg_currency", sa.String(3)),
     sa.Column("source_leg_minor", sa.BigInteger),
     sa.Column("source_leg_currency", sa.String(3)),
+    sa.Column("quote_id", sa.String(100)),
+    sa.Column("pricing", sa.JSON),
+    sa.Column("budget_reserved", sa.JSON),
+    *(
+        sa.Column(f"{total}_{part}", sa.BigInteger if part == "minor" else sa.String(3))
+        for total in ("refunded", "refunded_to_buyer", "source_refunded", "wallet_refunded")
+        for part in ("minor", "currency")
+    ),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -79,6 +87,31 @@ spending_windows = sa.Table(
     sa.Column("start", sa.String(10), primary_key=True),
     sa.Column("spent_minor", sa.BigInteger, nullable=False),
     sa.Column("spent_currency", sa.String(3), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+quotes = sa.Table(
+    "quotes",
+    metadata,
+    sa.Column("quote_id", sa.String(100), primary_key=True),
+    sa.Column("buyer_id", sa.String(100), nullable=False),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("buyer_currency", sa.String(3), nullable=False),
+    sa.Column("rate", sa.JSON),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+campaign_budgets = sa.Table(
+    "campaign_budgets",
+    metadata,
+    sa.Column("promotion_id", sa.String(64), primary_key=True),
+    sa.Column("used_minor", sa.BigInteger, nullable=False),
+    sa.Column("used_currency", sa.String(3), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -36,7 +36,12 @@ from shared.sealing import SealedSecretRefused
 WALLET = WALLETS.by("account_id")
 TOP_UP = MOVEMENTS.by(lambda command, envelope: (command.account_id, MovementKind.TOP_UP, envelope.idempotency_key))
 DEBIT = MOVEMENTS.by(lambda command, _: (command.account_id, MovementKind.DEBIT, command.order_id))
-CREDIT = MOVEMENTS.by(lambda command, _: (command.account_id, MovementKind.CREDIT, command.order_id))
+CREDIT = MOVEMENTS.by(lambda command, _: (command.account_id, MovementKind.CREDIT, credit_reference(command)))
+
+
+def credit_reference(command: CreditWallet) -> str:
+    """One credit per account and reference: a seller's payout is its order's, a refund its own."""
+    return command.reference or command.order_id
 
 
 def _wallet_to_pay_into(command: FundWallet | CreditWallet, ctx: HandlerContext) -> Wallet:
@@ -194,7 +199,9 @@ def _authorized(command: AuthorizePayment, source: StoredSource | None, movement
 def credit_wallet(command: CreditWallet, ctx: HandlerContext) -> None:
     movement = ctx.read(CREDIT, command)
     if movement is None:  # a currency mismatch is refused
-        movement = ctx.add(MOVEMENTS, _wallet_to_pay_into(command, ctx).credit(command.amount, command.order_id))
+        movement = ctx.add(
+            MOVEMENTS, _wallet_to_pay_into(command, ctx).credit(command.amount, credit_reference(command))
+        )
     movement.check_same_amount(command.amount)
     ctx.emit(
         WalletCredited(

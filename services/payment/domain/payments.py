@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from contracts import DeclineReason, FundingType, Money
 from shared.errors import CommandRefused
@@ -48,6 +49,13 @@ class Payment:
     limit_month: str | None = None
     wallet_leg: Money | None = None  # P1 split: what the wallet paid
     source_leg: Money | None = None  # and what the card or bank account is to pay
+    quote_id: str | None = None  # the quote the buyer paid at (P3), if they asked for one
+    pricing: dict[str, Any] | None = None  # P3: the quote and a breakdown per funding type (pricing.py forms)
+    budget_reserved: dict[str, Any] | None = None  # promotion id -> USD minor units booked against its budget
+    refunded: Money | None = None  # P6: of the price (seller's currency), so far
+    refunded_to_buyer: Money | None = None  # what the buyer got back so far, in their currency
+    source_refunded: Money | None = None  # of that, to the card or bank account
+    wallet_refunded: Money | None = None  # and to the wallet
 
     @property
     def failure_is_permanent(self) -> bool:
