@@ -109,6 +109,7 @@ from contracts.verification import (
 
 __all__ = [
     "ALL_TOPICS",
+    "MESSAGE_TYPES",
     "AccountRegistered",
     "AccountStatus",
     "AccountStatusChanged",
@@ -149,7 +150,6 @@ __all__ = [
     "InvalidMessage",
     "Key",
     "Limits",
-    "MESSAGE_TYPES",
     "MarketplaceAccessGranted",
     "MarketplaceAccessRevoked",
     "Message",

@@ -7,9 +7,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
-
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contracts.envelope import STRICT, AcceptJsonForm, Command, Event, WireDatetime
 from contracts.funding_sources import FundingType

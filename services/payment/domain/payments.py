@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from contracts import DeclineReason, FundingType, Money
+from services.payment.domain.pricing import Breakdown
 from shared.errors import CommandRefused
 
 # P4: a permanent failure ends the order; a transient one may succeed when retried. Every
@@ -56,6 +57,21 @@ class Payment:
     refunded_to_buyer: Money | None = None  # what the buyer got back so far, in their currency
     source_refunded: Money | None = None  # of that, to the card or bank account
     wallet_refunded: Money | None = None  # and to the wallet
+
+    @property
+    def breakdown(self) -> Breakdown | None:
+        """The price the buyer paid (P3): the breakdown for the funding type the account chose;
+        None until authorised, and for payments recorded before pricing."""
+        if self.pricing is None or self.funding_type is None:
+            return None
+        chosen = self.pricing["breakdowns"].get(self.funding_type.value)
+        return None if chosen is None else Breakdown.from_dict(chosen)
+
+    @property
+    def paid(self) -> Money:
+        """What the buyer paid, in their own currency (the wallet and source legs sum to it)."""
+        breakdown = self.breakdown
+        return self.amount if breakdown is None else breakdown.total
 
     @property
     def failure_is_permanent(self) -> bool:
