@@ -183,6 +183,11 @@ class Aggregate(Generic[A]):
             return Load(self, lambda message, _envelope: getattr(message, attribute))
         return Load(self, key)
 
+    def each(self, keys: Callable[[Any, Any], Sequence[Key]]) -> Load[A]:
+        """What a handler will read: every aggregate whose key ``keys`` lists (a handful, such as
+        each promotion's budget); the handler finds them with ``ctx.get``."""
+        return Load(self, keys, many=True)
+
     def __repr__(self) -> str:
         return f"Aggregate({self.name}, {self.table.name})"
 
@@ -193,6 +198,7 @@ class Load(Generic[A]):
 
     aggregate: Aggregate[A]
     key: Callable[[Any, Any], Key]
+    many: bool = False  # key gives a sequence of keys (Aggregate.each)
 
 
 class Journal:

@@ -542,8 +542,10 @@ class BatchConsumer:
             assert delivery.envelope is not None
             for load in delivery.route.loads:
                 key = load.key(delivery.envelope.payload, delivery.envelope)
-                if key is not None:  # None: this message reads nothing of that kind
-                    wanted[load.aggregate].add(normalize_key(key))
+                if key is None:  # None: this message reads nothing of that kind
+                    continue
+                keys = key if load.many else (key,)
+                wanted[load.aggregate].update(normalize_key(one) for one in keys)
         uow = BatchUnitOfWork(self._clock)
         await uow.load(tx, wanted)
         METRICS.stage("load", time.perf_counter() - started)

@@ -142,6 +142,8 @@ def _to_sqlite(value: Any) -> Any:
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     if isinstance(value, uuid.UUID):
         return str(value)
+    if isinstance(value, dict | list):  # a JSON column: stored as SQLAlchemy's JSON type writes it
+        return json.dumps(value)
     return value
 
 
@@ -152,6 +154,7 @@ class _SqliteTable:
         self.name = table.name
         self.columns = [c.name for c in table.c]
         self.datetimes = frozenset(c.name for c in table.c if isinstance(c.type, sa.DateTime))
+        self.jsons = frozenset(c.name for c in table.c if isinstance(c.type, sa.JSON))
         self._selects: dict[tuple[str, ...], str] = {}
         self._inserts: dict[tuple[str, ...], str] = {}
 
@@ -179,6 +182,9 @@ class _SqliteTable:
         for name in self.datetimes:
             if isinstance(value := values[name], str):
                 values[name] = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        for name in self.jsons:
+            if isinstance(value := values[name], str):
+                values[name] = json.loads(value)
         return values
 
 

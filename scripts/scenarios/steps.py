@@ -60,10 +60,13 @@ async def checkout(
     source_id: str | None = None,
     with_pin: bool = False,
     use_balance_first: bool = False,
+    order_id: str | None = None,
+    quote_id: str | None = None,
 ) -> str:
     """The marketplace checks out a new order (``with_pin``: the buyer confirms it with the
-    payment PIN, sealed for this order, as a payment above the region's threshold needs); its id."""
-    order_id = world.fresh("order")
+    payment PIN, sealed for this order, as a payment above the region's threshold needs;
+    ``quote_id``: at the price quoted for ``order_id``); its id."""
+    order_id = order_id or world.fresh("order")
     paying = f"card {source_id}" if source_id else "the wallet"
     world.say(f"the marketplace checks out {order_id}: {buyer.account_id} pays {amount} to {seller_id} from {paying}")
     command = Checkout(
@@ -77,6 +80,7 @@ async def checkout(
         security_method=SecurityMethod.PIN if with_pin else None,
         security_proof=world.key.seal(buyer.pin, purpose=Purpose.payment(order_id)) if with_pin else None,
         use_balance_first=use_balance_first,
+        quote_id=quote_id,
     )
     await world.send(command, about=order_id)
     return order_id

@@ -1,6 +1,9 @@
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.payment.domain.pricing import DEFAULT_FEES_FILE, DEFAULT_RATES_FILE
 from shared.settings import ServiceSettings
 
 
@@ -16,3 +19,5 @@ class PaymentSettings(ServiceSettings):
     network_timeout_seconds: float = Field(
         default=2.0, gt=0, description="How long a request to the network may take before its outcome is unknown."
     )
+    rates_file: Path = Field(default=DEFAULT_RATES_FILE, description="Exchange rates and spread (P3).")
+    fees_file: Path = Field(default=DEFAULT_FEES_FILE, description="Cross-border fees and promotions (P3).")

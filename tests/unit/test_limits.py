@@ -346,6 +346,7 @@ def test_p2_read_copies_map_to_rows_as_aggregates() -> None:
         ),
         sa.Column("registered_at", sa.DateTime(timezone=True)),
         sa.Column("level", sa.String),
+        sa.Column("country", sa.String),
         sa.Column("version", sa.Integer),
     )
     windows_table = sa.Table(

@@ -108,30 +108,38 @@ def _authorize(command: AuthorizePayment, ctx: HandlerContext) -> tuple[StoredSo
     if command.source_id is not None:
         source = _usable_source(ctx, command.account_id, ctx.read(PAYING_SOURCE, command), command.source_id)
     funding_type = source.type if source else FundingType.WALLET
+    amount = amount_for(command, funding_type)
     region = ports(ctx).regions.get(account.country)
     if not region.allows(funding_type):
         raise PaymentDeclined(
             DeclineReason.FUNDING_TYPE_NOT_ALLOWED, f"{funding_type.value} payments are not offered in {region.country}"
         )
     # An amount in another currency than the region's is always checked: its threshold is in the region's.
-    if command.amount.currency != region.currency or region.needs_security_check(command.amount):
-        _security_check(command, account, ctx)
+    if amount.currency != region.currency or region.needs_security_check(amount):
+        _security_check(command, amount, account, ctx)
     if source is not None:
-        return source, _balance_first(command, ctx) if command.use_balance_first else None
+        return source, _balance_first(command, amount, ctx) if command.use_balance_first else None
     wallet = ctx.read(WALLET, command)
     if wallet is None:
         raise missing_wallet(command.account_id)
     return None, ctx.add(MOVEMENTS, wallet.debit(command.amount, command.order_id))
 
 
-def _balance_first(command: AuthorizePayment, ctx: HandlerContext) -> Movement | None:
+def amount_for(command: AuthorizePayment, funding_type: FundingType) -> Money:
+    """What the buyer pays from this funding type: a cross-border fee differs by type (P3)."""
+    if funding_type is FundingType.CARD and command.card_amount is not None:
+        return command.card_amount
+    if funding_type is FundingType.BANK_ACCOUNT and command.bank_account_amount is not None:
+        return command.bank_account_amount
+    return command.amount
+
+
+def _balance_first(command: AuthorizePayment, amount: Money, ctx: HandlerContext) -> Movement | None:
     """P1 split: the wallet pays what it holds of the amount (the source pays the rest)."""
     wallet = ctx.read(WALLET, command)
-    if wallet is None or wallet.balance.currency != command.amount.currency or wallet.balance.amount_minor == 0:
+    if wallet is None or wallet.balance.currency != amount.currency or wallet.balance.amount_minor == 0:
         return None
-    leg = Money(
-        amount_minor=min(wallet.balance.amount_minor, command.amount.amount_minor), currency=command.amount.currency
-    )
+    leg = Money(amount_minor=min(wallet.balance.amount_minor, amount.amount_minor), currency=amount.currency)
     return ctx.add(MOVEMENTS, wallet.debit(leg, command.order_id))
 
 
@@ -142,7 +150,7 @@ def _usable_source(ctx: HandlerContext, account_id: str, source: StoredSource | 
     return source
 
 
-def _security_check(command: AuthorizePayment, account: Account, ctx: HandlerContext) -> None:
+def _security_check(command: AuthorizePayment, amount: Money, account: Account, ctx: HandlerContext) -> None:
     """A6: above the threshold the buyer proves it is them, with the PIN or a TOTP code sealed
     for this very order; a wrong proof counts toward locking the account."""
     deps = ports(ctx)
@@ -150,7 +158,7 @@ def _security_check(command: AuthorizePayment, account: Account, ctx: HandlerCon
     if method is None or proof is None:
         raise PaymentDeclined(
             DeclineReason.SECURITY_CHECK_REQUIRED,
-            f"a payment of {command.amount} needs the buyer's PIN or a TOTP code for order {command.order_id}",
+            f"a payment of {amount} needs the buyer's PIN or a TOTP code for order {command.order_id}",
         )
     stored = account.pin_hash if method is SecurityMethod.PIN else account.totp_secret_box
     if stored is None:
@@ -177,15 +185,16 @@ def _security_check(command: AuthorizePayment, account: Account, ctx: HandlerCon
 def _authorized(command: AuthorizePayment, source: StoredSource | None, movement: Movement | None) -> PaymentAuthorized:
     """The answer, with each leg: the wallet's (debited now) and the source's (to be charged)."""
     wallet_leg = movement.amount if movement else None
+    amount = amount_for(command, source.type if source else FundingType.WALLET)
     if source is None:
         source_leg = None
     else:
         paid = wallet_leg.amount_minor if wallet_leg else 0
-        source_leg = Money(amount_minor=command.amount.amount_minor - paid, currency=command.amount.currency)
+        source_leg = Money(amount_minor=amount.amount_minor - paid, currency=amount.currency)
     return PaymentAuthorized(
         account_id=command.account_id,
         order_id=command.order_id,
-        amount=command.amount,
+        amount=amount,
         funding_type=source.type if source else FundingType.WALLET,
         source=source.public() if source else None,
         source_token=source.token if source else None,

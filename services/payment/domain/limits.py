@@ -131,6 +131,7 @@ class AccountLimits:
     monthly: Money
     registered_at: datetime
     level: VerificationLevel = VerificationLevel.L0
+    country: str | None = None  # the buyer's region (region-limited promotions, P3)
 
     def __post_init__(self) -> None:
         _require_aware(self.registered_at, "registered_at")
@@ -141,7 +142,9 @@ class AccountLimits:
             raise ValueError(msg)
 
     @classmethod
-    def registered(cls, account_id: str, limits: Limits, registered_at: datetime) -> AccountLimits:
+    def registered(
+        cls, account_id: str, limits: Limits, registered_at: datetime, country: str | None = None
+    ) -> AccountLimits:
         """The copy an ``AccountRegistered`` event starts: the region's L0 limits."""
         return cls(
             account_id=account_id,
@@ -150,6 +153,7 @@ class AccountLimits:
             monthly=limits.monthly,
             registered_at=registered_at,
             level=VerificationLevel.L0,
+            country=country,
         )
 
     @property

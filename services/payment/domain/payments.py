@@ -16,7 +16,10 @@ PERMANENT_REASONS = frozenset(reason.value for reason in DeclineReason)
 NETWORK_DECLINES = frozenset(
     {"do_not_honor", "stolen_card", "card_expired", "unknown_token", "network_request_refused"}
 )
-PERMANENT_REASONS |= NETWORK_DECLINES | {"limit_exceeded"}
+PRICING_REFUSALS = frozenset(
+    {"quote_expired", "quote_mismatch", "quote_not_found", "currency_not_quoted", "amount_too_large"}
+)
+PERMANENT_REASONS |= NETWORK_DECLINES | PRICING_REFUSALS | {"limit_exceeded"}
 TRANSIENT_REASONS = frozenset(
     {"issuer_unavailable", "network_timeout", "network_unreachable", "rate_limited", "connection_lost"}
 )
@@ -82,9 +85,16 @@ class Payment:
         if (buyer_id, amount) != (self.buyer_id, self.amount):
             raise PaymentConflict(self.order_id)
 
-    def answers(self, account_id: str, amount: Money) -> bool:
-        """Whether an account event is the answer to the authorisation this payment asked for."""
-        return (account_id, amount) == (self.buyer_id, self.amount)
+    def total_for(self, funding_type: FundingType) -> Money:
+        """What the buyer pays from a source of this type (the fee differs by type, P3)."""
+        if self.pricing is None:
+            return self.amount
+        return Money.model_validate(self.pricing["breakdowns"][FundingType(funding_type).value]["total"])
+
+    def answers(self, account_id: str, amount: Money, funding_type: FundingType = FundingType.WALLET) -> bool:
+        """Whether an account event is the answer to the authorisation this payment asked for
+        (a decline echoes the wallet's amount; an authorisation, that of the type it pays from)."""
+        return (account_id, amount) == (self.buyer_id, self.total_for(funding_type))
 
     def capture(self, charge_id: str | None = None) -> bool:
         """Mark captured (with the network's charge id, for a card or bank payment); False when

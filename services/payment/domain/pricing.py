@@ -439,6 +439,11 @@ class CampaignBudget:
             raise ValueError(f"budget of {self.promotion_id!r} cannot book a charge of {promotion.id!r}")
         self.used = reserve_budget(promotion, charge, self.used)
 
+    def release(self, charge: Money) -> None:
+        """Give back what a payment booked and did not spend (it failed, or paid from another type)."""
+        _require_usd(charge, "budget charge")
+        self.used = Money(amount_minor=max(self.used.amount_minor - charge.amount_minor, 0), currency=BASE_CURRENCY)
+
 
 # --- the breakdown ----------------------------------------------------------------------------------
 

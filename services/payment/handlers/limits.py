@@ -44,7 +44,10 @@ RELEASED_MONTH = SPENDING.by(lambda command, _: (command.account_id, WindowKind.
 @handlers.on(AccountRegistered, loads=[LIMITS])
 def account_registered(event: AccountRegistered, ctx: HandlerContext) -> None:
     if ctx.read(LIMITS, event) is None:
-        ctx.add(ACCOUNT_LIMITS, AccountLimits.registered(event.account_id, event.limits, ctx.envelope.occurred_at))
+        ctx.add(
+            ACCOUNT_LIMITS,
+            AccountLimits.registered(event.account_id, event.limits, ctx.envelope.occurred_at, event.country),
+        )
 
 
 @handlers.on(IdentityVerified, loads=[LIMITS])

@@ -17,11 +17,21 @@ from contracts import (
 )
 from services.payment.domain.network import NetworkRequest, Step
 from services.payment.domain.payments import TRANSIENT_REASONS, Payment, PaymentStatus
+from services.payment.domain.pricing import Breakdown
 from services.payment.handlers import handlers
 from services.payment.handlers.limits import DAY, LIMITS, MONTH, count_against_limits, give_back
+from services.payment.handlers.pricing import (
+    BUDGETS,
+    QUOTE,
+    book_budgets,
+    breakdown_message,
+    price_capture,
+    settle_budgets,
+)
 from services.payment.ports import ports
 from services.payment.store import NETWORK_REQUESTS, PAYMENTS
 from shared.consumer import HandlerContext
+from shared.errors import CommandRefused
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -35,25 +45,36 @@ def charge_request_id(order_id: str) -> str:
 CHARGE_REQUEST = NETWORK_REQUESTS.by(lambda event, _: charge_request_id(event.order_id))
 
 
-@handlers.on(CapturePayment, loads=[PAYMENTS.by("order_id"), LIMITS, DAY, MONTH])
+@handlers.on(CapturePayment, loads=[PAYMENTS.by("order_id"), LIMITS, DAY, MONTH, QUOTE, BUDGETS])
 def capture_payment(command: CapturePayment, ctx: HandlerContext) -> None:
     payment = ctx.get(PAYMENTS, command.order_id)
     if payment is not None:
         payment.check_same_request(command.buyer_id, command.amount)
         _repeat_outcome(payment, ctx)
         return
-    payment = ctx.add(PAYMENTS, Payment(command.order_id, command.buyer_id, command.amount))
+    payment = ctx.add(PAYMENTS, Payment(command.order_id, command.buyer_id, command.amount, quote_id=command.quote_id))
+    try:
+        breakdowns = price_capture(command, ctx)
+    except CommandRefused as refused:  # an expired or foreign quote, a currency without a rate
+        _fail_at_once(payment, refused.code, refused.reason, ctx)
+        return
     refusal = count_against_limits(command, payment, ctx)
     if refusal is not None:
-        payment.fail("limit_exceeded", refusal)
-        ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")
+        _fail_at_once(payment, "limit_exceeded", refusal, ctx)
         return
+    payment.pricing = {"breakdowns": {kind.value: breakdown.to_dict() for kind, breakdown in breakdowns.items()}}
+    book_budgets(payment, breakdowns, ctx)
+    wallet, card, bank = (
+        breakdowns[kind].total for kind in (FundingType.WALLET, FundingType.CARD, FundingType.BANK_ACCOUNT)
+    )
     ctx.emit(
         AuthorizePayment(
             account_id=command.buyer_id,
             order_id=command.order_id,
             marketplace_id=command.marketplace_id,
-            amount=command.amount,
+            amount=wallet,
+            card_amount=None if card == wallet else card,
+            bank_account_amount=None if bank == wallet else bank,
             source_id=command.source_id,
             security_method=command.security_method,
             security_proof=command.security_proof,
@@ -61,6 +82,11 @@ def capture_payment(command: CapturePayment, ctx: HandlerContext) -> None:
         ),
         idempotency_key=f"authorize:{command.order_id}",
     )
+
+
+def _fail_at_once(payment: Payment, reason: str, detail: str, ctx: HandlerContext) -> None:
+    payment.fail(reason, detail)
+    ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")
 
 
 def _repeat_outcome(payment: Payment, ctx: HandlerContext) -> None:
@@ -71,13 +97,18 @@ def _repeat_outcome(payment: Payment, ctx: HandlerContext) -> None:
         ctx.emit(_failed(payment))
 
 
-@handlers.on(PaymentAuthorized, loads=[PAYMENTS.by("order_id"), CHARGE_REQUEST])
+@handlers.on(PaymentAuthorized, loads=[PAYMENTS.by("order_id"), CHARGE_REQUEST, BUDGETS])
 def payment_authorized(event: PaymentAuthorized, ctx: HandlerContext) -> None:
     payment = ctx.get(PAYMENTS, event.order_id)
-    if payment is None or not payment.answers(event.account_id, event.amount):
+    if payment is None or not payment.answers(event.account_id, event.amount, event.funding_type):
         log.warning("authorisation that answers no payment of ours ignored", order_id=event.order_id)
         return
-    payment.funding_type = event.funding_type
+    if payment.funding_type is None:  # the first answer: the price of this funding type holds
+        payment.funding_type = event.funding_type
+        settle_budgets(payment, ctx)
+    elif payment.funding_type is not event.funding_type:
+        log.warning("authorisation from another funding type than the first ignored", order_id=event.order_id)
+        return
     payment.wallet_leg, payment.source_leg = event.wallet_leg, event.source_leg
     rest = event.source_leg
     if event.funding_type is FundingType.WALLET or (rest is not None and rest.amount_minor == 0):
@@ -92,7 +123,7 @@ def payment_authorized(event: PaymentAuthorized, ctx: HandlerContext) -> None:
     ctx.after_commit(ports(ctx).wake_worker)
 
 
-@handlers.on(RecordNetworkAnswer, loads=[PAYMENTS.by("order_id"), NETWORK_REQUESTS.by("request_id")])
+@handlers.on(RecordNetworkAnswer, loads=[PAYMENTS.by("order_id"), NETWORK_REQUESTS.by("request_id"), BUDGETS])
 def record_network_answer(command: RecordNetworkAnswer, ctx: HandlerContext) -> None:
     """What the funding network answered, as the worker reports it (P4)."""
     payment = ctx.get(PAYMENTS, command.order_id)
@@ -110,6 +141,7 @@ def record_network_answer(command: RecordNetworkAnswer, ctx: HandlerContext) -> 
         if payment.fail(reason, _network_detail(reason, request.attempts)):
             ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")
             give_back(payment, ctx)
+            settle_budgets(payment, ctx)
             _return_wallet_leg(payment, ctx)
     elif step is Step.WAIT:
         ctx.after_commit(ports(ctx).wake_worker)
@@ -132,7 +164,7 @@ def _network_detail(reason: str, attempts: int) -> str:
     return f"the card issuer declined the payment ({reason}); use another card or pay from the wallet"
 
 
-@handlers.on(PaymentAuthorizationDeclined, loads=[PAYMENTS.by("order_id")])
+@handlers.on(PaymentAuthorizationDeclined, loads=[PAYMENTS.by("order_id"), BUDGETS])
 def payment_declined(event: PaymentAuthorizationDeclined, ctx: HandlerContext) -> None:
     payment = ctx.get(PAYMENTS, event.order_id)
     if payment is None or not payment.answers(event.account_id, event.amount):
@@ -141,10 +173,19 @@ def payment_declined(event: PaymentAuthorizationDeclined, ctx: HandlerContext) -
     if payment.fail(event.reason.value, event.detail):
         ctx.emit(_failed(payment), idempotency_key=f"failed:{payment.order_id}")
         give_back(payment, ctx)
+        settle_budgets(payment, ctx)
 
 
 def _captured(payment: Payment) -> PaymentCaptured:
-    return PaymentCaptured(order_id=payment.order_id, buyer_id=payment.buyer_id, amount=payment.amount)
+    breakdown: Breakdown | None = payment.breakdown
+    return PaymentCaptured(
+        order_id=payment.order_id,
+        buyer_id=payment.buyer_id,
+        amount=payment.amount,
+        breakdown=None if breakdown is None else breakdown_message(breakdown),
+        wallet_leg=payment.wallet_leg,
+        source_leg=payment.source_leg,
+    )
 
 
 def _failed(payment: Payment) -> PaymentFailed:
