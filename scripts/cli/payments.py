@@ -53,16 +53,23 @@ def history(
         typer.echo(json.dumps(body, indent=2))
         return
     table = Table(title=f"payments of {account_id}: page {body['page']}, {body['total']} in all")
-    for column in ("created", "order", "amount", "source", "status", "why"):
+    for column in ("created", "order", "price", "paid", "fee", "source", "status", "refunded", "why"):
         table.add_column(column)
     for entry in body["payments"]:
-        amount = Money(amount_minor=entry["amount"]["amount_minor"], currency=entry["amount"]["currency"])
+        breakdown = entry.get("breakdown") or {}
         table.add_row(
             entry["created_at"] or "",
             entry["order_id"],
-            str(amount),
+            _shown(entry["amount"]),
+            _shown(breakdown.get("total")),
+            _shown(breakdown.get("fee")),
             entry["funding_type"] or "",
             entry["status"],
+            _shown(entry.get("refunded")),
             entry["failure_reason"] or "",
         )
     (Console() if sys.stdout.isatty() else Console(width=200)).print(table)
+
+
+def _shown(money: dict[str, Any] | None) -> str:
+    return "" if money is None else str(Money(amount_minor=money["amount_minor"], currency=money["currency"]))

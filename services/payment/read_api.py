@@ -1,8 +1,9 @@
 """P7: the payment history of an account, paged, from the payment service's own database.
 
 ``GET /payments?account_id=buyer-1&page=1&per_page=20`` on the service's HTTP port: newest
-first, each payment with its status, source kind, the network's charge id and the failure's
-reason. Readers (the CLI, the operator console) use this, never the database itself.
+first, each payment with its status, source kind, the network's charge id, the failure's
+reason, its price breakdown (P3: rate, fee, discount, total in the buyer's currency,
+settlement in the seller's), the legs it was paid from, and what has been refunded (P6). Readers (the CLI, the operator console) use this, never the database itself.
 """
 
 from __future__ import annotations
@@ -30,12 +31,30 @@ def _when(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else None
 
 
+def _money(row: sa.Row[Any], name: str) -> dict[str, Any] | None:
+    minor = getattr(row, f"{name}_minor")
+    return None if minor is None else {"amount_minor": minor, "currency": getattr(row, f"{name}_currency")}
+
+
+def _breakdown(row: sa.Row[Any]) -> dict[str, Any] | None:
+    """The breakdown of the funding type the account paid from (all of them while it has not)."""
+    if row.pricing is None:
+        return None
+    breakdowns: dict[str, Any] = row.pricing["breakdowns"]
+    return breakdowns.get(row.funding_type) if row.funding_type else None
+
+
 def _entry(row: sa.Row[Any]) -> dict[str, Any]:
     return {
         "order_id": row.order_id,
         "amount": {"amount_minor": row.amount_minor, "currency": row.currency},
         "status": row.status,
         "funding_type": row.funding_type,
+        "breakdown": _breakdown(row),
+        "quote_id": row.quote_id,
+        "legs": {"wallet": _money(row, "wallet_leg"), "source": _money(row, "source_leg")},
+        "refunded": _money(row, "refunded"),
+        "refunded_to_buyer": _money(row, "refunded_to_buyer"),
         "charge_id": row.charge_id,
         "failure_reason": row.failure_reason,
         "failure_detail": row.failure_detail,

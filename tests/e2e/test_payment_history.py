@@ -69,6 +69,12 @@ async def test_p7_an_accounts_payments_newest_first_paged(
         (paid, "captured", "wallet")
     ]
     assert second["payments"][0]["amount"] == {"amount_minor": 4_250, "currency": "USD"}
+    breakdown = second["payments"][0]["breakdown"]  # P3: domestic, so no rate and no fee
+    assert (breakdown["total"], breakdown["fee"]["amount_minor"], breakdown["rate"]) == (
+        {"amount_minor": 4_250, "currency": "USD"},
+        0,
+        None,
+    )
 
     assert page(stack, per_page=1).json() == {"error": "account_id: required"}
     assert page(stack, account_id=buyer.account_id, per_page=500).status_code == 400
