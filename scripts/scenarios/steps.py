@@ -6,19 +6,24 @@ from contracts import (
     AddCard,
     Balance,
     Checkout,
+    CommandRejected,
     ConfirmReceipt,
     FundingSourceAdded,
     FundWallet,
     Money,
     OrderStatus,
     OrderStatusChanged,
+    PaymentRefunded,
     Purpose,
+    RawEnvelope,
+    RequestRefund,
+    ReturnFunds,
     SecurityMethod,
     WalletFunded,
 )
 from scripts.marketplace import Seen
 from scripts.onboarding import MARKETPLACE_ID, Person
-from scripts.scenarios.outcome import expect
+from scripts.scenarios.outcome import ScenarioFailed, expect
 from scripts.scenarios.world import World
 
 FINAL_AFTER_CHECKOUT = (OrderStatus.IN_ESCROW, OrderStatus.CANCELLED)
@@ -158,3 +163,58 @@ async def add_card(world: World, buyer: Person, number: str, *, month: int = 12,
     added = await world.reply(await world.send(add, about=buyer.account_id), FundingSourceAdded)
     expect(added.source.last4 == card.last4, f"the card ending {card.last4} added", got=added.source)
     return source_id, card.token
+
+
+# ---------------------------------------------------------------------- refunds (P6)
+
+
+async def request_refund(world: World, order_id: str, amount: Money, *, reason: str = "") -> tuple[str, RawEnvelope]:
+    """The marketplace gives ``amount`` of the order's price back to the buyer under a new
+    refund id (P6); the refund id and what was sent (the saga answers ReturnFunds or a rejection)."""
+    refund_id = world.fresh("refund")
+    world.say(f"the marketplace refunds {amount} of {order_id} ({refund_id})")
+    command = RequestRefund(order_id=order_id, refund_id=refund_id, amount=amount, reason=reason)
+    return refund_id, await world.send(command, about=order_id)
+
+
+async def refund(world: World, order_id: str, amount: Money, *, reason: str = "") -> PaymentRefunded:
+    """A refund taken to its end: the saga accepts it, escrow gives that part of the hold back,
+    the payment pays it back to the buyer's sources, and the order counts it (its status event
+    names the new refunded total). What the payment refunded."""
+    refund_id, sent = await request_refund(world, order_id, amount, reason=reason)
+    accepted = await world.answer(sent, ReturnFunds)
+    if isinstance(accepted, CommandRejected):
+        raise ScenarioFailed(f"expected refund {refund_id} to be accepted; refused: {accepted.code}: {accepted.reason}")
+    paid_back = await world.wait_for(
+        lambda s: isinstance(m := s.message, PaymentRefunded) and (m.order_id, m.refund_id) == (order_id, refund_id),
+        f"PaymentRefunded of {refund_id}",
+        timeout=world.timeout * 2,
+    )
+    refunded = paid_back.message
+    assert isinstance(refunded, PaymentRefunded)
+    legs = ", ".join(f"{leg.amount} to the {leg.funding_type.value}" for leg in refunded.legs)
+    world.say(f"{refunded.refunded} back to {refunded.buyer_id} ({legs}); {refunded.remaining} may still be refunded")
+    # The next refund may only be asked once the saga has counted this one (one at a time).
+    await world.wait_for(
+        lambda s: (
+            isinstance(s.message, OrderStatusChanged) and s.envelope.causation_id == paid_back.envelope.message_id
+        ),
+        f"order {order_id} to count refund {refund_id}",
+    )
+    return refunded
+
+
+async def refund_refused(world: World, order_id: str, amount: Money, code: str) -> CommandRejected:
+    """The marketplace asks for a refund the saga refuses with ``code``; the rejection."""
+    _, sent = await request_refund(world, order_id, amount)
+    answer = await world.answer(sent, ReturnFunds)
+    got = f"{answer.code}: {answer.reason}" if isinstance(answer, CommandRejected) else answer.message_type
+    expect(isinstance(answer, CommandRejected) and answer.code == code, f"the refund refused with {code}", got=got)
+    assert isinstance(answer, CommandRejected)
+    world.say(f"refused: {answer.reason}")
+    return answer
+
+
+async def network_book(world: World, token: str) -> dict[str, dict[str, int]]:
+    """The funding network's own book for one token, per currency (captures and refunds)."""
+    return await world.vault.book(token)

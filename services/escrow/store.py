@@ -1,11 +1,11 @@
-"""Escrow holds and the append-only ledger: tables, declarations and the books' queries."""
+"""Escrow holds, the refunds' returns and the append-only ledger: tables, declarations and the books' queries."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.escrow.domain import EscrowHold
+from services.escrow.domain import EscrowHold, FundsReturn
 from shared.aggregates import Aggregate, Journal
 
 metadata = sa.MetaData()
@@ -19,6 +19,20 @@ holds = sa.Table(
     sa.Column("amount_minor", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("returned_minor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+returns = sa.Table(
+    "escrow_returns",
+    metadata,
+    sa.Column("order_id", sa.String(100), primary_key=True),
+    sa.Column("refund_id", sa.String(100), primary_key=True),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("still_held_minor", sa.BigInteger, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -37,6 +51,13 @@ ledger = sa.Table(
 )
 
 HOLDS = Aggregate(EscrowHold, holds, key="order_id", money={"amount": ("amount_minor", "currency")})
+# Both amounts of a return are in the hold's one currency: they share its column.
+RETURNS = Aggregate(
+    FundsReturn,
+    returns,
+    key=("order_id", "refund_id"),
+    money={"amount": ("amount_minor", "currency"), "still_held": ("still_held_minor", "currency")},
+)
 LEDGER = Journal(ledger)
 
 

@@ -76,6 +76,13 @@ class VaultClient:
         facts = _payload(response)
         return _card_token(facts) if facts.get("kind") == "card" else _bank_token(facts)
 
+    async def book(self, token: str) -> dict[str, dict[str, int]]:
+        """The network's own book for one token, per currency: ``captured_minor``, ``captures``,
+        ``refunded_minor``, ``refunds``, ``declines`` and ``net_minor`` (``GET /v1/ledger?token=``)."""
+        response = await self._send("GET", f"/v1/ledger?token={quote(token, safe='')}")
+        currencies: dict[str, dict[str, Any]] = _payload(response).get("currencies", {})
+        return {currency: {name: int(value) for name, value in c.items()} for currency, c in currencies.items()}
+
     async def captures(self, token: str) -> dict[str, int]:
         """The network's own book for one token: minor units captured per currency, and the
         number of captures (``"captures"``), as ``GET /v1/ledger?token=`` reports them."""

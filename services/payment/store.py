@@ -1,4 +1,4 @@
-"""Payments, one row per order, and the requests to the funding network they make."""
+"""Payments, one row per order, the requests to the funding network they make, and their refunds."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import sqlalchemy as sa
 from services.payment.domain.limits import AccountLimits, SpendingWindow
 from services.payment.domain.network import NetworkRequest
 from services.payment.domain.payments import Payment
+from services.payment.domain.pricing import CampaignBudget
+from services.payment.domain.quotes import GivenQuote
+from services.payment.domain.refunds import Refund
 from shared.aggregates import Aggregate
 
 metadata = sa.MetaData()
@@ -52,7 +55,7 @@ network_requests = sa.Table(
     sa.Column("token", sa.String(64), nullable=False),
     sa.Column("amount_minor", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # 20 since payment_0005: "refund_status" is 13
     sa.Column("state", sa.String(10), nullable=False, index=True),
     sa.Column("not_before", sa.DateTime(timezone=True)),
     sa.Column("attempts", sa.Integer, nullable=False),
@@ -75,6 +78,7 @@ account_limits = sa.Table(
     sa.Column("monthly_currency", sa.String(3), nullable=False),
     sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("level", sa.String(2), nullable=False),
+    sa.Column("country", sa.String(2)),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -95,11 +99,13 @@ quotes = sa.Table(
     "quotes",
     metadata,
     sa.Column("quote_id", sa.String(100), primary_key=True),
+    sa.Column("order_id", sa.String(100), nullable=False),
     sa.Column("buyer_id", sa.String(100), nullable=False),
     sa.Column("amount_minor", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("buyer_currency", sa.String(3), nullable=False),
     sa.Column("rate", sa.JSON),
+    sa.Column("breakdowns", sa.JSON, nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -123,3 +129,35 @@ NETWORK_REQUESTS = Aggregate(
     NetworkRequest, network_requests, key="request_id", money={"amount": ("amount_minor", "currency")}
 )
 PAYMENTS = Aggregate(Payment, payments, key="order_id", money={"amount": ("amount_minor", "currency")})
+GIVEN_QUOTES = Aggregate(GivenQuote, quotes, key="quote_id", money={"amount": ("amount_minor", "currency")})
+"""The prices given to buyers, which a checkout may name (P3)."""
+CAMPAIGN_BUDGETS = Aggregate(CampaignBudget, campaign_budgets, key="promotion_id")
+"""What each discount campaign has spent: one versioned row per campaign, so racing payments cannot overspend."""
+
+refunds = sa.Table(
+    "refunds",
+    metadata,
+    sa.Column("refund_id", sa.String(100), primary_key=True),
+    sa.Column("order_id", sa.String(100), nullable=False, index=True),
+    sa.Column("buyer_id", sa.String(100), nullable=False, index=True),  # P7: an account's history
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    *(
+        sa.Column(f"{part}_{column}", sa.BigInteger if column == "minor" else sa.String(3), nullable=False)
+        for part in ("buyer_amount", "source_part", "wallet_part")
+        for column in ("minor", "currency")
+    ),
+    sa.Column("source_type", sa.String(20)),
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("remaining_minor", sa.BigInteger),
+    sa.Column("remaining_currency", sa.String(3)),
+    sa.Column("failure_reason", sa.String(100)),
+    sa.Column("failure_detail", sa.Text),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+REFUNDS = Aggregate(Refund, refunds, key="refund_id", money={"amount": ("amount_minor", "currency")})
+"""P6: each refund of a payment, by its own id, and where giving it back stands."""

@@ -1,5 +1,6 @@
-"""The network worker: sends the funding-network requests payments have stored, and hands each
-answer back to the payment's handlers as a ``RecordNetworkAnswer`` command (P1, P4).
+"""The network worker: sends the funding-network requests payments and refunds have stored (a
+charge or a refund, or the status inquiry about one), and hands each answer back to the
+payment's handlers as a ``RecordNetworkAnswer`` command (P1, P4, P6).
 
 It never changes a payment itself: the handler that records the answer does, in a batch like
 any other (services/payment/domain/network.py says what each answer leads to). A request it
@@ -27,6 +28,7 @@ from services.payment.network import (
     NetworkAnswer,
     NetworkRequestRefused,
     NotFound,
+    Refunded,
     Unavailable,
     Unknown,
 )
@@ -94,17 +96,31 @@ class NetworkWorker:
     async def _send(self, row: sa.Row[tuple[object, ...]]) -> None:
         request_id, kind = str(row.request_id), NetworkRequestKind(str(row.kind))
         amount = Money(amount_minor=int(str(row.amount_minor)), currency=str(row.currency))
-        network: FundingNetwork = self._ports.network
         try:
-            if kind is NetworkRequestKind.CHARGE:
-                answer: NetworkAnswer = await network.charge(request_id, str(row.token), amount)
-            else:
-                answer = await network.status(request_id)
+            answer = await self._ask(self._ports.network, row, request_id, kind, amount)
         except NetworkRequestRefused as refused:  # our request is wrong: retrying would not help
             log.exception("the network refused a request as malformed", request_id=request_id, error=str(refused))
             answer = Declined("network_request_refused")
         await self._hand_back(str(row.order_id), request_id, kind, amount, answer)
         self._sent[request_id] = int(str(row.version))  # handed back: not again until the row moves
+
+    @staticmethod
+    async def _ask(
+        network: FundingNetwork,
+        row: sa.Row[tuple[object, ...]],
+        request_id: str,
+        kind: NetworkRequestKind,
+        amount: Money,
+    ) -> NetworkAnswer:
+        """The one call to the network the request's kind stands for."""
+        if kind is NetworkRequestKind.CHARGE:
+            return await network.charge(request_id, str(row.token), amount)
+        if kind is NetworkRequestKind.STATUS:
+            return await network.status(request_id)
+        if kind is NetworkRequestKind.REFUND:
+            # A refund names the charge it gives back; the rules never store one without it.
+            return await network.refund(request_id, str(row.charge_id or ""), amount)
+        return await network.refund_status(request_id)
 
     async def _hand_back(
         self, order_id: str, request_id: str, kind: NetworkRequestKind, amount: Money, answer: NetworkAnswer
@@ -130,17 +146,23 @@ class NetworkWorker:
         log.info("network answer handed back", order_id=order_id, kind=kind.value, outcome=outcome.value)
 
 
+# Answers that carry only a reason, and the outcome each stands for.
+_REASONED = {
+    Declined: NetworkOutcome.DECLINED,
+    Unavailable: NetworkOutcome.UNAVAILABLE,
+    Unknown: NetworkOutcome.UNKNOWN,
+}
+
+
 def _outcome(answer: NetworkAnswer) -> tuple[NetworkOutcome, str | None, str | None]:
     if isinstance(answer, Charged):
         return NetworkOutcome.CHARGED, answer.charge_id, None
-    if isinstance(answer, Declined):
-        return NetworkOutcome.DECLINED, None, answer.reason
-    if isinstance(answer, Unavailable):
-        return NetworkOutcome.UNAVAILABLE, None, answer.reason
+    if isinstance(answer, Refunded):
+        return NetworkOutcome.REFUNDED, None, None
     if isinstance(answer, NotFound):
         return NetworkOutcome.NOT_FOUND, None, None
-    if isinstance(answer, Unknown):
-        return NetworkOutcome.UNKNOWN, None, answer.reason
+    if isinstance(answer, Declined | Unavailable | Unknown):
+        return _REASONED[type(answer)], None, answer.reason
     return NetworkOutcome.UNKNOWN, None, f"unexpected answer {type(answer).__name__}"
 
 

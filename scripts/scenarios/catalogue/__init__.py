@@ -5,7 +5,7 @@ Modules are imported in the order the catalogue lists them: an order first, then
 
 from scripts.scenarios.catalogue import orders  # noqa: I001 - the catalogue's order, not the alphabet's
 from scripts.scenarios.catalogue import pricing  # before any scenario moves the clock past December's promotion
-from scripts.scenarios.catalogue import accounts, bindings, funding, payments, security
+from scripts.scenarios.catalogue import accounts, bindings, funding, payments, refunds, security
 from scripts.scenarios.registry import CATALOGUE
 
-__all__ = ["CATALOGUE", "accounts", "bindings", "funding", "orders", "payments", "pricing", "security"]
+__all__ = ["CATALOGUE", "accounts", "bindings", "funding", "orders", "payments", "pricing", "refunds", "security"]

@@ -4,10 +4,12 @@ from services.escrow.domain.holds import (
     ESCROW_HOLDING,
     EscrowHold,
     EscrowRuleBroken,
+    FundsReturn,
     HoldStatus,
     Transfer,
     buyer_funds,
     hold_not_found,
+    refunds_out,
     seller_payable,
 )
 
@@ -15,9 +17,11 @@ __all__ = [
     "ESCROW_HOLDING",
     "EscrowHold",
     "EscrowRuleBroken",
+    "FundsReturn",
     "HoldStatus",
     "Transfer",
     "buyer_funds",
     "hold_not_found",
+    "refunds_out",
     "seller_payable",
 ]

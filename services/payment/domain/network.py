@@ -1,23 +1,28 @@
-"""Talking to the funding network without ever charging twice (P1, P4).
+"""Talking to the funding network without ever charging or refunding twice (P1, P4, P6).
 
-A card or bank payment becomes a :class:`NetworkRequest`, stored with the payment in the
-batch that decided it. The payment service's network worker (services/payment/worker.py)
-sends due requests through the port and hands each answer back as a ``RecordNetworkAnswer``
-command, which :meth:`NetworkRequest.answer` turns into the next step:
+A card or bank payment, and the card or bank part of a refund, becomes a :class:`NetworkRequest`,
+stored with the payment (or refund) in the batch that decided it. The payment service's network
+worker (services/payment/worker.py) sends due requests through the port and hands each answer
+back as a ``RecordNetworkAnswer`` command, which :meth:`NetworkRequest.answer` turns into the
+next step. A request is an *operation* (``charge`` or ``refund``) and, after an unknown outcome,
+the inquiry about it (``status`` or ``refund_status``):
 
 ==============  ============================================================================
 answer          next step
 ==============  ============================================================================
-charged         the payment is captured
-declined        the payment fails, permanently, with the issuer's reason
-unavailable     nothing was applied: the charge is retried after a backoff, up to
-                ``max_attempts``; then the payment fails, transiently (``issuer_unavailable``)
+charged         (a charge) the payment is captured
+refunded        (a refund) the card or bank part is given back
+declined        permanent: the payment fails with the issuer's reason, or the refund fails
+                (an operator's to settle)
+unavailable     nothing was applied: the operation is retried after a backoff, up to
+                ``MAX_ATTEMPTS``; then the payment fails, transiently (``issuer_unavailable``),
+                or the refund fails and goes to an operator
 unknown         the request left and no answer came: ask its status, and nothing else, first
-not_found       the status says it was never applied: the charge may be sent again
+not_found       the status says it was never applied: the operation may be sent again
 ==============  ============================================================================
 
-Every charge carries the same ``request_id`` (the network's idempotency key), so even a
-charge that *was* applied and is sent again returns the first charge, never a second one.
+Every attempt carries the same ``request_id`` (the network's idempotency key), so even an
+operation that *was* applied and is sent again returns the first result, never a second one.
 """
 
 from __future__ import annotations
@@ -40,18 +45,36 @@ class RequestState(StrEnum):
 
 
 class Step(StrEnum):
-    """What an answer means for the payment."""
+    """What an answer means for the payment (or the refund) it was sent for."""
 
     CAPTURE = "capture"
+    REFUNDED = "refunded"  # the refund's card or bank part was given back
     FAIL_PERMANENTLY = "fail_permanently"
     FAIL_TRANSIENTLY = "fail_transiently"
     WAIT = "wait"  # the request was rescheduled (a retry or an inquiry)
     IGNORE = "ignore"  # a late or repeated answer: already decided
 
 
+# What an inquiry asks about, what to ask after an unknown outcome, and what says it is done.
+_OPERATION_OF = {
+    NetworkRequestKind.STATUS: NetworkRequestKind.CHARGE,
+    NetworkRequestKind.REFUND_STATUS: NetworkRequestKind.REFUND,
+}
+_INQUIRY_OF = {
+    NetworkRequestKind.CHARGE: NetworkRequestKind.STATUS,
+    NetworkRequestKind.REFUND: NetworkRequestKind.REFUND_STATUS,
+}
+_DONE = {
+    NetworkRequestKind.CHARGE: (NetworkOutcome.CHARGED, Step.CAPTURE),
+    NetworkRequestKind.REFUND: (NetworkOutcome.REFUNDED, Step.REFUNDED),
+}
+REFUND_KINDS = frozenset({NetworkRequestKind.REFUND, NetworkRequestKind.REFUND_STATUS})
+
+
 @dataclass(slots=True)
 class NetworkRequest:
-    """One charge of one order on the funding network, and where asking about it stands."""
+    """One charge of one order, or one refund's card or bank part, on the funding network, and
+    where asking about it stands (``charge_id``: the charge a refund gives back)."""
 
     request_id: str
     order_id: str
@@ -60,34 +83,41 @@ class NetworkRequest:
     kind: NetworkRequestKind = NetworkRequestKind.CHARGE
     state: RequestState = RequestState.DUE
     not_before: datetime | None = None
-    attempts: int = 0  # charges answered so far (an inquiry is not a charge)
+    attempts: int = 0  # charges or refunds answered so far (an inquiry is not one)
     charge_id: str | None = None
     last_reason: str | None = None
+
+    @property
+    def operation(self) -> NetworkRequestKind:
+        """What the request does on the network (charge or refund), whether sent or asked about."""
+        return _OPERATION_OF.get(self.kind, self.kind)
 
     def answer(self, kind: NetworkRequestKind, outcome: NetworkOutcome, reason: str | None, now: datetime) -> Step:
         """Apply one answer; only an answer to the request as it stands now counts."""
         if self.state is RequestState.DONE or kind is not self.kind:
             return Step.IGNORE
-        if kind is NetworkRequestKind.CHARGE:
-            self.attempts += 1  # an answer to a charge: one more charge was sent
+        operation = self.operation
+        if kind is operation:
+            self.attempts += 1  # an answer to the operation itself: one more was sent
         self.last_reason = reason
-        if outcome is NetworkOutcome.CHARGED:
+        done_by, done = _DONE[operation]
+        if outcome is done_by:
             self.state = RequestState.DONE
-            return Step.CAPTURE
+            return done
         if outcome is NetworkOutcome.DECLINED:
             self.state = RequestState.DONE
             return Step.FAIL_PERMANENTLY
         if outcome is NetworkOutcome.UNKNOWN:
-            self.kind, self.not_before = NetworkRequestKind.STATUS, now + INQUIRY_DELAY
+            self.kind, self.not_before = _INQUIRY_OF[operation], now + INQUIRY_DELAY
             return Step.WAIT
-        # unavailable (nothing applied) or not_found (never applied): a charge may go again
+        # unavailable (nothing applied) or not_found (never applied): the operation may go again
         return self._retry(now)
 
     def _retry(self, now: datetime) -> Step:
         if self.attempts >= MAX_ATTEMPTS:
             self.state = RequestState.DONE
             return Step.FAIL_TRANSIENTLY
-        self.kind = NetworkRequestKind.CHARGE
+        self.kind = self.operation
         self.not_before = now + backoff(self.attempts, self.request_id)
         return Step.WAIT
 

@@ -28,6 +28,7 @@ from services.payment.handlers.pricing import (
     price_capture,
     settle_budgets,
 )
+from services.payment.handlers.refunds import REFUND_OF_ANSWER, is_refund_answer, record_refund_answer
 from services.payment.ports import ports
 from services.payment.store import NETWORK_REQUESTS, PAYMENTS
 from shared.consumer import HandlerContext
@@ -123,9 +124,14 @@ def payment_authorized(event: PaymentAuthorized, ctx: HandlerContext) -> None:
     ctx.after_commit(ports(ctx).wake_worker)
 
 
-@handlers.on(RecordNetworkAnswer, loads=[PAYMENTS.by("order_id"), NETWORK_REQUESTS.by("request_id"), BUDGETS])
+@handlers.on(
+    RecordNetworkAnswer, loads=[PAYMENTS.by("order_id"), NETWORK_REQUESTS.by("request_id"), BUDGETS, REFUND_OF_ANSWER]
+)
 def record_network_answer(command: RecordNetworkAnswer, ctx: HandlerContext) -> None:
     """What the funding network answered, as the worker reports it (P4)."""
+    if is_refund_answer(command):  # a refund's card or bank part (P6): the refund handlers decide
+        record_refund_answer(command, ctx)
+        return
     payment = ctx.get(PAYMENTS, command.order_id)
     request = ctx.get(NETWORK_REQUESTS, command.request_id)
     if payment is None or request is None or (request.order_id, request.amount) != (command.order_id, command.amount):

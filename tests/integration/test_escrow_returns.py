@@ -1,0 +1,152 @@
+"""P6 and E1/E2 on real databases (SQLite and PostgreSQL): the escrow service takes refunds'
+parts back out of a hold, once per refund id, and releases only what is still held; the
+ledger's entries balance after every step. The commands are the saga's, fed as records."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts import (
+    CommandRejected,
+    FundsReleased,
+    FundsReturned,
+    HoldFunds,
+    Message,
+    Money,
+    ReleaseFunds,
+    ReturnFunds,
+    parse_envelope,
+)
+from services.escrow.app import DEFINITION as ESCROW
+from services.escrow.domain import ESCROW_HOLDING, HoldStatus, buyer_funds, refunds_out, seller_payable
+from services.escrow.store import holds, ledger
+from shared.clock import ManualClock
+from shared.consumer import BatchConsumer
+from shared.db import migrate
+from shared.tables import outbox
+from tests.support.records import record_of
+
+PRICE = 4250
+
+
+def usd(minor: int) -> Money:
+    return Money(amount_minor=minor, currency="USD")
+
+
+@pytest.fixture
+async def escrow_db(engine: AsyncEngine) -> AsyncEngine:
+    await migrate(engine, ESCROW.migrations)
+    return engine
+
+
+async def handle(engine: AsyncEngine, *commands: Message) -> None:
+    """One batch of the saga's commands through the escrow service's consumer."""
+    consumer = BatchConsumer(
+        dependencies=None,
+        name="escrow",
+        engine=engine,
+        handlers=ESCROW.handlers,
+        rejections_topic=ESCROW.rejections_topic,
+        hand_over=lambda _records: None,
+        clock=ManualClock(),
+    )
+    await consumer.consume([record_of(c) for c in commands])
+
+
+async def answers(engine: AsyncEngine) -> list[Message]:
+    """Every event escrow published, in order."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(outbox.c.value).order_by(outbox.c.id))).scalars().all()
+    events: list[Message] = []
+    for value in rows:
+        envelope = parse_envelope(value)
+        model = {m.message_type: m for m in (FundsReturned, FundsReleased, CommandRejected)}.get(envelope.type)
+        if model is not None:
+            events.append(model.model_validate(envelope.payload))
+    return events
+
+
+async def books(engine: AsyncEngine, order_id: str = "o1") -> Counter[str]:
+    """Each ledger account's balance for the order, and how many entries there are (``entries``)."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(sa.select(ledger.c.account, ledger.c.amount_minor).where(ledger.c.order_id == order_id))
+        ).all()
+    balances: Counter[str] = Counter()
+    for account, minor in rows:
+        balances[account] += minor
+    balances["entries"] = len(rows)
+    return balances
+
+
+async def hold_row(engine: AsyncEngine) -> tuple[str, int]:
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(holds.c.status, holds.c.returned_minor))).one()
+    return row.status, row.returned_minor
+
+
+HOLD = HoldFunds(order_id="o1", buyer_id="b", seller_id="s", amount=usd(PRICE))
+
+
+def give_back(refund_id: str, minor: int) -> ReturnFunds:
+    return ReturnFunds(order_id="o1", refund_id=refund_id, amount=usd(minor))
+
+
+async def test_p6_returns_take_the_hold_back_once_per_refund_and_the_books_balance(escrow_db: AsyncEngine) -> None:
+    # The hold, and a first refund's part, repeated in the same batch and in a later one.
+    await handle(escrow_db, HOLD, give_back("r1", 1000), give_back("r1", 1000))
+    await handle(escrow_db, give_back("r1", 1000))
+    # The repeat answers the same each time; the money moved once.
+    returned = [e for e in await answers(escrow_db) if isinstance(e, FundsReturned)]
+    assert [(e.refund_id, e.amount, e.still_held, e.buyer_id) for e in returned] == [
+        ("r1", usd(1000), usd(3250), "b")
+    ] * 3
+    assert await books(escrow_db) == Counter(
+        {buyer_funds("b"): -PRICE, ESCROW_HOLDING: 3250, refunds_out("b"): 1000, "entries": 4}
+    )
+
+    # The rest, in two more refunds: nothing is left held and the hold is returned (terminal).
+    await handle(escrow_db, give_back("r2", 750), give_back("r3", 2500))
+    last = (await answers(escrow_db))[-1]
+    assert isinstance(last, FundsReturned)
+    assert last.still_held == usd(0)
+    assert await hold_row(escrow_db) == (HoldStatus.RETURNED.value, PRICE)
+    balances = await books(escrow_db)
+    assert (balances[ESCROW_HOLDING], balances[refunds_out("b")], balances["entries"]) == (0, PRICE, 8)
+    assert sum(v for k, v in balances.items() if k != "entries") == 0
+
+    # A returned hold releases nothing to the seller.
+    await handle(escrow_db, ReleaseFunds(order_id="o1"))
+    refused = (await answers(escrow_db))[-1]
+    assert isinstance(refused, CommandRejected)
+    assert refused.code == "not_held"
+
+
+async def test_p6_a_return_beyond_the_hold_is_refused_naming_what_is_held(escrow_db: AsyncEngine) -> None:
+    await handle(escrow_db, HOLD, give_back("r1", 2750), give_back("r2", 3000))
+
+    refused = (await answers(escrow_db))[-1]
+    assert isinstance(refused, CommandRejected)
+    assert refused.code == "exceeds_held"
+    assert "order o1 holds 15.00 USD" in refused.reason
+    assert await hold_row(escrow_db) == (HoldStatus.HELD.value, 2750)  # the refused one moved nothing
+    assert (await books(escrow_db))["entries"] == 4
+
+
+async def test_e2_release_after_a_partial_return_pays_the_seller_what_is_held(escrow_db: AsyncEngine) -> None:
+    await handle(escrow_db, HOLD, give_back("r1", 1000))
+    await handle(escrow_db, ReleaseFunds(order_id="o1"), ReleaseFunds(order_id="o1"))
+
+    released = [e for e in await answers(escrow_db) if isinstance(e, FundsReleased)]
+    assert [(e.amount, e.seller_id) for e in released] == [(usd(3250), "s")] * 2  # a repeat answers the same
+    balances = await books(escrow_db)
+    assert (balances[ESCROW_HOLDING], balances[seller_payable("s")], balances["entries"]) == (0, 3250, 6)
+    # Nothing comes back once released.
+    await handle(escrow_db, give_back("r2", 100))
+    refused = (await answers(escrow_db))[-1]
+    assert isinstance(refused, CommandRejected)
+    assert refused.code == "not_held"
