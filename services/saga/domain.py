@@ -134,6 +134,7 @@ class Order:
     security_method: SecurityMethod | None = None
     security_proof: str | None = None  # sealed for the account service; the saga cannot open it
     use_balance_first: bool = False
+    quote_id: str | None = None  # the price the buyer accepted (P3), passed to the payment
     status: OrderStatus = OrderStatus.CREATED
     reason: str | None = None
     returned_minor: int = 0  # of the price, out of escrow towards the buyer (P6)
@@ -156,6 +157,7 @@ class Order:
             security_method=checkout.security_method,
             security_proof=checkout.security_proof,
             use_balance_first=checkout.use_balance_first,
+            quote_id=checkout.quote_id,
         )
         capture = CapturePayment(
             order_id=order.order_id,
@@ -166,6 +168,7 @@ class Order:
             security_method=order.security_method,
             security_proof=order.security_proof,
             use_balance_first=order.use_balance_first,
+            quote_id=order.quote_id,
         )
         return order, order._move(OrderStatus.PAYMENT_PENDING, capture)
 

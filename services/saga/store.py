@@ -22,6 +22,7 @@ orders = sa.Table(
     sa.Column("security_method", sa.String(10)),
     sa.Column("security_proof", sa.Text),
     sa.Column("use_balance_first", sa.Boolean, nullable=False),
+    sa.Column("quote_id", sa.String(100)),
     sa.Column("status", sa.String(30), nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("returned_minor", sa.BigInteger, nullable=False, server_default="0"),
