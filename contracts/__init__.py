@@ -50,6 +50,15 @@ from contracts.funding_sources import (
     SetDefaultFundingSource,
 )
 from contracts.money import Balance, Money, max_amount_minor, max_balance_minor, minor_unit_exponent
+from contracts.notifications import (
+    EmailOutcome,
+    MarkNotificationsRead,
+    NotificationEmailed,
+    NotificationUndeliverable,
+    RecordEmailOutcome,
+    RedriveNotification,
+    SetNotificationPreferences,
+)
 from contracts.orders import Checkout, ConfirmReceipt, OrderStatus, OrderStatusChanged, RequestRefund
 from contracts.payments import (
     CapturePayment,
@@ -130,6 +139,7 @@ __all__ = [
     "DeclineReason",
     "DefaultFundingSourceChanged",
     "DocumentType",
+    "EmailOutcome",
     "EnrolTotp",
     "Envelope",
     "Event",
@@ -150,12 +160,15 @@ __all__ = [
     "InvalidMessage",
     "Key",
     "Limits",
+    "MarkNotificationsRead",
     "MarketplaceAccessGranted",
     "MarketplaceAccessRevoked",
     "Message",
     "Money",
     "NetworkOutcome",
     "NetworkRequestKind",
+    "NotificationEmailed",
+    "NotificationUndeliverable",
     "OrderStatus",
     "OrderStatusChanged",
     "PaymentAuthorizationDeclined",
@@ -171,7 +184,9 @@ __all__ = [
     "Purpose",
     "QuotedRate",
     "RawEnvelope",
+    "RecordEmailOutcome",
     "RecordNetworkAnswer",
+    "RedriveNotification",
     "RefundFailed",
     "RefundLeg",
     "RefundPayment",
@@ -191,6 +206,7 @@ __all__ = [
     "SecurityCheckFailed",
     "SecurityMethod",
     "SetDefaultFundingSource",
+    "SetNotificationPreferences",
     "SetPaymentPin",
     "SignIn",
     "SignedIn",

@@ -26,6 +26,7 @@ from contracts.topics import (
     DEAD_LETTER_SOURCE,
     ESCROW_EVENTS,
     MESSAGE_TYPE_HEADER,
+    NOTIFICATION_EVENTS,
     ORDER_EVENTS,
     PAYMENT_EVENTS,
     Topic,
@@ -113,7 +114,13 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "FundsHeld": ("escrow",),
     "FundsReleased": ("escrow",),
     "FundsReturned": ("escrow",),
-    "CommandRejected": ("account", "escrow", "payment", "saga"),
+    "SetNotificationPreferences": ("marketplace",),
+    "MarkNotificationsRead": ("marketplace",),
+    "RecordEmailOutcome": ("notification",),
+    "RedriveNotification": ("operator",),
+    "NotificationEmailed": ("notification",),
+    "NotificationUndeliverable": ("notification",),
+    "CommandRejected": ("account", "escrow", "notification", "payment", "saga"),
 }
 
 # CommandRejected has no fixed topic: a service that refuses a command says so on its own events topic.
@@ -122,6 +129,7 @@ REJECTIONS: dict[str, Topic] = {
     "account": ACCOUNT_EVENTS,
     "payment": PAYMENT_EVENTS,
     "escrow": ESCROW_EVENTS,
+    "notification": NOTIFICATION_EVENTS,
 }
 
 # Who reads each topic (by topic name).
@@ -134,6 +142,8 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "tradeguard.payment.events": ("notification", "saga"),
     "tradeguard.escrow.commands": ("escrow",),
     "tradeguard.escrow.events": ("notification", "saga"),
+    "tradeguard.notification.commands": ("notification",),
+    "tradeguard.notification.events": ("marketplace",),
     "tradeguard.dead-letter": (),  # for people: inspect, fix, replay
 }
 

@@ -45,6 +45,14 @@ from contracts.funding_sources import (
     RemoveFundingSource,
     SetDefaultFundingSource,
 )
+from contracts.notifications import (
+    MarkNotificationsRead,
+    NotificationEmailed,
+    NotificationUndeliverable,
+    RecordEmailOutcome,
+    RedriveNotification,
+    SetNotificationPreferences,
+)
 from contracts.orders import Checkout, ConfirmReceipt, OrderStatusChanged, RequestRefund
 from contracts.payments import (
     CapturePayment,
@@ -151,6 +159,12 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     FundsHeld,
     FundsReleased,
     FundsReturned,
+    SetNotificationPreferences,
+    MarkNotificationsRead,
+    RecordEmailOutcome,
+    RedriveNotification,
+    NotificationEmailed,
+    NotificationUndeliverable,
     CommandRejected,
 )
 """Every message type and version a record may carry."""

@@ -23,6 +23,13 @@ ACCOUNT_ID = Field(
 OPERATOR_ID = Field(
     min_length=1, max_length=100, description="The operator who decided, for the audit trail.", examples=["op-ana"]
 )
+EMAIL = Field(
+    default=None,
+    max_length=254,
+    pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+    description="Where notifications go by email (N2); none: the in-app inbox only.",
+    examples=["ana.li@example.com"],
+)
 COUNTRY = Field(
     min_length=2, max_length=2, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code.", examples=["GB"]
 )
@@ -78,6 +85,7 @@ class RegisterAccount(Command):
         default="en", min_length=2, max_length=12, pattern=r"^[a-z]{2}(-[A-Z]{2})?$", examples=["zh-CN"]
     )
     password: Sealed = Field(description="Sealed for purpose password:<account_id>.")
+    email: str | None = EMAIL
 
 
 class ResendPhoneCode(Command):
@@ -175,6 +183,7 @@ class AccountRegistered(Event):
     limits: Limits = Field(description="What the account may pay at L0 (IdentityVerified brings more).")
     security_check_above: Money = Field(description="Payments above this need the PIN or a TOTP code.")
     enhanced_verification_required: bool = Field(description="Whether the region's top limits need L2.")
+    email: str | None = EMAIL
 
 
 class PhoneCodeSent(Event):

@@ -80,6 +80,19 @@ ESCROW_EVENTS = Topic(
     Key.ORDER_ID,
     "Funds held in and released from escrow.",
 )
+NOTIFICATION_COMMANDS = Topic(
+    "tradeguard.notification.commands",
+    6,
+    Key.ACCOUNT_ID,
+    "Notification commands: the holder's channel preferences and read marks, the email worker's "
+    "delivery outcomes and the operator's re-drives (N2).",
+)
+NOTIFICATION_EVENTS = Topic(
+    "tradeguard.notification.events",
+    6,
+    Key.ACCOUNT_ID,
+    "Emails delivered or given up on (dead-lettered with the reason), and refused notification commands (N2).",
+)
 DEAD_LETTER = Topic(
     "tradeguard.dead-letter",
     3,
@@ -96,6 +109,8 @@ ALL_TOPICS: tuple[Topic, ...] = (
     PAYMENT_EVENTS,
     ESCROW_COMMANDS,
     ESCROW_EVENTS,
+    NOTIFICATION_COMMANDS,
+    NOTIFICATION_EVENTS,
     DEAD_LETTER,
 )
 

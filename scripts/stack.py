@@ -20,8 +20,9 @@ from shared.clock import CLOCK_FILE_VARIABLE
 from shared.sealing import ensure_key_file, public_path
 
 SERVICES = ("account", "payment", "escrow", "notification", "saga")
-SIMULATORS = ("funding",)
-"""Processes that stand for the outside world: the funding network (card issuer, bank, vault)."""
+SIMULATORS = ("funding", "mailbox")
+"""Processes that stand for the outside world: the funding network (card issuer, bank, vault) and
+the users' mail server (scripts/mailbox.py: SMTP into a Maildir)."""
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -80,6 +81,11 @@ class StackLayout:
         return self.state_dir / "clock.json"
 
     @property
+    def maildir(self) -> Path:
+        """Where the local SMTP server keeps the users' mail (N2); ``DOWN`` in it stops the server."""
+        return self.state_dir / "mail"
+
+    @property
     def endpoints_file(self) -> Path:
         """The services' HTTP endpoints as a client finds them (``{"payment": url}``)."""
         return self.state_dir / "endpoints.json"
@@ -103,6 +109,10 @@ class ServiceProcesses:
     """The funding simulator's port, fixed for the stack's life so the payment service knows it."""
     payment_http_port: int = field(default_factory=free_port)
     """Where the payment service's read API (history) and health answer."""
+    notification_http_port: int = field(default_factory=free_port)
+    """Where the notification service's read API (inbox, undelivered email) answers."""
+    smtp_port: int = field(default_factory=free_port)
+    """The local SMTP server (scripts/mailbox.py) the notification service sends to."""
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     @property
@@ -134,20 +144,32 @@ class ServiceProcesses:
             CLOCK_FILE_VARIABLE: str(layout.clock_file),
             "PAYMENT_FUNDING_NETWORK_URL": f"http://127.0.0.1:{self.funding_port}",
             "PAYMENT_HTTP_PORT": str(self.payment_http_port),
+            "NOTIFICATION_HTTP_PORT": str(self.notification_http_port),
+            "NOTIFICATION_SMTP_HOST": "127.0.0.1",
+            "NOTIFICATION_SMTP_PORT": str(self.smtp_port),
         }
 
     def start(self, names: tuple[str, ...] = SERVICES + SIMULATORS) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.sealing_key()
         if "payment" in names:  # a second instance of another service must not point clients elsewhere
-            self.layout.endpoints_file.write_text(json.dumps({"payment": self.payment_url}))
+            endpoints = {"payment": self.payment_url, "notification": self.notification_url}
+            self.layout.endpoints_file.write_text(json.dumps(endpoints))
         for name in names:
             self.start_one(name)
+        if "mailbox" in names:  # `make run` shows this: where a person trying the demo reads the mail
+            port = self._env_port("NOTIFICATION_SMTP_PORT", self.smtp_port)
+            print(f"mail: SMTP on 127.0.0.1:{port}; every email lands in the Maildir {self.layout.maildir}/new")
 
     @property
     def payment_url(self) -> str:
         """The payment service's read API (``GET /payments?account_id=...``)."""
         return f"http://127.0.0.1:{self._env_port('PAYMENT_HTTP_PORT', self.payment_http_port)}"
+
+    @property
+    def notification_url(self) -> str:
+        """The notification service's read API (``GET /notifications?account_id=...``)."""
+        return f"http://127.0.0.1:{self._env_port('NOTIFICATION_HTTP_PORT', self.notification_http_port)}"
 
     def _env_port(self, variable: str, default: int) -> int:
         return int(self.extra_env.get(variable, default))  # the benchmark picks its own ports
@@ -156,6 +178,23 @@ class ServiceProcesses:
     def vault_url(self) -> str:
         """Base URL of the funding network's vault (``POST /v1/tokens/cards``), once it is ready."""
         return self._ready_file("funding").read_text().strip()
+
+    def _command(self, name: str) -> list[str]:
+        if name == "mailbox":
+            port = str(self._env_port("NOTIFICATION_SMTP_PORT", self.smtp_port))
+            ready = str(self._ready_file(name))
+            return [
+                sys.executable,
+                "-m",
+                "scripts.mailbox",
+                "--port",
+                port,
+                "--maildir",
+                str(self.layout.maildir),
+                "--ready-file",
+                ready,
+            ]
+        return [sys.executable, "-m", f"services.{name}"]
 
     def start_one(self, name: str) -> None:
         own = (
@@ -176,7 +215,7 @@ class ServiceProcesses:
         log = (self.log_dir / f"{name}.log").open("ab")
         self._logs.append(log)
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            self._command(name), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
 
     def _ready_file(self, name: str) -> Path:

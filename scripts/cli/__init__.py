@@ -9,6 +9,7 @@ tradeguard scenario happy-path       # run one against the running stack (`make 
 tradeguard scenario --all            # run every one and print a pass/fail table (--start-stack: as `make scenarios`)
 tradeguard clock advance 16d         # move every service of the running stack 16 days on (X8)
 tradeguard payments history ACCOUNT  # an account's payments, newest first, paged (P7)
+tradeguard notifications undelivered # email retrying or dead-lettered (N2); `redrive ID` sends one again
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from scripts.cli import clock, dead_letters, payments
+from scripts.cli import clock, dead_letters, notifications, payments
 
 app = typer.Typer(
     help="TradeGuard: run the local stack and its scenarios, inspect and re-drive dead letters.",
@@ -30,6 +31,7 @@ app = typer.Typer(
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(clock.app, name="clock")
 app.add_typer(payments.app, name="payments")
+app.add_typer(notifications.app, name="notifications")
 
 
 def _devstack(mode: str) -> int:

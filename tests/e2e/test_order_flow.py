@@ -130,9 +130,14 @@ async def test_happy_path_completes_once_even_when_the_marketplace_repeats_itsel
     # One notification per step, each recorded exactly once.
     expected = Counter(
         {
+            (buyer, "welcome"): 1,
+            (buyer, "account_activated"): 1,
+            (buyer, "identity_verified"): 1,
+            (buyer, "marketplace_access_granted"): 1,
             (buyer, "wallet_funded"): 1,
             (buyer, "payment_succeeded"): 1,
             (buyer, "funds_held"): 1,
+            (seller, "order_paid"): 1,
             (seller, "funds_released"): 1,
             (seller, "payout_credited"): 1,
             (buyer, "order_completed"): 1,

@@ -24,7 +24,8 @@ from contracts import (
 from contracts.money import Balance, max_balance_minor
 from services.account.domain.wallets import BalanceLimitReached, MovementKind, Wallet, WalletRuleBroken
 from services.escrow.domain import ESCROW_HOLDING, EscrowHold, EscrowRuleBroken, HoldStatus, seller_payable
-from services.notification.domain import NoticeKind, notice_for
+from services.notification.domain.rendering import format_money
+from services.notification.domain.rules import NoticeKind, rules_for
 from services.payment.domain.payments import Payment, PaymentConflict, PaymentStatus
 from services.saga.domain import Order, OrderRuleBroken
 
@@ -182,20 +183,26 @@ class TestOrderSaga:
 
 
 class TestNotices:
-    def test_completed_order_notifies_the_buyer_with_exact_money(self) -> None:
+    def test_completed_order_notifies_the_buyer(self) -> None:
         event = OrderStatusChanged(
             order_id="o1", buyer_id="b", seller_id="s", amount=usd(12999), status=OrderStatus.COMPLETED
         )
-        notice = notice_for(event, "k")
-        assert notice is not None
-        assert (notice.recipient_id, notice.kind, notice.reference) == ("b", NoticeKind.ORDER_COMPLETED, "o1")
+        (rule,) = rules_for(event)
+        assert (rule.kind, getattr(event, rule.recipient), rule.reference(event, None)) == (
+            NoticeKind.ORDER_COMPLETED,
+            "b",
+            "o1",
+        )
 
-    def test_funds_held_tells_the_buyer_the_amount(self) -> None:
-        notice = notice_for(FundsHeld(order_id="o1", buyer_id="b", seller_id="s", amount=usd(12999)), "k")
-        assert notice is not None
-        assert "129.99 USD" in notice.body
+    def test_funds_held_tells_buyer_and_seller_the_exact_amount(self) -> None:
+        event = FundsHeld(order_id="o1", buyer_id="b", seller_id="s", amount=usd(12999))
+        assert {(r.kind, getattr(event, r.recipient)) for r in rules_for(event)} == {
+            (NoticeKind.FUNDS_HELD, "b"),
+            (NoticeKind.ORDER_PAID, "s"),
+        }
+        assert format_money(event.amount, "en") == "$129.99"
 
     def test_intermediate_statuses_are_not_notified(self) -> None:
         event = OrderStatusChanged(order_id="o1", buyer_id="b", seller_id="s", amount=usd(1), status=OrderStatus.PAID)
-        assert notice_for(event, "k") is None
-        assert notice_for(PaymentCaptured(order_id="o1", buyer_id="b", amount=usd(1)), "k") is not None
+        assert rules_for(event) == ()
+        assert rules_for(PaymentCaptured(order_id="o1", buyer_id="b", amount=usd(1))) != ()

@@ -83,6 +83,7 @@ def register_account(command: RegisterAccount, ctx: HandlerContext) -> None:
             limits=region.limits_for(account.level),
             security_check_above=region.security_check_above,
             enhanced_verification_required=region.enhanced_verification_required,
+            email=command.email,  # for the notification service's read copy (N2); the account keeps none
         )
     )
     _send_phone_code(ctx, account)

@@ -1,0 +1,132 @@
+"""N2: the in-app inbox and the operator's view of undelivered email, on the service's HTTP port.
+
+``GET /notifications?account_id=buyer-1&unread=true&page=1&per_page=20``: a holder's inbox,
+newest first, each notice with its subject, text, whether it was read and what became of its
+email. Marking read is a command (``MarkNotificationsRead``): the read API only reads.
+
+``GET /notifications/undelivered?state=dead``: emails not delivered (``pending`` or ``dead``,
+the default both), oldest first, with the attempts and the last error; the address is masked.
+``tradeguard notifications undelivered`` prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.notification.domain.delivery import DeliveryState
+from services.notification.store import email_deliveries, notifications
+
+MAX_PER_PAGE = 100
+_UNDELIVERED = (DeliveryState.PENDING.value, DeliveryState.DEAD.value)
+
+
+def _positive(query: Mapping[str, str], name: str, default: int, most: int) -> int:
+    text = query.get(name, str(default))
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise ValueError(f"{name}: a whole number from 1 to {most}, not {text[:20]!r}")
+    return int(text)
+
+
+def _when(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
+
+
+def mask_address(address: str) -> str:
+    """``a***@example.com``: enough for an operator to recognise it, not to harvest it."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+async def inbox(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any]:
+    account_id = query.get("account_id", "")
+    try:
+        if not account_id:
+            raise ValueError("account_id: required")
+        page = _positive(query, "page", 1, 10**6)
+        per_page = _positive(query, "per_page", 20, MAX_PER_PAGE)
+    except ValueError as error:
+        return 400, {"error": str(error)}
+    n, d = notifications, email_deliveries
+    mine = n.c.recipient_id == account_id
+    if query.get("unread", "").lower() in ("1", "true", "yes"):
+        mine = sa.and_(mine, n.c.read_at.is_(None))
+    async with engine.connect() as conn:
+        total = (await conn.execute(sa.select(sa.func.count()).select_from(n).where(mine))).scalar_one()
+        unread = (
+            await conn.execute(
+                sa.select(sa.func.count()).select_from(n).where(n.c.recipient_id == account_id, n.c.read_at.is_(None))
+            )
+        ).scalar_one()
+        rows = (
+            await conn.execute(
+                sa.select(n, d.c.state.label("email_state"), d.c.attempts, d.c.sent_at)
+                .outerjoin(d, d.c.notification_id == n.c.notification_id)
+                .where(mine)
+                .order_by(n.c.created_at.desc(), n.c.id.desc())
+                .limit(per_page)
+                .offset((page - 1) * per_page)
+            )
+        ).all()
+    return 200, {
+        "account_id": account_id,
+        "page": page,
+        "per_page": per_page,
+        "total": int(total),
+        "unread": int(unread),
+        "notifications": [_notice(row) for row in rows],
+    }
+
+
+def _notice(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "notification_id": row.notification_id,
+        "kind": row.kind,
+        "category": row.category,
+        "order_id": row.order_id,
+        "language": row.language,
+        "subject": row.subject,
+        "body": row.body,
+        "read": row.read_at is not None,
+        "email": row.email_state or "not sent (no address, or email turned off)",
+        "created_at": _when(row.created_at),
+    }
+
+
+async def undelivered(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any]:
+    state = query.get("state", "")
+    if state and state not in _UNDELIVERED:
+        return 400, {"error": f"state: one of {', '.join(_UNDELIVERED)}, not {state[:20]!r}"}
+    try:
+        limit = _positive(query, "limit", 100, 1000)
+    except ValueError as error:
+        return 400, {"error": str(error)}
+    d = email_deliveries
+    states = (state,) if state else _UNDELIVERED
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(d).where(d.c.state.in_(states)).order_by(d.c.created_at, d.c.notification_id).limit(limit)
+            )
+        ).all()
+    return 200, {
+        "undelivered": [
+            {
+                "notification_id": row.notification_id,
+                "account_id": row.recipient_id,
+                "address": mask_address(row.address),
+                "kind": row.kind,
+                "order_id": row.order_id,
+                "state": row.state,
+                "attempts": row.attempts,
+                "next_attempt_at": _when(row.not_before),
+                "last_error": row.last_error,
+                "created_at": _when(row.created_at),
+            }
+            for row in rows
+        ]
+    }
