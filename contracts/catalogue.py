@@ -45,7 +45,8 @@ KAFKA_BINDING_VERSION = "0.4.0"
 # PaymentAuthorized and PaymentAuthorizationDeclined replace DebitWallet, WalletDebited, WalletDebitDeclined.
 # 0.4.0: pricing and refunds (issue 8): RequestQuote/PriceQuoted, the breakdown on PaymentCaptured,
 # RequestRefund, ReturnFunds/FundsReturned, RefundPayment/PaymentRefunded/RefundFailed, per-funding-type
-# amounts on AuthorizePayment, a reference on CreditWallet, the refunded order status.
+# amounts on AuthorizePayment, a reference on CreditWallet, the refunded order status; notifications
+# (issue 11): preferences, inbox reads, email outcomes and redrives, an optional email on registration.
 CONTRACTS_VERSION = "0.4.0"
 
 # Who publishes each message type. "marketplace" is the client side (scripts/marketplace.py): its
