@@ -15,6 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts import FundingType, Money
+from services.payment.domain.pricing import Breakdown
 from services.payment.store import payments
 
 MAX_PER_PAGE = 100
@@ -37,11 +39,14 @@ def _money(row: sa.Row[Any], name: str) -> dict[str, Any] | None:
 
 
 def _breakdown(row: sa.Row[Any]) -> dict[str, Any] | None:
-    """The breakdown of the funding type the account paid from (all of them while it has not)."""
-    if row.pricing is None:
+    """The breakdown of the funding type the account paid from (none until it has)."""
+    if row.funding_type is None:
         return None
+    if row.pricing is None:  # domestic: the price is the amount, no rate, no fee
+        amount = Money(amount_minor=row.amount_minor, currency=row.currency)
+        return Breakdown.domestic(amount, FundingType(row.funding_type)).to_dict()
     breakdowns: dict[str, Any] = row.pricing["breakdowns"]
-    return breakdowns.get(row.funding_type) if row.funding_type else None
+    return breakdowns.get(row.funding_type)
 
 
 def _entry(row: sa.Row[Any]) -> dict[str, Any]:

@@ -64,9 +64,11 @@ class Payment:
     @property
     def breakdown(self) -> Breakdown | None:
         """The price the buyer paid (P3): the breakdown for the funding type the account chose;
-        None until authorised, and for payments recorded before pricing."""
-        if self.pricing is None or self.funding_type is None:
+        None until authorised."""
+        if self.funding_type is None:
             return None
+        if self.pricing is None:  # a domestic price (or one recorded before pricing): the amount itself
+            return Breakdown.domestic(self.amount, self.funding_type)
         chosen = self.pricing["breakdowns"].get(self.funding_type.value)
         return None if chosen is None else Breakdown.from_dict(chosen)
 

@@ -478,6 +478,12 @@ class Breakdown:
         if self.total.amount_minor != expected:
             raise ValueError(f"total {self.total} is not converted + fee - discount ({expected} minor units)")
 
+    @classmethod
+    def domestic(cls, amount: Money, funding_type: FundingType) -> Breakdown:
+        """A price paid in its own currency: nothing converted, no fee, no promotion."""
+        zero = Money(amount_minor=0, currency=amount.currency)
+        return cls(amount, amount, None, zero, zero, amount, amount, FundingType(funding_type))
+
     @property
     def buyer_currency(self) -> str:
         return self.total.currency
@@ -555,16 +561,7 @@ def price(  # noqa: PLR0917 - the inputs of a breakdown; callers name them
     zero = Money(amount_minor=0, currency=buyer_currency)
     if amount.currency == buyer_currency:
         _check_domestic_quote(quote, buyer_currency, now)
-        return Breakdown(
-            amount=amount,
-            converted=amount,
-            rate=None,
-            fee=zero,
-            discount=zero,
-            total=amount,
-            settlement=amount,
-            funding_type=funding_type,
-        )
+        return Breakdown.domestic(amount, funding_type)
     quote = _check_quote(quote, amount.currency, buyer_currency, now)
     converted = _convert(amount, quote)  # step 1
     fee = _fee(converted, fees.rule(funding_type), quote)  # step 2

@@ -63,7 +63,8 @@ def capture_payment(command: CapturePayment, ctx: HandlerContext) -> None:
     if refusal is not None:
         _fail_at_once(payment, "limit_exceeded", refusal, ctx)
         return
-    payment.pricing = {"breakdowns": {kind.value: breakdown.to_dict() for kind, breakdown in breakdowns.items()}}
+    if breakdowns[FundingType.WALLET].rate is not None:  # domestic prices are the amount itself: nothing to keep
+        payment.pricing = {"breakdowns": {kind.value: breakdown.to_dict() for kind, breakdown in breakdowns.items()}}
     book_budgets(payment, breakdowns, ctx)
     wallet, card, bank = (
         breakdowns[kind].total for kind in (FundingType.WALLET, FundingType.CARD, FundingType.BANK_ACCOUNT)
