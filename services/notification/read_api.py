@@ -12,7 +12,6 @@ the default both), oldest first, with the attempts and the last error; the addre
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,20 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notification.domain.delivery import DeliveryState
 from services.notification.store import email_deliveries, notifications
+from shared.read_api import iso, positive
 
 MAX_PER_PAGE = 100
 _UNDELIVERED = (DeliveryState.PENDING.value, DeliveryState.DEAD.value)
-
-
-def _positive(query: Mapping[str, str], name: str, default: int, most: int) -> int:
-    text = query.get(name, str(default))
-    if not text.isdigit() or not 1 <= int(text) <= most:
-        raise ValueError(f"{name}: a whole number from 1 to {most}, not {text[:20]!r}")
-    return int(text)
-
-
-def _when(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else None
 
 
 def mask_address(address: str) -> str:
@@ -47,8 +36,8 @@ async def inbox(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any
     try:
         if not account_id:
             raise ValueError("account_id: required")
-        page = _positive(query, "page", 1, 10**6)
-        per_page = _positive(query, "per_page", 20, MAX_PER_PAGE)
+        page = positive(query, "page", 1, 10**6)
+        per_page = positive(query, "per_page", 20, MAX_PER_PAGE)
     except ValueError as error:
         return 400, {"error": str(error)}
     n, d = notifications, email_deliveries
@@ -93,7 +82,7 @@ def _notice(row: sa.Row[Any]) -> dict[str, Any]:
         "body": row.body,
         "read": row.read_at is not None,
         "email": row.email_state or "not sent (no address, or email turned off)",
-        "created_at": _when(row.created_at),
+        "created_at": iso(row.created_at),
     }
 
 
@@ -102,7 +91,7 @@ async def undelivered(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[in
     if state and state not in _UNDELIVERED:
         return 400, {"error": f"state: one of {', '.join(_UNDELIVERED)}, not {state[:20]!r}"}
     try:
-        limit = _positive(query, "limit", 100, 1000)
+        limit = positive(query, "limit", 100, 1000)
     except ValueError as error:
         return 400, {"error": str(error)}
     d = email_deliveries
@@ -123,9 +112,9 @@ async def undelivered(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[in
                 "order_id": row.order_id,
                 "state": row.state,
                 "attempts": row.attempts,
-                "next_attempt_at": _when(row.not_before),
+                "next_attempt_at": iso(row.not_before),
                 "last_error": row.last_error,
-                "created_at": _when(row.created_at),
+                "created_at": iso(row.created_at),
             }
             for row in rows
         ]
