@@ -68,11 +68,25 @@ class Person:
     pin: str = "284915"
     birth_date: dt.date = dt.date(1990, 5, 17)
     document_number: str = "P1234567"
+    email: str | None = None
+    """Where their notifications go by email (N2); none: the in-app inbox only."""
 
     @classmethod
-    def numbered(cls, account_id: str, n: int, *, country: str = "US", full_name: str | None = None) -> Person:
-        """A person with a UK mobile number of their own for each ``n`` below 10**8."""
-        return cls(account_id, f"+4474{n:08d}", full_name or f"Test Person {n}", country)
+    def numbered(
+        cls,
+        account_id: str,
+        n: int,
+        *,
+        country: str = "US",
+        full_name: str | None = None,
+        language: str = "en",
+        email: str | None = None,
+    ) -> Person:
+        """A person with a UK mobile number of their own for each ``n`` below 10**8, reading
+        their notifications in ``language`` (``en``, ``zh-CN``) and by email at ``email`` if given."""
+        return cls(
+            account_id, f"+4474{n:08d}", full_name or f"Test Person {n}", country, language=language, email=email
+        )
 
 
 @dataclass
@@ -157,6 +171,7 @@ class Onboarding:
             country=person.country,
             language=person.language,
             password=sealed,
+            email=person.email,
         )
         await self.send(register, person.account_id, f"register:{person.account_id}")
         await self.answer(person.account_id, PhoneCodeSent)

@@ -1,5 +1,6 @@
 """What a scenario acts with: the marketplace, the watcher, the buyer's and seller's phones and
-onboarding, the funding network's vault, the sealing key and the stack's clock."""
+onboarding, the funding network's vault, the sealing key, the stack's clock, its mail server
+(the users' mailboxes) and its services' HTTP read APIs."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from rich.console import Console
 from contracts import Command, CommandRejected, Message, RawEnvelope, SealingKey
 from scripts.marketplace import EventWatcher, Marketplace, Seen
 from scripts.onboarding import Onboarding, Person, Phone
-from scripts.scenarios.handle import StackClock
+from scripts.scenarios.handle import StackClock, StackMailbox, read_endpoint
 from scripts.scenarios.outcome import ScenarioFailed
 from scripts.scenarios.timeline import about
+from scripts.stack import StackLayout
 from services.funding.client import VaultClient
 
 M = TypeVar("M", bound=Message)
@@ -41,6 +43,24 @@ class World:
     console: Console
     timeout: float = 30.0
     ids: list[str] = field(default_factory=list)
+    layout: StackLayout | None = None
+    """Where the stack keeps what it shares with clients; by default the state folder holding
+    the phone's file (the SMS simulator's file lies at the top of it)."""
+
+    # ------------------------------------------------------------------ the stack
+
+    @property
+    def stack(self) -> StackLayout:
+        return self.layout or StackLayout.of(self.phone.outbox.parent)
+
+    @property
+    def mailbox(self) -> StackMailbox:
+        """The stack's mail server: the users' mail, and the switch that takes the server down."""
+        return StackMailbox.of(self.stack)
+
+    def endpoint(self, service: str) -> str:
+        """Base URL of ``service``'s HTTP read API (``notification``: the in-app inbox)."""
+        return read_endpoint(self.stack, service)
 
     # ------------------------------------------------------------------ ids and people
 
@@ -50,11 +70,27 @@ class World:
         self.ids.append(new)
         return new
 
-    def person(self, role: str, *, country: str = "US", full_name: str | None = None) -> Person:
-        """Someone new, with an account id and phone number of their own."""
+    def person(
+        self,
+        role: str,
+        *,
+        country: str = "US",
+        full_name: str | None = None,
+        language: str = "en",
+        with_email: bool = False,
+    ) -> Person:
+        """Someone new, with an account id and phone number of their own, reading notifications in
+        ``language``; ``with_email``: with an address of their own too (``<account id>@example.com``)."""
         account_id = self.fresh(role)
         n = uuid.uuid4().int % PHONE_NUMBERS
-        return Person.numbered(account_id, n, country=country, full_name=full_name or f"{role.title()} {n}")
+        return Person.numbered(
+            account_id,
+            n,
+            country=country,
+            full_name=full_name or f"{role.title()} {n}",
+            language=language,
+            email=f"{account_id}@example.com" if with_email else None,
+        )
 
     def say(self, text: str) -> None:
         """Narrate a step (the scenario reads as a story while it runs)."""
