@@ -48,7 +48,7 @@ async def demo_order(bootstrap: str, services: ServiceProcesses) -> bool:
     price = Money(amount_minor=12999, currency="USD")
     async with EventWatcher(bootstrap) as watcher, Marketplace(bootstrap) as market:
         onboarding = Onboarding(market, watcher, Phone(services.sms_outbox), services.sealing_key())
-        person = Person.numbered(buyer, int(suffix, 16) % 10**8, full_name="Ana Li")
+        person = Person.numbered(buyer, int(suffix, 16) % 10**8, full_name="Ana Li", email=f"{buyer}@example.com")
         console.print(f"[bold]{buyer}[/] registers, proves the phone with the texted code, binds the wallet")
         await onboarding.buyer(person)
         console.print(f"[bold]Demo order {order_id}[/]: {buyer} buys from {seller} for {price}")
