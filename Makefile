@@ -6,7 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 UV_RUN = $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup run demo scenarios test test-fast lint format contracts bench bench-smoke kafka-stop clean
+.PHONY: help setup run demo scenarios audit test test-fast lint format contracts bench bench-smoke kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ demo: setup  ## like run, but exit when the demo order ends (0 = completed)
 
 scenarios: setup  ## start Kafka and the stack, run every scenario, print the pass/fail table (0 = all passed)
 	@$(UV_RUN) tradeguard scenario --all --start-stack
+
+audit:  ## the books audit of the running stack (G1; `make run`'s .data): exit 1 naming each break
+	@$(UV_RUN) tradeguard audit
 
 test: setup  ## unit, integration (SQLite and PostgreSQL) and end-to-end tests against a real broker
 	@bash scripts/postgres.sh install

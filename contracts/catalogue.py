@@ -47,7 +47,8 @@ KAFKA_BINDING_VERSION = "0.4.0"
 # RequestRefund, ReturnFunds/FundsReturned, RefundPayment/PaymentRefunded/RefundFailed, per-funding-type
 # amounts on AuthorizePayment, a reference on CreditWallet, the refunded order status; notifications
 # (issue 11): preferences, inbox reads, email outcomes and redrives, an optional email on registration.
-CONTRACTS_VERSION = "0.4.0"
+# 0.5.0: escrow settlement (issue 9): HoldFunds may carry the payment's breakdown (optional).
+CONTRACTS_VERSION = "0.5.0"
 
 # Who publishes each message type. "marketplace" is the client side (scripts/marketplace.py): its
 # checkout and its app gateway, which sends the account holder's commands; "operator" is the

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from contracts.envelope import Command, Event
 from contracts.money import Money
+from contracts.payments import PriceBreakdown
 from contracts.topics import ESCROW_COMMANDS, ESCROW_EVENTS
 
 _ORDER_ID = Field(min_length=1, max_length=100, description="Order whose funds are held.", examples=["order-7f3a"])
@@ -21,7 +22,14 @@ class HoldFunds(Command):
     order_id: str = _ORDER_ID
     buyer_id: str = _BUYER_ID
     seller_id: str = _SELLER_ID
-    amount: Money
+    amount: Money = Field(description="The order's price, in the seller's currency: what is held for the seller.")
+    breakdown: PriceBreakdown | None = Field(
+        default=None,
+        description=(
+            "The payment's breakdown (E4): paid in another currency, the buyer's total is booked in it, "
+            "the fee to fee revenue, and the settlement held in the seller's currency."
+        ),
+    )
 
 
 class ReleaseFunds(Command):

@@ -87,7 +87,7 @@ class StackLayout:
 
     @property
     def endpoints_file(self) -> Path:
-        """The services' HTTP endpoints as a client finds them (``{"payment": url}``)."""
+        """The services' HTTP read APIs as a client finds them (``{"payment": url, "saga": url, ...}``)."""
         return self.state_dir / "endpoints.json"
 
     def ready_file(self, name: str) -> Path:
@@ -111,6 +111,10 @@ class ServiceProcesses:
     """Where the payment service's read API (history) and health answer."""
     notification_http_port: int = field(default_factory=free_port)
     """Where the notification service's read API (inbox, undelivered email) answers."""
+    saga_http_port: int = field(default_factory=free_port)
+    """Where the saga's read API (orders) answers."""
+    escrow_http_port: int = field(default_factory=free_port)
+    """Where the escrow service's read API (the ledger, holds) answers."""
     smtp_port: int = field(default_factory=free_port)
     """The local SMTP server (scripts/mailbox.py) the notification service sends to."""
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -145,6 +149,8 @@ class ServiceProcesses:
             "PAYMENT_FUNDING_NETWORK_URL": f"http://127.0.0.1:{self.funding_port}",
             "PAYMENT_HTTP_PORT": str(self.payment_http_port),
             "NOTIFICATION_HTTP_PORT": str(self.notification_http_port),
+            "SAGA_HTTP_PORT": str(self.saga_http_port),
+            "ESCROW_HTTP_PORT": str(self.escrow_http_port),
             "NOTIFICATION_SMTP_HOST": "127.0.0.1",
             "NOTIFICATION_SMTP_PORT": str(self.smtp_port),
         }
@@ -153,7 +159,12 @@ class ServiceProcesses:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.sealing_key()
         if "payment" in names:  # a second instance of another service must not point clients elsewhere
-            endpoints = {"payment": self.payment_url, "notification": self.notification_url}
+            endpoints = {
+                "payment": self.payment_url,
+                "notification": self.notification_url,
+                "saga": self.saga_url,
+                "escrow": self.escrow_url,
+            }
             self.layout.endpoints_file.write_text(json.dumps(endpoints))
         for name in names:
             self.start_one(name)
@@ -170,6 +181,16 @@ class ServiceProcesses:
     def notification_url(self) -> str:
         """The notification service's read API (``GET /notifications?account_id=...``)."""
         return f"http://127.0.0.1:{self._env_port('NOTIFICATION_HTTP_PORT', self.notification_http_port)}"
+
+    @property
+    def saga_url(self) -> str:
+        """The saga's read API (``GET /orders?status=...``)."""
+        return f"http://127.0.0.1:{self._env_port('SAGA_HTTP_PORT', self.saga_http_port)}"
+
+    @property
+    def escrow_url(self) -> str:
+        """The escrow service's read API (``GET /ledger/records``, ``/ledger/balances``, ``/holds``)."""
+        return f"http://127.0.0.1:{self._env_port('ESCROW_HTTP_PORT', self.escrow_http_port)}"
 
     def _env_port(self, variable: str, default: int) -> int:
         return int(self.extra_env.get(variable, default))  # the benchmark picks its own ports

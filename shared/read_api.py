@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 MAX_PER_PAGE = 100
@@ -38,5 +38,8 @@ class Page:
 
 
 def iso(value: Any) -> str | None:
-    """A stored time as ISO 8601; None when there is none."""
-    return value.isoformat() if isinstance(value, datetime) else None
+    """A stored time as ISO 8601 with its offset (SQLite gives the stored UTC time back without
+    one); None when there is none."""
+    if not isinstance(value, datetime):
+        return None
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()

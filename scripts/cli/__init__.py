@@ -10,6 +10,8 @@ tradeguard scenario --all            # run every one and print a pass/fail table
 tradeguard clock advance 16d         # move every service of the running stack 16 days on (X8)
 tradeguard payments history ACCOUNT  # an account's payments, newest first, paged (P7)
 tradeguard notifications undelivered # email retrying or dead-lettered (N2); `redrive ID` sends one again
+tradeguard audit                     # the books audit of the running stack (G1); exit 1 naming each break
+tradeguard settlements SELLER --day 2026-03-01  # what escrow released to a seller that day (E4)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Annotated
 
 import typer
 
-from scripts.cli import clock, dead_letters, notifications, payments
+from scripts.cli import audit, clock, dead_letters, notifications, payments, settlements
 
 app = typer.Typer(
     help="TradeGuard: run the local stack and its scenarios, inspect and re-drive dead letters.",
@@ -32,6 +34,8 @@ app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(clock.app, name="clock")
 app.add_typer(payments.app, name="payments")
 app.add_typer(notifications.app, name="notifications")
+app.command(name="audit")(audit.audit)
+app.command(name="settlements")(settlements.settlements)
 
 
 def _devstack(mode: str) -> int:

@@ -1,4 +1,9 @@
-"""Run scenarios against a stack: each prints its story and timeline, then a verdict; a table sums up."""
+"""Run scenarios against a stack: each prints its story and timeline, then a verdict; a table sums up.
+
+Every scenario ends with the books audit (G1, scripts/audit) of the whole stack: a scenario
+whose outcome was right but left the books broken fails, naming each break; after a run of
+several, the last audit's report is printed in full beneath the table of verdicts.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from contracts import SealingKey
+from scripts.audit.checks import AuditLimits, AuditReport
+from scripts.audit.reader import audit_stack
+from scripts.audit.report import print_report
 from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import CommandRefusedError, Onboarding, Phone
 from scripts.scenarios.handle import StackClock, StackHandle
@@ -29,6 +37,9 @@ from shared.clock import FileClock
 T = TypeVar("T")
 SCENARIO_TIMEOUT = 120.0
 """No scenario may take longer (each wait has its own, shorter, limit)."""
+AUDIT_ATTEMPTS = 3
+"""A scenario ends on the answer it awaited, while a last message may still be on its way (a
+seller's payout, a notice): the audit looks again, a second apart, before a break counts."""
 
 
 class Verdict(StrEnum):
@@ -43,6 +54,8 @@ class ScenarioResult:
     verdict: Verdict
     message: str
     seconds: float
+    audit: AuditReport | None = None
+    """The books audit that followed the scenario (None when the runner audits nothing)."""
 
     @property
     def passed(self) -> bool:
@@ -53,10 +66,21 @@ class ScenarioRunner:
     """Opens the marketplace's producer, an event watcher and the vault client once, and runs
     scenarios one after the other (they share the stack's clock, so never at once)."""
 
-    def __init__(self, stack: StackHandle, console: Console, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        stack: StackHandle,
+        console: Console,
+        *,
+        timeout: float = 30.0,
+        audit: bool = True,
+        limits: AuditLimits | None = None,
+    ) -> None:
         self.stack = stack
         self.console = console
         self.timeout = timeout
+        self.audit = audit
+        self.limits = limits or AuditLimits()
+        self.last_audit: AuditReport | None = None
         self._exits = AsyncExitStack()
         self._phone = Phone(stack.sms_outbox)
         self._key: SealingKey | None = None
@@ -112,19 +136,39 @@ class ScenarioRunner:
         )
 
     async def run(self, scenario: Scenario) -> ScenarioResult:
-        """Play one scenario; print its timeline and verdict whatever the outcome."""
+        """Play one scenario, then audit the books; print its timeline and verdict whatever the outcome."""
         self.console.rule(f"[bold]{scenario.name}[/]: {escape(scenario.summary)}")
         world = self.world()
         started = time.monotonic()
         verdict, message = await self._play(scenario, world)
         seconds = time.monotonic() - started
         print_timeline(self.console, world.timeline(), f"{scenario.name}: every message about {', '.join(world.ids)}")
+        books = await self._audit_books() if self.audit else None
+        if books is not None and not books.ok:
+            verdict = Verdict.FAILED if verdict is Verdict.PASSED else verdict
+            message = "; ".join(part for part in (message, f"books audit: {books.summary()}") if part)
         colour = "green" if verdict is Verdict.PASSED else "red"
         self.console.print(f"[bold {colour}]{scenario.name} {verdict.value.upper()}[/] {escape(message)}")
-        return ScenarioResult(scenario, verdict, message, seconds)
+        return ScenarioResult(scenario, verdict, message, seconds, books)
 
     async def run_all(self, scenarios: Iterable[Scenario]) -> list[ScenarioResult]:
-        return [await self.run(s) for s in scenarios]
+        """Every scenario in turn, each audited; the books after the last one are the run's, printed in full."""
+        results = [await self.run(s) for s in scenarios]
+        if self.last_audit is not None and len(results) > 1:
+            self.console.rule("[bold]books after the run[/]")
+            print_report(self.console, self.last_audit)
+        return results
+
+    async def _audit_books(self) -> AuditReport:
+        """G1 over the whole stack (every scenario's orders so far, not only this one's)."""
+        report = await audit_stack(self.stack.state_dir, self.limits, attempts=AUDIT_ATTEMPTS)
+        self.last_audit = report
+        if report.ok:
+            figures = ", ".join(f"{n} {what}" for what, n in report.figures.items())
+            self.console.print(f"  [green]books audit: the books balance[/] ({escape(figures)})")
+        else:
+            print_report(self.console, report)
+        return report
 
     async def _play(self, scenario: Scenario, world: World) -> tuple[Verdict, str]:
         try:

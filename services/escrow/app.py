@@ -1,4 +1,5 @@
-"""Escrow service: holds captured payments per order and releases them to sellers."""
+"""Escrow service: holds captured payments per order and releases them to sellers; answers its
+ledger, holds and settlements on its HTTP port (read_api.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from contracts.topics import ESCROW_COMMANDS, ESCROW_EVENTS
 from services.escrow.handlers import handlers
+from services.escrow.read_api import routes
 from services.escrow.settings import EscrowSettings
 from shared.service import Service, ServiceDefinition
 
@@ -15,6 +17,7 @@ DEFINITION = ServiceDefinition(
     consumes=(ESCROW_COMMANDS,),
     rejections_topic=ESCROW_EVENTS,
     migrations=Path(__file__).parent / "migrations",
+    read_api=lambda service: routes(service.engine),
 )
 
 

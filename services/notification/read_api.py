@@ -19,9 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notification.domain.delivery import DeliveryState
 from services.notification.store import email_deliveries, notifications
-from shared.read_api import iso, positive
+from shared.read_api import MAX_PER_PAGE, iso, positive
 
-MAX_PER_PAGE = 100
 _UNDELIVERED = (DeliveryState.PENDING.value, DeliveryState.DEAD.value)
 
 

@@ -4,33 +4,28 @@
 first, each payment with its status, source kind, the network's charge id, the failure's
 reason, its price breakdown (P3: rate, fee, discount, total in the buyer's currency,
 settlement in the seller's), the legs it was paid from, and what has been refunded (P6). Readers (the CLI, the operator console) use this, never the database itself.
+
+``GET /payments?status=captured&page=1&per_page=100`` (a ``status`` and no ``account_id``): every
+account's payments in that status, oldest first (new ones land on the last page, so a reader
+paging through them misses none and sees none twice), in the same form: what the books audit
+(G1, scripts/audit) checks against escrow. ``status`` also narrows one account's history.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import FundingType, Money
+from services.payment.domain.payments import PaymentStatus
 from services.payment.domain.pricing import Breakdown
 from services.payment.store import payments
+from shared.read_api import Page, iso
 
-MAX_PER_PAGE = 100
-
-
-def _positive(query: Mapping[str, str], name: str, default: int, most: int) -> int:
-    text = query.get(name, str(default))
-    if not text.isdigit() or not 1 <= int(text) <= most:
-        raise ValueError(f"{name}: a whole number from 1 to {most}, not {text[:20]!r}")
-    return int(text)
-
-
-def _when(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else None
+STATUSES = tuple(status.value for status in PaymentStatus)
 
 
 def _money(row: sa.Row[Any], name: str) -> dict[str, Any] | None:
@@ -63,36 +58,48 @@ def _entry(row: sa.Row[Any]) -> dict[str, Any]:
         "charge_id": row.charge_id,
         "failure_reason": row.failure_reason,
         "failure_detail": row.failure_detail,
-        "created_at": _when(row.created_at),
-        "updated_at": _when(row.updated_at),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
     }
 
 
+def _status(query: Mapping[str, str]) -> str | None:
+    status = query.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status: one of {', '.join(STATUSES)}, not {status[:30]!r}")
+    return status
+
+
 async def history(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any]:
+    """An account's payments newest first; with ``status`` and no account, every account's, oldest first."""
     account_id = query.get("account_id", "")
     try:
-        if not account_id:
+        status = _status(query)
+        if not account_id and status is None:
             raise ValueError("account_id: required")
-        page = _positive(query, "page", 1, 10**6)
-        per_page = _positive(query, "per_page", 20, MAX_PER_PAGE)
+        paging = Page.of(query)
     except ValueError as error:
         return 400, {"error": str(error)}
-    mine = payments.c.buyer_id == account_id
+    chosen = [payments.c.buyer_id == account_id] if account_id else []
+    if status is not None:
+        chosen.append(payments.c.status == status)
+    order = (
+        (payments.c.created_at.desc(), payments.c.order_id)
+        if account_id
+        else (payments.c.created_at, payments.c.order_id)
+    )
     async with engine.connect() as conn:
-        total = (await conn.execute(sa.select(sa.func.count()).select_from(payments).where(mine))).scalar_one()
+        total = (await conn.execute(sa.select(sa.func.count()).select_from(payments).where(*chosen))).scalar_one()
         rows = (
             await conn.execute(
-                sa.select(payments)
-                .where(mine)
-                .order_by(payments.c.created_at.desc(), payments.c.order_id)
-                .limit(per_page)
-                .offset((page - 1) * per_page)
+                sa.select(payments).where(*chosen).order_by(*order).limit(paging.per_page).offset(paging.offset)
             )
         ).all()
     return 200, {
-        "account_id": account_id,
-        "page": page,
-        "per_page": per_page,
+        "account_id": account_id or None,
+        "status": status,
+        "page": paging.page,
+        "per_page": paging.per_page,
         "total": int(total),
         "payments": [_entry(row) for row in rows],
     }

@@ -49,6 +49,7 @@ from contracts import (
     HoldFunds,
     Money,
     OrderStatus,
+    PriceBreakdown,
     RefundPayment,
     ReleaseFunds,
     ReturnFunds,
@@ -217,10 +218,18 @@ class Order:
 
     # ------------------------------------------------------------------ the happy path
 
-    def payment_captured(self) -> Step:
+    def payment_captured(self, breakdown: PriceBreakdown | None = None) -> Step:
+        """Hold the price in escrow, with the payment's breakdown so escrow books what the buyer
+        paid in their currency and settles the seller in theirs (E4)."""
         if self.status is not OrderStatus.PAYMENT_PENDING:
             return NOTHING
-        hold = HoldFunds(order_id=self.order_id, buyer_id=self.buyer_id, seller_id=self.seller_id, amount=self.amount)
+        hold = HoldFunds(
+            order_id=self.order_id,
+            buyer_id=self.buyer_id,
+            seller_id=self.seller_id,
+            amount=self.amount,
+            breakdown=breakdown,
+        )
         return self._move(OrderStatus.PAID, hold)
 
     def payment_failed(self, reason: str) -> Step:

@@ -55,7 +55,12 @@ def confirm_receipt(command: ConfirmReceipt, ctx: HandlerContext) -> None:
 
 @handlers.on(PaymentCaptured, loads=BY_ORDER)
 def payment_captured(event: PaymentCaptured, ctx: HandlerContext) -> None:
-    _advance(event.order_id, ctx, Order.payment_captured, answers={"amount": event.amount, "buyer_id": event.buyer_id})
+    _advance(
+        event.order_id,
+        ctx,
+        lambda order: order.payment_captured(event.breakdown),
+        answers={"amount": event.amount, "buyer_id": event.buyer_id},
+    )
 
 
 @handlers.on(PaymentFailed, loads=BY_ORDER)

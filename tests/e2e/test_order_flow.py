@@ -23,8 +23,7 @@ from contracts.topics import ACCOUNT_COMMANDS, DEAD_LETTER, DEAD_LETTER_REASON, 
 from scripts.marketplace import EventWatcher, Marketplace, Seen
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from services.account.store import wallets
-from services.escrow.domain import ESCROW_HOLDING
-from services.escrow.store import ledger
+from services.escrow.store import ledger_accounts, ledger_transfers
 from services.notification.store import notifications
 from shared.db import create_engine
 from tests.support.eventually import eventually
@@ -112,13 +111,30 @@ async def test_happy_path_completes_once_even_when_the_marketplace_repeats_itsel
         lambda: wallet_balances(service_db["account"], buyer, seller), lambda b: b == expected_balances
     )
     assert balances == expected_balances
-    # Escrow holds nothing for the order any more, and the ledger balances.
-    entries = await query(
-        service_db["escrow"], sa.select(ledger.c.account, ledger.c.amount_minor).where(ledger.c.order_id == order_id)
+    # E1/E2: escrow holds nothing for the order any more, and every currency sums to zero.
+    accounts = await query(
+        service_db["escrow"],
+        sa.select(
+            ledger_accounts.c.code,
+            ledger_accounts.c.currency,
+            ledger_accounts.c.debits_pending,
+            ledger_accounts.c.debits_posted,
+            ledger_accounts.c.credits_pending,
+            ledger_accounts.c.credits_posted,
+        ),
     )
-    assert sum(amount for account, amount in entries if account == ESCROW_HOLDING) == 0
-    assert sum(amount for _, amount in entries) == 0
-    assert len(entries) == 4  # hold and release: two transfers, two entries each
+    held = [a for a in accounts if a.code.startswith(f"escrow_holding:{order_id}:")]
+    assert len(held) == 1
+    assert (held[0].credits_posted - held[0].debits_posted, held[0].debits_pending) == (0, 0)
+    for currency in {a.currency for a in accounts}:
+        mine = [a for a in accounts if a.currency == currency]
+        assert sum(a.credits_posted - a.debits_posted for a in mine) == 0
+        assert sum(a.credits_pending - a.debits_pending for a in mine) == 0
+    records = await query(
+        service_db["escrow"], sa.select(ledger_transfers.c.kind).where(ledger_transfers.c.order_id == order_id)
+    )
+    # The hold (the price in, the seller's reservation) and the release posting it.
+    assert sorted(r.kind for r in records) == ["pending", "post_pending", "single_phase"]
     # Every status once, in order.
     assert statuses(watcher, order_id) == [
         OrderStatus.PAYMENT_PENDING,

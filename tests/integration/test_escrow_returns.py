@@ -1,6 +1,6 @@
 """P6 and E1/E2 on real databases (SQLite and PostgreSQL): the escrow service takes refunds'
 parts back out of a hold, once per refund id, and releases only what is still held; the
-ledger's entries balance after every step. The commands are the saga's, fed as records."""
+ledger's accounts balance after every step. The commands are the saga's, fed as records."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from contracts import (
     parse_envelope,
 )
 from services.escrow.app import DEFINITION as ESCROW
-from services.escrow.domain import ESCROW_HOLDING, HoldStatus, buyer_funds, refunds_out, seller_payable
-from services.escrow.store import holds, ledger
+from services.escrow.domain import HoldStatus
+from services.escrow.store import holds, ledger_accounts, ledger_transfers
 from shared.clock import ManualClock
 from shared.consumer import BatchConsumer
 from shared.db import migrate
@@ -31,6 +31,10 @@ from shared.tables import outbox
 from tests.support.records import record_of
 
 PRICE = 4250
+ESCROW_HOLDING = "escrow_holding:o1:USD"
+BUYER = "buyer_funds_in:b:USD"
+REFUNDS_OUT = "refunds_out:o1:USD"
+SELLER_PAYABLE = "seller_payable:o1:USD"
 
 
 def usd(minor: int) -> Money:
@@ -71,16 +75,20 @@ async def answers(engine: AsyncEngine) -> list[Message]:
 
 
 async def books(engine: AsyncEngine, order_id: str = "o1") -> Counter[str]:
-    """Each ledger account's balance for the order, and how many entries there are (``entries``)."""
+    """Each ledger account's posted credit balance (``ledger_accounts``), and how many transfer
+    records the order has (``entries``)."""
     async with engine.connect() as conn:
-        rows = (
-            await conn.execute(sa.select(ledger.c.account, ledger.c.amount_minor).where(ledger.c.order_id == order_id))
-        ).all()
+        rows = (await conn.execute(sa.select(ledger_accounts))).all()
+        entries = (
+            await conn.execute(
+                sa.select(sa.func.count()).select_from(ledger_transfers).where(ledger_transfers.c.order_id == order_id)
+            )
+        ).scalar_one()
     balances: Counter[str] = Counter()
-    for account, minor in rows:
-        balances[account] += minor
-    balances["entries"] = len(rows)
-    return balances
+    for row in rows:
+        balances[row.code] += row.credits_posted - row.debits_posted
+    balances["entries"] = entries
+    return Counter({code: value for code, value in balances.items() if value})
 
 
 async def hold_row(engine: AsyncEngine) -> tuple[str, int]:
@@ -105,9 +113,7 @@ async def test_p6_returns_take_the_hold_back_once_per_refund_and_the_books_balan
     assert [(e.refund_id, e.amount, e.still_held, e.buyer_id) for e in returned] == [
         ("r1", usd(1000), usd(3250), "b")
     ] * 3
-    assert await books(escrow_db) == Counter(
-        {buyer_funds("b"): -PRICE, ESCROW_HOLDING: 3250, refunds_out("b"): 1000, "entries": 4}
-    )
+    assert await books(escrow_db) == Counter({BUYER: -PRICE, ESCROW_HOLDING: 3250, REFUNDS_OUT: 1000, "entries": 5})
 
     # The rest, in two more refunds: nothing is left held and the hold is returned (terminal).
     await handle(escrow_db, give_back("r2", 750), give_back("r3", 2500))
@@ -116,7 +122,7 @@ async def test_p6_returns_take_the_hold_back_once_per_refund_and_the_books_balan
     assert last.still_held == usd(0)
     assert await hold_row(escrow_db) == (HoldStatus.RETURNED.value, PRICE)
     balances = await books(escrow_db)
-    assert (balances[ESCROW_HOLDING], balances[refunds_out("b")], balances["entries"]) == (0, PRICE, 8)
+    assert (balances[ESCROW_HOLDING], balances[REFUNDS_OUT], balances["entries"]) == (0, PRICE, 10)
     assert sum(v for k, v in balances.items() if k != "entries") == 0
 
     # A returned hold releases nothing to the seller.
@@ -134,7 +140,7 @@ async def test_p6_a_return_beyond_the_hold_is_refused_naming_what_is_held(escrow
     assert refused.code == "exceeds_held"
     assert "order o1 holds 15.00 USD" in refused.reason
     assert await hold_row(escrow_db) == (HoldStatus.HELD.value, 2750)  # the refused one moved nothing
-    assert (await books(escrow_db))["entries"] == 4
+    assert (await books(escrow_db))["entries"] == 5
 
 
 async def test_e2_release_after_a_partial_return_pays_the_seller_what_is_held(escrow_db: AsyncEngine) -> None:
@@ -144,7 +150,7 @@ async def test_e2_release_after_a_partial_return_pays_the_seller_what_is_held(es
     released = [e for e in await answers(escrow_db) if isinstance(e, FundsReleased)]
     assert [(e.amount, e.seller_id) for e in released] == [(usd(3250), "s")] * 2  # a repeat answers the same
     balances = await books(escrow_db)
-    assert (balances[ESCROW_HOLDING], balances[seller_payable("s")], balances["entries"]) == (0, 3250, 6)
+    assert (balances[ESCROW_HOLDING], balances[SELLER_PAYABLE], balances["entries"]) == (0, 3250, 6)
     # Nothing comes back once released.
     await handle(escrow_db, give_back("r2", 100))
     refused = (await answers(escrow_db))[-1]

@@ -23,7 +23,6 @@ from contracts import (
 )
 from contracts.money import Balance, max_balance_minor
 from services.account.domain.wallets import BalanceLimitReached, MovementKind, Wallet, WalletRuleBroken
-from services.escrow.domain import ESCROW_HOLDING, EscrowHold, EscrowRuleBroken, HoldStatus, seller_payable
 from services.notification.domain.rendering import format_money
 from services.notification.domain.rules import NoticeKind, rules_for
 from services.payment.domain.payments import Payment, PaymentConflict, PaymentStatus
@@ -83,21 +82,6 @@ class TestPayment:
         payment.check_same_request("b", usd(10))
         with pytest.raises(PaymentConflict):
             payment.check_same_request("b", usd(11))
-
-
-class TestEscrow:
-    def test_hold_then_release_moves_money_through_escrow_to_the_seller(self) -> None:
-        hold, placed = EscrowHold.place("o1", "b", "s", usd(500))
-        released = hold.release()
-        assert placed.to_account == ESCROW_HOLDING
-        assert released is not None
-        assert (released.from_account, released.to_account) == (ESCROW_HOLDING, seller_payable("s"))
-        assert hold.status is HoldStatus.RELEASED
-        assert hold.release() is None  # a second release moves nothing
-
-    def test_zero_hold_is_refused(self) -> None:
-        with pytest.raises(EscrowRuleBroken, match="positive"):
-            EscrowHold.place("o1", "b", "s", usd(0))
 
 
 def checkout(**overrides: object) -> Checkout:

@@ -1,27 +1,35 @@
-"""Escrow rules, one module per concern: ``holds`` (per-order holds and their transfers)."""
+"""Escrow rules, one module per concern: ``ledger`` (E1, the pure two-phase ledger), ``holds``
+(E2/E4: per-order holds and the transfers they book), ``books`` (ledger accounts as stored rows
+and the ledger view a command goes through)."""
 
+from services.escrow.domain.books import AccountState, settle, view
 from services.escrow.domain.holds import (
-    ESCROW_HOLDING,
+    ORDER_ACCOUNT_KINDS,
     EscrowHold,
     EscrowRuleBroken,
     FundsReturn,
     HoldStatus,
-    Transfer,
+    buyer_currency,
     buyer_funds,
+    escrow_holding,
     hold_not_found,
     refunds_out,
     seller_payable,
 )
 
 __all__ = [
-    "ESCROW_HOLDING",
+    "ORDER_ACCOUNT_KINDS",
+    "AccountState",
     "EscrowHold",
     "EscrowRuleBroken",
     "FundsReturn",
     "HoldStatus",
-    "Transfer",
+    "buyer_currency",
     "buyer_funds",
+    "escrow_holding",
     "hold_not_found",
     "refunds_out",
     "seller_payable",
+    "settle",
+    "view",
 ]

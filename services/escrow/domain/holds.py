@@ -1,42 +1,79 @@
-"""Escrow rules: a double-entry ledger and per-order holds.
+"""Escrow E2 (and E4): per-order holds, booked as two-phase transfers of the E1 ledger.
 
-Every movement is a :class:`Transfer` between two ledger accounts, recorded as two
-entries that sum to zero, so the books balance by construction.
+A hold owns three ledger accounts of its order, all in the seller's currency ``S``:
+``escrow_holding:<order>:S`` (what the platform holds), ``seller_payable:<order>:S`` (what the
+platform owes the seller for this order) and ``refunds_out:<order>:S`` (what went back to the
+buyer, which the payment service pays back, P6). They are keyed by the order, not by the
+seller or buyer, because ReleaseFunds and ReturnFunds name only the order: the batch loads
+what a command touches from the command alone. A seller's payable is the sum over their
+orders (the hold names the seller: ``GET /settlements``), and one seller's orders never
+contend for one row.
 
-A hold's life (E2, P6)::
+**The model.** The seller's payout is a *pending* transfer, the reservation, from the
+holding to the seller payable: it reserves what is still held and ends exactly once.
 
-    HoldFunds    -> held       buyer_wallet:<buyer>  -> escrow_holding   (the price)
-    ReturnFunds  -> held       escrow_holding        -> refunds_out:<buyer>  (part of it, per refund)
-                 -> returned   when nothing is left held (terminal)
-    ReleaseFunds -> released   escrow_holding        -> seller_payable:<seller>  (what is still held; terminal)
+=============  ===========================================================  ================
+command        transfers (one linked set each: all or none)                 hold after
+=============  ===========================================================  ================
+HoldFunds      ``buyer_funds_in:<buyer>:S -> escrow_holding`` the price;    held
+               pending ``escrow_holding -> seller_payable`` the price
+ReleaseFunds   post the reservation (the seller payable is posted)          released (final)
+ReturnFunds    void the reservation; ``escrow_holding -> refunds_out`` the  held, or returned
+               refund's part; pending ``escrow_holding -> seller_payable``  (final) when
+               what is left (none when nothing is)                          nothing is left
+=============  ===========================================================  ================
+
+**E4, another currency.** With a breakdown whose total is in the buyer's currency ``B`` (not
+``S``), HoldFunds books the buyer's total in ``B`` against the platform and the settlement in
+``S`` into the holding, through the FX position of each currency, so that every currency sums
+to zero on its own: ``buyer_funds_in:<buyer>:B -> fee_revenue:platform:B`` the fee,
+``buyer_funds_in:<buyer>:B -> fx_position:platform:B`` the rest of the total,
+``fx_position:platform:S -> escrow_holding:<order>:S`` the settlement, then the reservation of
+the settlement. (A discount larger than the converted price leaves less than the fee: the fee
+revenue is then what the buyer paid.) Refunds and the release move ``S`` only.
+
+**Worked example.** Order o1, 42.50 USD, paid by a Japanese buyer b1 6,512 JPY (6,263
+converted + 249 fee); a refund r1 of 10.00 USD, then the release::
+
+    HoldFunds     buyer_funds_in:b1:JPY   -> fee_revenue:platform:JPY     249 JPY
+                  buyer_funds_in:b1:JPY   -> fx_position:platform:JPY   6,263 JPY
+                  fx_position:platform:USD -> escrow_holding:o1:USD     42.50 USD
+                  escrow_holding:o1:USD   -> seller_payable:o1:USD      42.50 USD pending
+    ReturnFunds   void that reservation                                (42.50 USD released)
+                  escrow_holding:o1:USD   -> refunds_out:o1:USD         10.00 USD
+                  escrow_holding:o1:USD   -> seller_payable:o1:USD      32.50 USD pending
+    ReleaseFunds  post it: seller_payable:o1:USD credits posted 32.50; escrow_holding:o1:USD
+                  credits 42.50 = debits 10.00 + 32.50: empty. JPY: 6,512 debited = 6,512
+                  credited; USD: 42.50 = 42.50.
+
+**Refusals** (a refused command changes nothing): ``hold_not_found``, ``not_held`` (released
+or returned), ``currency_mismatch``, ``invalid_amount``, ``exceeds_held``,
+``idempotency_conflict`` (the same order or refund with other details), ``invalid_breakdown``
+(a breakdown that is not this hold's price), ``invalid_party`` (an id the ledger cannot name an
+account by); and whatever the ledger itself refuses (a flag, an ended reservation), since every
+transfer goes through it. A repeat of a command that was applied moves no money and answers the
+same event again.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
-from contracts import Money
+from contracts import Money, PriceBreakdown
+from services.escrow.domain.ledger import (
+    AccountId,
+    AccountKind,
+    Transfer,
+    TransferCode,
+    TransferKind,
+    TransferRecord,
+)
 from shared.errors import CommandRefused
 
-ESCROW_HOLDING = "escrow_holding"
-
-
-def buyer_funds(buyer_id: str) -> str:
-    """Where captured buyer money comes from (the buyer's side of the wallet)."""
-    return f"buyer_wallet:{buyer_id}"
-
-
-def refunds_out(buyer_id: str) -> str:
-    """What is owed back to a buyer: a refund's part of a hold, out of escrow, which the
-    payment service pays back to the buyer's sources (P6)."""
-    return f"refunds_out:{buyer_id}"
-
-
-def seller_payable(seller_id: str) -> str:
-    """What the platform owes a seller after release (E4)."""
-    return f"seller_payable:{seller_id}"
+ORDER_ACCOUNT_KINDS = (AccountKind.ESCROW_HOLDING, AccountKind.SELLER_PAYABLE, AccountKind.REFUNDS_OUT)
+"""The kinds of account a hold owns, one each per order (in the seller's currency)."""
 
 
 class HoldStatus(StrEnum):
@@ -49,34 +86,36 @@ class EscrowRuleBroken(CommandRefused):
     """An escrow command that the rules forbid."""
 
 
-_TRANSFERS = uuid.UUID("6f1c9a52-8d3e-4b7a-9c2e-1d5f0a7b3e64")
+def account_or_refuse(kind: AccountKind, owner: str, currency: str) -> AccountId:
+    """The ledger account ``kind:owner:currency``, or a refusal naming the id that cannot be one."""
+    try:
+        return AccountId(kind, owner, currency)
+    except ValueError as error:
+        raise EscrowRuleBroken("invalid_party", f"no ledger account can be named by {owner!r}: {error}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class Transfer:
-    """Move ``amount`` from one ledger account to another, for one order (and, for a return,
-    one refund: ``reference``)."""
+def buyer_funds(buyer_id: str, currency: str) -> AccountId:
+    """Where captured buyer money comes from (the buyer's side of the payment)."""
+    return account_or_refuse(AccountKind.BUYER_FUNDS_IN, buyer_id, currency)
 
-    order_id: str
-    from_account: str
-    to_account: str
-    amount: Money
-    reference: str = ""
 
-    @property
-    def transfer_id(self) -> str:
-        """The same transfer always gets the same id: one per order, source and destination, and
-        per reference when there is one (an order returns funds once per refund)."""
-        name = f"{self.order_id}|{self.from_account}|{self.to_account}"
-        return str(uuid.uuid5(_TRANSFERS, f"{name}|{self.reference}" if self.reference else name))
+def escrow_holding(order_id: str, currency: str) -> AccountId:
+    return account_or_refuse(AccountKind.ESCROW_HOLDING, order_id, currency)
 
-    def entries(self) -> list[dict[str, object]]:
-        """The two ledger entries, which sum to zero."""
-        common = {"transfer_id": self.transfer_id, "order_id": self.order_id, "currency": self.amount.currency}
-        return [
-            {**common, "account": self.from_account, "amount_minor": -self.amount.amount_minor},
-            {**common, "account": self.to_account, "amount_minor": self.amount.amount_minor},
-        ]
+
+def seller_payable(order_id: str, currency: str) -> AccountId:
+    """What the platform owes the seller of ``order_id`` once released (E4)."""
+    return account_or_refuse(AccountKind.SELLER_PAYABLE, order_id, currency)
+
+
+def refunds_out(order_id: str, currency: str) -> AccountId:
+    """What of ``order_id``'s hold went back to its buyer, for the payment service to pay (P6)."""
+    return account_or_refuse(AccountKind.REFUNDS_OUT, order_id, currency)
+
+
+def buyer_currency(amount: Money, breakdown: PriceBreakdown | None) -> str:
+    """The currency the buyer paid in: the breakdown's total's, else the price's."""
+    return amount.currency if breakdown is None else breakdown.total.currency
 
 
 @dataclass(slots=True)
@@ -99,7 +138,11 @@ class FundsReturn:
 
 @dataclass(slots=True)
 class EscrowHold:
-    """Funds held for one order until the buyer confirms receipt, less what refunds took back."""
+    """Funds held for one order until the buyer confirms receipt, less what refunds took back.
+
+    ``reservation_id`` is the open pending transfer reserving what is still held for the
+    seller (None once released or returned); ``reserved_at`` when it was applied.
+    """
 
     order_id: str
     buyer_id: str
@@ -107,13 +150,36 @@ class EscrowHold:
     amount: Money
     status: HoldStatus = HoldStatus.HELD
     returned_minor: int = 0  # of the amount, given back for refunds
+    reservation_id: str | None = None
+    reserved_at: datetime | None = None
+
+    # ------------------------------------------------------------------ placing
 
     @classmethod
-    def place(cls, order_id: str, buyer_id: str, seller_id: str, amount: Money) -> tuple[EscrowHold, Transfer]:
+    def place(
+        cls,
+        order_id: str,
+        buyer_id: str,
+        seller_id: str,
+        amount: Money,
+        *,
+        breakdown: PriceBreakdown | None,
+        now: datetime,
+    ) -> tuple[EscrowHold, list[Transfer]]:
+        """A new hold and its linked set: the buyer's money in, then the seller's reservation."""
         if amount.amount_minor <= 0:
             raise EscrowRuleBroken("invalid_amount", f"order {order_id}: an escrow hold needs a positive amount")
+        _check_breakdown(order_id, amount, breakdown)
         hold = cls(order_id, buyer_id, seller_id, amount)
-        return hold, Transfer(order_id, buyer_funds(buyer_id), ESCROW_HOLDING, amount)
+        money_in = _money_in(order_id, buyer_id, amount, breakdown)
+        reservation = hold._reserve(f"hold:{order_id}:reserve", amount, now)
+        return hold, [*money_in, reservation]
+
+    def check_same_request(self, buyer_id: str, seller_id: str, amount: Money) -> None:
+        if (buyer_id, seller_id, amount) != (self.buyer_id, self.seller_id, self.amount):
+            raise EscrowRuleBroken("idempotency_conflict", f"order {self.order_id} is already held with other details")
+
+    # ------------------------------------------------------------------ reading
 
     @property
     def still_held(self) -> Money:
@@ -121,22 +187,80 @@ class EscrowHold:
         released, what the seller was paid)."""
         return Money(amount_minor=self.amount.amount_minor - self.returned_minor, currency=self.amount.currency)
 
-    def check_same_request(self, buyer_id: str, seller_id: str, amount: Money) -> None:
-        if (buyer_id, seller_id, amount) != (self.buyer_id, self.seller_id, self.amount):
-            raise EscrowRuleBroken("idempotency_conflict", f"order {self.order_id} is already held with other details")
+    @property
+    def holding(self) -> AccountId:
+        return escrow_holding(self.order_id, self.amount.currency)
 
-    def release(self) -> Transfer | None:
-        """Release what is still held to the seller; None when already released (a repeat)."""
+    @property
+    def payable(self) -> AccountId:
+        return seller_payable(self.order_id, self.amount.currency)
+
+    def reservation(self) -> TransferRecord | None:
+        """The open reservation as the log holds it (for a ledger view), None when there is none."""
+        if self.reservation_id is None or self.reserved_at is None:
+            return None
+        pending = Transfer(
+            self.reservation_id,
+            self.holding,
+            self.payable,
+            self.still_held,
+            self.order_id,
+            TransferCode.HOLD,
+            TransferKind.PENDING,
+        )
+        # seq -1: the record is in the stored log, before anything a view applies.
+        return TransferRecord.of(pending, -1, self.reserved_at, None)
+
+    # ------------------------------------------------------------------ ending
+
+    def release(self) -> list[Transfer] | None:
+        """Post the reservation to the seller; None when already released (a repeat)."""
         if self.status is HoldStatus.RELEASED:
             return None
         self._check_held("released to the seller")
+        post = self._open_reservation().transfer.post(f"release:{self.order_id}")
         self.status = HoldStatus.RELEASED
-        return Transfer(self.order_id, ESCROW_HOLDING, seller_payable(self.seller_id), self.still_held)
+        self.reservation_id = self.reserved_at = None
+        return [post]
 
-    def give_back(self, refund_id: str, amount: Money) -> tuple[FundsReturn, Transfer]:
+    def give_back(self, refund_id: str, amount: Money, now: datetime) -> tuple[FundsReturn, list[Transfer]]:
         """Take ``amount`` out of the hold for refund ``refund_id`` (a new one: repeats are the
-        handler's); the hold is returned once nothing is left."""
+        handler's): void the reservation, return the part, reserve what is left."""
         self._check_held("given back")
+        self._check_return(amount)
+        void = self._open_reservation().transfer.void(f"return:{self.order_id}:{refund_id}:void")
+        give = Transfer(
+            f"return:{self.order_id}:{refund_id}",
+            self.holding,
+            refunds_out(self.order_id, self.amount.currency),
+            amount,
+            self.order_id,
+            TransferCode.REFUND,
+        )
+        self.returned_minor += amount.amount_minor
+        transfers = [void, give]
+        if self.returned_minor == self.amount.amount_minor:
+            self.status = HoldStatus.RETURNED
+            self.reservation_id = self.reserved_at = None
+        else:
+            transfers.append(self._reserve(f"return:{self.order_id}:{refund_id}:reserve", self.still_held, now))
+        return FundsReturn(self.order_id, refund_id, amount, self.still_held), transfers
+
+    # ------------------------------------------------------------------ rules
+
+    def _reserve(self, transfer_id: str, amount: Money, now: datetime) -> Transfer:
+        self.reservation_id, self.reserved_at = transfer_id, now
+        return Transfer(
+            transfer_id, self.holding, self.payable, amount, self.order_id, TransferCode.HOLD, TransferKind.PENDING
+        )
+
+    def _open_reservation(self) -> TransferRecord:
+        reservation = self.reservation()
+        if reservation is None:  # held always has one: a hold stored without it is damage
+            raise RuntimeError(f"order {self.order_id} is held without a reservation")
+        return reservation
+
+    def _check_return(self, amount: Money) -> None:
         if amount.currency != self.amount.currency:
             raise EscrowRuleBroken(
                 "currency_mismatch",
@@ -146,15 +270,7 @@ class EscrowHold:
             raise EscrowRuleBroken("invalid_amount", f"order {self.order_id}: a return needs a positive amount")
         held = self.still_held
         if amount.amount_minor > held.amount_minor:
-            raise EscrowRuleBroken(
-                "exceeds_held",
-                f"order {self.order_id} holds {held}; {amount} cannot be given back",
-            )
-        self.returned_minor += amount.amount_minor
-        if self.returned_minor == self.amount.amount_minor:
-            self.status = HoldStatus.RETURNED
-        given = FundsReturn(self.order_id, refund_id, amount, self.still_held)
-        return given, Transfer(self.order_id, ESCROW_HOLDING, refunds_out(self.buyer_id), amount, reference=refund_id)
+            raise EscrowRuleBroken("exceeds_held", f"order {self.order_id} holds {held}; {amount} cannot be given back")
 
     def _check_held(self, what: str) -> None:
         if self.status is not HoldStatus.HELD:
@@ -165,3 +281,65 @@ class EscrowHold:
 
 def hold_not_found(order_id: str) -> EscrowRuleBroken:
     return EscrowRuleBroken("hold_not_found", f"order {order_id} has no escrow hold")
+
+
+def _check_breakdown(order_id: str, amount: Money, breakdown: PriceBreakdown | None) -> None:
+    """A breakdown must be this price's: its amount and settlement the hold's amount, and, paid in
+    the same currency, its total too (nothing converted, no fee)."""
+    if breakdown is None:
+        return
+    if breakdown.amount != amount or breakdown.settlement != amount:
+        raise EscrowRuleBroken(
+            "invalid_breakdown",
+            f"order {order_id} holds {amount}, but the breakdown prices {breakdown.amount} "
+            f"and settles {breakdown.settlement}",
+        )
+    if breakdown.total.currency == amount.currency and breakdown.total != amount:
+        raise EscrowRuleBroken(
+            "invalid_breakdown",
+            f"order {order_id} is paid in {amount.currency}: the buyer's total {breakdown.total} must be the price",
+        )
+    if breakdown.fee.currency != breakdown.total.currency:
+        raise EscrowRuleBroken("invalid_breakdown", f"order {order_id}: the fee is not in the buyer's currency")
+
+
+def _money_in(order_id: str, buyer_id: str, amount: Money, breakdown: PriceBreakdown | None) -> list[Transfer]:
+    """The buyer's money into the order's holding: directly, or through the FX positions (E4)."""
+    holding = escrow_holding(order_id, amount.currency)
+    paid_in = buyer_currency(amount, breakdown)
+    buyer = buyer_funds(buyer_id, paid_in)
+    if breakdown is None or paid_in == amount.currency:
+        return [Transfer(f"hold:{order_id}", buyer, holding, amount, order_id, TransferCode.HOLD)]
+    total = breakdown.total.amount_minor
+    fee = min(breakdown.fee.amount_minor, total)
+    transfers = []
+    if fee > 0:
+        fee_money = Money(amount_minor=fee, currency=paid_in)
+        transfers.append(
+            Transfer(
+                f"hold:{order_id}:fee", buyer, AccountId.fee_revenue(paid_in), fee_money, order_id, TransferCode.FEE
+            )
+        )
+    if total > fee:
+        converted = Money(amount_minor=total - fee, currency=paid_in)
+        transfers.append(
+            Transfer(
+                f"hold:{order_id}:fx-in",
+                buyer,
+                AccountId.fx_position(paid_in),
+                converted,
+                order_id,
+                TransferCode.FX_CONVERSION,
+            )
+        )
+    transfers.append(
+        Transfer(
+            f"hold:{order_id}",
+            AccountId.fx_position(amount.currency),
+            holding,
+            amount,
+            order_id,
+            TransferCode.FX_CONVERSION,
+        )
+    )
+    return transfers

@@ -1,0 +1,165 @@
+"""The escrow service's read API (GET, JSON), from its own database: the ledger, the holds and the
+sellers' settlements. The books audit (G1, scripts/audit) reads the first three.
+
+- ``GET /ledger/records?after=<id>&limit=<n>``: the log, oldest first, ``limit`` (1-1000, default
+  100) records whose database ``id`` is above ``after`` (default: from the start). Each record
+  carries its :class:`TransferRecord` fields, with ``seq`` its position in the whole log (0, 1,
+  2, ...: what :meth:`Ledger.replay` expects; ids may skip values, positions never do), and its
+  ``id``. ``next`` is the ``after`` of the following page, null at the end.
+- ``GET /ledger/balances``: every account's code, kind, owner, currency and four totals.
+- ``GET /holds?status=held|released|returned&page=&per_page=``: the holds, oldest first, with
+  what each still holds (once released, what the seller was paid).
+- ``GET /settlements?seller_id=&day=YYYY-MM-DD`` (E4): the releases posted to a seller's payable
+  on that day (UTC), the total per currency and their count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from functools import partial
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.escrow.domain import EscrowHold, HoldStatus
+from services.escrow.domain.ledger import TransferRecord
+from services.escrow.store import account_states, holds_page, ledger_transfers, records_after, releases
+from shared.observability import ReadRoute
+
+MAX_PER_PAGE = 100
+MAX_RECORDS = 1000
+STATUSES = tuple(status.value for status in HoldStatus)
+Answer = tuple[int, Any]
+
+
+def _whole(query: Mapping[str, str], name: str, default: int, least: int, most: int) -> int:
+    text = query.get(name, str(default))
+    if not text.isdigit() or not least <= int(text) <= most:
+        raise ValueError(f"{name}: a whole number from {least} to {most}, not {text[:20]!r}")
+    return int(text)
+
+
+def _when(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _record(record: TransferRecord, position: int) -> dict[str, Any]:
+    row = record.to_row()
+    row["id"] = record.seq  # record_of gives the database id as seq
+    row["seq"] = position
+    row["applied_at"] = _when(record.applied_at)
+    row["expires_at"] = _when(record.expires_at)
+    return row
+
+
+async def records(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
+    try:
+        after = _whole(query, "after", 0, 0, 2**63 - 1)
+        limit = _whole(query, "limit", 100, 1, MAX_RECORDS)
+    except ValueError as error:
+        return 400, {"error": str(error)}
+    async with engine.connect() as conn:
+        found = await records_after(conn, after, limit + 1)
+        before = (
+            await conn.execute(
+                sa.select(sa.func.count()).select_from(ledger_transfers).where(ledger_transfers.c.id <= after)
+            )
+        ).scalar_one()
+    page = found[:limit]
+    following = page[-1].seq if len(found) > limit else None
+    return 200, {
+        "records": [_record(record, int(before) + index) for index, record in enumerate(page)],
+        "next": following,
+    }
+
+
+async def balances(engine: AsyncEngine, _query: Mapping[str, str]) -> Answer:
+    async with engine.connect() as conn:
+        states = await account_states(conn)
+    return 200, {
+        "accounts": [
+            {
+                "code": state.code,
+                "kind": state.kind,
+                "owner": state.owner,
+                "currency": state.currency,
+                "debits_pending": state.debits_pending,
+                "debits_posted": state.debits_posted,
+                "credits_pending": state.credits_pending,
+                "credits_posted": state.credits_posted,
+            }
+            for state in states
+        ]
+    }
+
+
+def _hold(hold: EscrowHold) -> dict[str, Any]:
+    return {
+        "order_id": hold.order_id,
+        "buyer_id": hold.buyer_id,
+        "seller_id": hold.seller_id,
+        "amount": hold.amount.model_dump(),
+        "still_held": hold.still_held.model_dump(),
+        "status": hold.status.value,
+    }
+
+
+async def holds(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
+    try:
+        status = query.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status: one of {', '.join(STATUSES)}, not {status[:30]!r}")
+        page = _whole(query, "page", 1, 1, 10**6)
+        per_page = _whole(query, "per_page", 20, 1, MAX_PER_PAGE)
+    except ValueError as error:
+        return 400, {"error": str(error)}
+    async with engine.connect() as conn:
+        found, total = await holds_page(conn, status, page, per_page)
+    return 200, {
+        "status": status,
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "holds": [_hold(hold) for hold in found],
+    }
+
+
+async def settlements(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
+    seller_id = query.get("seller_id", "")
+    day_text = query.get("day", "")
+    try:
+        if not seller_id:
+            raise ValueError("seller_id: required")
+        try:
+            day = date.fromisoformat(day_text)
+        except ValueError:
+            raise ValueError(f"day: a date as YYYY-MM-DD, not {day_text[:20]!r}") from None
+    except ValueError as error:
+        return 400, {"error": str(error)}
+    async with engine.connect() as conn:
+        found = await releases(conn, seller_id, day)
+    totals: dict[str, int] = {}
+    for _order, minor, currency, _at in found:
+        totals[currency] = totals.get(currency, 0) + minor
+    return 200, {
+        "seller_id": seller_id,
+        "day": day.isoformat(),
+        "count": len(found),
+        "totals": [{"amount_minor": minor, "currency": currency} for currency, minor in sorted(totals.items())],
+        "releases": [
+            {"order_id": order, "amount": {"amount_minor": minor, "currency": currency}, "released_at": _when(at)}
+            for order, minor, currency, at in found
+        ],
+    }
+
+
+def routes(engine: AsyncEngine) -> dict[str, ReadRoute]:
+    """The GET routes, bound to the service's engine."""
+    return {
+        "/ledger/records": partial(records, engine),
+        "/ledger/balances": partial(balances, engine),
+        "/holds": partial(holds, engine),
+        "/settlements": partial(settlements, engine),
+    }
