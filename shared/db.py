@@ -121,8 +121,9 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-async def migrate(engine: AsyncEngine, service_migrations: Path) -> None:
-    """Bring the database to the newest schema: the shared messaging tables and the service's own."""
+async def migrate(engine: AsyncEngine, service_migrations: Path, to: str = "heads") -> None:
+    """Bring the database to the newest schema: the shared messaging tables and the service's own
+    (``to`` a revision instead: a test of an upgrade starts from an older schema)."""
 
     def upgrade(connection: Connection) -> None:
         config = Config()
@@ -130,7 +131,7 @@ async def migrate(engine: AsyncEngine, service_migrations: Path) -> None:
         config.set_main_option("version_locations", f"{MIGRATIONS / 'versions'} {service_migrations}")
         config.set_main_option("path_separator", "space")
         config.attributes["connection"] = connection
-        command.upgrade(config, "heads")
+        command.upgrade(config, to)
 
     async with engine.begin() as connection:
         await connection.run_sync(upgrade)

@@ -343,3 +343,33 @@ async def test_e2_a_release_and_a_return_racing_on_two_instances_cannot_both_app
     assert posted(found, "refunds_out:o1:USD") == PRICE
     assert posted(found, "seller_payable:o1:USD") == 0
     assert Ledger.replay(await log(escrow_db)).check().ok
+
+
+async def test_e1_a_hold_still_open_from_before_the_ledger_is_carried_into_it_and_releases(
+    engine: AsyncEngine,
+) -> None:
+    """A hold placed before escrow_0004 (booked in the old entries table, no reservation) and
+    partly refunded: the upgrade carries it into the E1 books, so its release pays the seller
+    what is left and the ledger's own check finds the books whole."""
+    await migrate(engine, ESCROW.migrations, to="escrow_0003")
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO escrow_holds (order_id, buyer_id, seller_id, amount_minor, currency, status, "
+                "returned_minor, version, created_at, updated_at) "
+                "VALUES ('old-1', 'b-old', 's-old', 4250, 'USD', 'held', 1000, 2, :at, :at)"
+            ),
+            {"at": datetime(2026, 11, 30, 12, 0)},
+        )
+    await migrate(engine, ESCROW.migrations)
+
+    await handle(engine, ReleaseFunds(order_id="old-1"))
+    released = [m for m in await answers(engine) if isinstance(m, FundsReleased)]
+    assert [(m.order_id, m.amount) for m in released] == [("old-1", usd(3_250))]
+    found = await balances(engine)
+    assert posted(found, "seller_payable:old-1:USD") == 3_250
+    assert posted(found, "refunds_out:old-1:USD") == 1_000
+    assert posted(found, "escrow_holding:old-1:USD") == 0
+    assert all(total == 0 for total in sums_per_currency(found).values())
+    books = Ledger.replay(await log(engine), verify=False).check(balances=None)
+    assert books.ok, books

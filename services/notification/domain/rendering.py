@@ -59,8 +59,14 @@ def _locale(language: str) -> Locale:
 
 def format_money(money: Money | Balance, language: str) -> str:
     """``$129.99``, ``¥1,235``, ``KWD 1.250``: exact, from minor units, per currency and locale."""
-    amount = Decimal(money.amount_minor).scaleb(-minor_unit_exponent(money.currency))
-    return format_currency(amount, money.currency, locale=_locale(language))
+    return _formatted(money.amount_minor, money.currency, language)
+
+
+@lru_cache(maxsize=4096)
+def _formatted(amount_minor: int, currency: str, language: str) -> str:
+    # babel's pattern work is a third of a notice's rendering; prices and balances repeat a lot.
+    amount = Decimal(amount_minor).scaleb(-minor_unit_exponent(currency))
+    return format_currency(amount, currency, locale=_locale(language))
 
 
 def format_when(moment: datetime, language: str) -> str:
