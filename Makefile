@@ -6,7 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 UV_RUN = $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup run demo scenarios audit test test-fast lint format contracts bench bench-smoke kafka-stop clean
+.PHONY: help setup run demo scenarios audit timeline test test-fast lint format contracts bench bench-smoke kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,10 @@ scenarios: setup  ## start Kafka and the stack, run every scenario, print the pa
 
 audit:  ## the books audit of the running stack (G1; `make run`'s .data): exit 1 naming each break
 	@$(UV_RUN) tradeguard audit
+
+timeline:  ## one order's messages across every service, then its status (G3): make timeline ORDER=order-7f3a
+	@test -n "$(ORDER)" || { echo "make timeline: say which order, e.g. make timeline ORDER=order-7f3a" >&2; exit 2; }
+	@$(UV_RUN) tradeguard timeline "$(ORDER)"
 
 test: setup  ## unit, integration (SQLite and PostgreSQL) and end-to-end tests against a real broker
 	@bash scripts/postgres.sh install

@@ -12,6 +12,7 @@ tradeguard payments history ACCOUNT  # an account's payments, newest first, page
 tradeguard notifications undelivered # email retrying or dead-lettered (N2); `redrive ID` sends one again
 tradeguard audit                     # the books audit of the running stack (G1); exit 1 naming each break
 tradeguard settlements SELLER --day 2026-03-01  # what escrow released to a seller that day (E4)
+tradeguard timeline ORDER_ID         # one order's messages across every service, then its status (G3)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from scripts.cli import audit, clock, dead_letters, notifications, payments, settlements
+from scripts.cli import audit, clock, dead_letters, notifications, payments, settlements, timeline
 
 app = typer.Typer(
     help="TradeGuard: run the local stack and its scenarios, inspect and re-drive dead letters.",
@@ -36,6 +37,7 @@ app.add_typer(payments.app, name="payments")
 app.add_typer(notifications.app, name="notifications")
 app.command(name="audit")(audit.audit)
 app.command(name="settlements")(settlements.settlements)
+app.command(name="timeline")(timeline.timeline)
 
 
 def _devstack(mode: str) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
 
 from contracts import (
     Checkout,
@@ -35,11 +37,20 @@ def usd(minor: int) -> Money:
     return Money(amount_minor=minor, currency="USD")
 
 
-async def query(url: str, statement: Any) -> list[Any]:
+async def query(url: str, statement: Any, attempts: int = 5) -> list[Any]:
+    """Read a service's database while it runs; SQLite's lock, held by the service's batches on a
+    loaded machine, is waited out rather than failed on."""
     engine = create_engine(url)
     try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(statement)).all())
+        for attempt in range(1, attempts + 1):
+            try:
+                async with engine.connect() as conn:
+                    return list((await conn.execute(statement)).all())
+            except OperationalError as error:
+                if "database is locked" not in str(error) or attempt == attempts:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
     finally:
         await engine.dispose()
 

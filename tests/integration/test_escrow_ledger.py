@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -359,7 +359,7 @@ async def test_e1_a_hold_still_open_from_before_the_ledger_is_carried_into_it_an
                 "returned_minor, version, created_at, updated_at) "
                 "VALUES ('old-1', 'b-old', 's-old', 4250, 'USD', 'held', 1000, 2, :at, :at)"
             ),
-            {"at": datetime(2026, 11, 30, 12, 0)},
+            {"at": datetime(2026, 11, 30, 12, 0, tzinfo=UTC)},
         )
     await migrate(engine, ESCROW.migrations)
 

@@ -64,11 +64,13 @@ def upgrade() -> None:
             "WHERE status = 'held' AND reservation_id IS NULL ORDER BY order_id"
         )
     ).all()
-    for order_id, buyer_id, amount, currency, returned in open_holds:
-        _carry(bind, now, order_id, buyer_id, int(amount), currency, int(returned or 0))
+    for hold in open_holds:
+        _carry(bind, now, hold)
 
 
-def _carry(bind: Any, now: datetime, order_id: str, buyer_id: str, amount: int, currency: str, returned: int) -> None:
+def _carry(bind: Any, now: datetime, hold: Any) -> None:
+    order_id, buyer_id, currency = hold.order_id, hold.buyer_id, hold.currency
+    amount, returned = int(hold.amount_minor), int(hold.returned_minor or 0)
     buyer = ("buyer_funds_in", buyer_id, None)
     holding, refunds, payable = (
         (kind, order_id, order_id) for kind in ("escrow_holding", "refunds_out", "seller_payable")
@@ -104,9 +106,7 @@ def _carry(bind: Any, now: datetime, order_id: str, buyer_id: str, amount: int, 
         _add(totals, credit, f"credits_{phase}", minor)
     for account, moved in totals.items():
         _book(bind, now, account, currency, moved)
-    bind.execute(
-        holds.update().where(holds.c.order_id == order_id).values(reservation_id=reservation, reserved_at=now)
-    )
+    bind.execute(holds.update().where(holds.c.order_id == order_id).values(reservation_id=reservation, reserved_at=now))
 
 
 def _code(account: tuple[str, str, str | None], currency: str) -> str:
