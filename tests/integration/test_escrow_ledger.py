@@ -6,7 +6,6 @@ saga's, fed as records."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +33,7 @@ from services.escrow.domain.ledger import AccountId, AccountKind, Ledger, Transf
 from services.escrow.store import holds, ledger_accounts, ledger_transfers
 from shared.clock import ManualClock
 from shared.consumer import BatchConsumer
-from shared.db import create_engine, migrate
+from shared.db import migrate
 from shared.tables import outbox
 from tests.support.records import record_of
 
@@ -304,15 +303,6 @@ async def test_e1_the_read_api_pages_the_log_and_lists_every_account(escrow_db: 
     assert (await read_api.holds(escrow_db, {"status": "lost"}))[0] == 400
     status, page = await read_api.holds(escrow_db, {"status": "held", "per_page": "1"})
     assert (page["total"], [h["order_id"] for h in page["holds"]]) == (1, ["o2"])
-
-
-@pytest.fixture
-async def second_instance(escrow_db: AsyncEngine, database_url: str) -> AsyncIterator[AsyncEngine]:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("needs PostgreSQL's concurrent transactions (SQLite serialises writers)")
-    other = create_engine(database_url)
-    yield other
-    await other.dispose()
 
 
 @pytest.mark.postgres

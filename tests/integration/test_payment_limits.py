@@ -3,7 +3,6 @@ per day, given back when the payment fails, and two payments racing for the same
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +25,7 @@ from services.payment.ports import PaymentPorts
 from services.payment.store import spending_windows
 from shared.clock import ManualClock
 from shared.consumer import BatchConsumer
-from shared.db import create_engine, migrate
+from shared.db import migrate
 from shared.tables import outbox
 from tests.support.records import record_of
 
@@ -122,15 +121,6 @@ async def test_p2_payments_count_against_the_day_and_a_failed_one_gives_its_amou
     assert await spent_today(payment_db) == 9_000
     await payments.consume([record_of(capture("o-4", 9_000))])
     assert [type(m).__name__ for m in await emitted(payment_db)][-1] == "AuthorizePayment"
-
-
-@pytest.fixture
-async def second_instance(payment_db: AsyncEngine, database_url: str) -> AsyncIterator[AsyncEngine]:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("needs PostgreSQL's concurrent transactions (SQLite serialises writers)")
-    other = create_engine(database_url)
-    yield other
-    await other.dispose()
 
 
 @pytest.mark.postgres

@@ -4,7 +4,6 @@ campaign's budget booked, settled, given back, and never overspent by racing pay
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from services.payment.ports import PaymentPorts
 from services.payment.store import campaign_budgets, payments
 from shared.clock import ManualClock
 from shared.consumer import BatchConsumer
-from shared.db import create_engine, migrate
+from shared.db import migrate
 from shared.tables import outbox
 from tests.support.records import record_of
 
@@ -222,15 +221,6 @@ async def test_p3_a_discount_books_its_budget_keeps_the_chosen_share_and_gives_b
     )
     await payments.consume([record_of(declined)])
     assert await budget_used(payment_db) == kept  # the failed payment booked nothing in the end
-
-
-@pytest.fixture
-async def second_instance(payment_db: AsyncEngine, database_url: str) -> AsyncIterator[AsyncEngine]:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("needs PostgreSQL's concurrent transactions (SQLite serialises writers)")
-    other = create_engine(database_url)
-    yield other
-    await other.dispose()
 
 
 @pytest.mark.postgres
