@@ -12,13 +12,18 @@ MAX_PER_PAGE = 100
 MAX_PAGE = 10**6
 
 
-def positive(query: Mapping[str, str], name: str, default: int, most: int) -> int:
-    """``query[name]`` as a whole number from 1 to ``most`` (``default`` when absent);
+def whole(query: Mapping[str, str], name: str, default: int, *, least: int, most: int) -> int:
+    """``query[name]`` as a whole number from ``least`` to ``most`` (``default`` when absent);
     ValueError naming the parameter and the rule otherwise (answered as 400)."""
     text = query.get(name, str(default))
-    if not text.isdigit() or not 1 <= int(text) <= most:
-        raise ValueError(f"{name}: a whole number from 1 to {most}, not {text[:20]!r}")
+    if not text.isdigit() or not least <= int(text) <= most:
+        raise ValueError(f"{name}: a whole number from {least} to {most}, not {text[:20]!r}")
     return int(text)
+
+
+def positive(query: Mapping[str, str], name: str, default: int, most: int) -> int:
+    """``query[name]`` as a whole number from 1 to ``most``."""
+    return whole(query, name, default, least=1, most=most)
 
 
 @dataclass(frozen=True, slots=True)

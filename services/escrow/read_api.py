@@ -16,7 +16,7 @@ sellers' settlements. The books audit (G1, scripts/audit) reads the first three.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date
 from functools import partial
 from typing import Any
 
@@ -27,37 +27,26 @@ from services.escrow.domain import EscrowHold, HoldStatus
 from services.escrow.domain.ledger import TransferRecord
 from services.escrow.store import account_states, holds_page, ledger_transfers, records_after, releases
 from shared.observability import ReadRoute
+from shared.read_api import Page, iso, whole
 
-MAX_PER_PAGE = 100
 MAX_RECORDS = 1000
 STATUSES = tuple(status.value for status in HoldStatus)
 Answer = tuple[int, Any]
-
-
-def _whole(query: Mapping[str, str], name: str, default: int, least: int, most: int) -> int:
-    text = query.get(name, str(default))
-    if not text.isdigit() or not least <= int(text) <= most:
-        raise ValueError(f"{name}: a whole number from {least} to {most}, not {text[:20]!r}")
-    return int(text)
-
-
-def _when(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 def _record(record: TransferRecord, position: int) -> dict[str, Any]:
     row = record.to_row()
     row["id"] = record.seq  # record_of gives the database id as seq
     row["seq"] = position
-    row["applied_at"] = _when(record.applied_at)
-    row["expires_at"] = _when(record.expires_at)
+    row["applied_at"] = iso(record.applied_at)
+    row["expires_at"] = iso(record.expires_at)
     return row
 
 
 async def records(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
     try:
-        after = _whole(query, "after", 0, 0, 2**63 - 1)
-        limit = _whole(query, "limit", 100, 1, MAX_RECORDS)
+        after = whole(query, "after", 0, least=0, most=2**63 - 1)
+        limit = whole(query, "limit", 100, least=1, most=MAX_RECORDS)
     except ValueError as error:
         return 400, {"error": str(error)}
     async with engine.connect() as conn:
@@ -111,16 +100,15 @@ async def holds(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
         status = query.get("status") or None
         if status is not None and status not in STATUSES:
             raise ValueError(f"status: one of {', '.join(STATUSES)}, not {status[:30]!r}")
-        page = _whole(query, "page", 1, 1, 10**6)
-        per_page = _whole(query, "per_page", 20, 1, MAX_PER_PAGE)
+        paging = Page.of(query)
     except ValueError as error:
         return 400, {"error": str(error)}
     async with engine.connect() as conn:
-        found, total = await holds_page(conn, status, page, per_page)
+        found, total = await holds_page(conn, status, paging.page, paging.per_page)
     return 200, {
         "status": status,
-        "page": page,
-        "per_page": per_page,
+        "page": paging.page,
+        "per_page": paging.per_page,
         "total": total,
         "holds": [_hold(hold) for hold in found],
     }
@@ -149,7 +137,7 @@ async def settlements(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
         "count": len(found),
         "totals": [{"amount_minor": minor, "currency": currency} for currency, minor in sorted(totals.items())],
         "releases": [
-            {"order_id": order, "amount": {"amount_minor": minor, "currency": currency}, "released_at": _when(at)}
+            {"order_id": order, "amount": {"amount_minor": minor, "currency": currency}, "released_at": iso(at)}
             for order, minor, currency, at in found
         ],
     }
