@@ -36,7 +36,26 @@ from contracts.decoding import (
     payload_model,
 )
 from contracts.envelope import Command, Envelope, Event, Message, RawEnvelope, envelope_for
-from contracts.escrow import FundsHeld, FundsReleased, FundsReturned, HoldFunds, ReleaseFunds, ReturnFunds
+from contracts.disputes import (
+    AnswerDispute,
+    DisputeAnswered,
+    DisputeOpened,
+    DisputeReason,
+    DisputeResolution,
+    DisputeResolved,
+    OpenDispute,
+    ResolveDispute,
+)
+from contracts.escrow import (
+    FreezeFunds,
+    FundsFrozen,
+    FundsHeld,
+    FundsReleased,
+    FundsReturned,
+    HoldFunds,
+    ReleaseFunds,
+    ReturnFunds,
+)
 from contracts.funding_sources import (
     AddBankAccount,
     AddCard,
@@ -59,7 +78,22 @@ from contracts.notifications import (
     RedriveNotification,
     SetNotificationPreferences,
 )
-from contracts.orders import Checkout, ConfirmReceipt, OrderStatus, OrderStatusChanged, RequestRefund
+from contracts.orders import (
+    AutoReleaseApproaching,
+    Checkout,
+    ConfirmReceipt,
+    Deadline,
+    ExtendProtection,
+    OperatorAction,
+    OperatorActionTaken,
+    OperatorOrderAction,
+    OrderDeadlineReached,
+    OrderStatus,
+    OrderStatusChanged,
+    PayAgain,
+    ProtectionExtended,
+    RequestRefund,
+)
 from contracts.payments import (
     CapturePayment,
     NetworkOutcome,
@@ -117,6 +151,25 @@ from contracts.verification import (
 )
 
 __all__ = [
+    "AnswerDispute",
+    "DisputeAnswered",
+    "DisputeOpened",
+    "DisputeReason",
+    "DisputeResolution",
+    "DisputeResolved",
+    "OpenDispute",
+    "ResolveDispute",
+    "FreezeFunds",
+    "FundsFrozen",
+    "AutoReleaseApproaching",
+    "Deadline",
+    "ExtendProtection",
+    "OperatorAction",
+    "OperatorActionTaken",
+    "OperatorOrderAction",
+    "OrderDeadlineReached",
+    "PayAgain",
+    "ProtectionExtended",
     "ALL_TOPICS",
     "MESSAGE_TYPES",
     "AccountRegistered",

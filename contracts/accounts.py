@@ -73,6 +73,9 @@ class AuthorizePayment(Command):
         default=False, description="With a source: pay from the wallet balance first, the rest from the source (P1)."
     )
     security_proof: Sealed | None = Field(default=None, description="PIN or TOTP code sealed for payment:<order_id>.")
+    attempt: int = Field(
+        default=1, ge=1, le=100, description="The order's payment attempt (S2): each may debit the wallet once."
+    )
 
 
 class CreditWallet(Command):
@@ -113,6 +116,7 @@ class PaymentAuthorized(Event):
     balance: Balance | None = Field(default=None, description="The wallet's balance after the debit.")
     wallet_leg: Money | None = Field(default=None, description="What the wallet paid (debited already).")
     source_leg: Money | None = Field(default=None, description="What the card or bank account is to pay.")
+    attempt: int = Field(default=1, ge=1, le=100, description="The attempt this answers.")
 
 
 class PaymentAuthorizationDeclined(Event):
@@ -123,6 +127,7 @@ class PaymentAuthorizationDeclined(Event):
     amount: Money
     reason: Annotated[DeclineReason, AcceptJsonForm()]
     detail: str = Field(description="The reason in words, for people.")
+    attempt: int = Field(default=1, ge=1, le=100, description="The attempt this answers.")
 
 
 class WalletCredited(Event):

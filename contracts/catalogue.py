@@ -48,7 +48,10 @@ KAFKA_BINDING_VERSION = "0.4.0"
 # amounts on AuthorizePayment, a reference on CreditWallet, the refunded order status; notifications
 # (issue 11): preferences, inbox reads, email outcomes and redrives, an optional email on registration.
 # 0.5.0: escrow settlement (issue 9): HoldFunds may carry the payment's breakdown (optional).
-CONTRACTS_VERSION = "0.5.0"
+# 0.6.0: the saga (issue 10) and disputes (issue 9): retries and paying again (attempt numbers on the
+# payment's commands and answers), timers (OrderDeadlineReached), protection reminders and extension,
+# disputes (open, answer, resolve; FreezeFunds/FundsFrozen), operator actions on orders, new statuses.
+CONTRACTS_VERSION = "0.6.0"
 
 # Who publishes each message type. "marketplace" is the client side (scripts/marketplace.py): its
 # checkout and its app gateway, which sends the account holder's commands; "operator" is the
@@ -77,6 +80,21 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "RevokeMarketplaceAccess": ("marketplace",),
     "RequestQuote": ("marketplace",),
     "RequestRefund": ("marketplace",),
+    "PayAgain": ("marketplace",),
+    "ExtendProtection": ("marketplace",),
+    "OpenDispute": ("marketplace",),
+    "AnswerDispute": ("marketplace",),
+    "ResolveDispute": ("operator",),
+    "OperatorOrderAction": ("operator",),
+    "OrderDeadlineReached": ("saga",),
+    "AutoReleaseApproaching": ("saga",),
+    "ProtectionExtended": ("saga",),
+    "OperatorActionTaken": ("saga",),
+    "DisputeOpened": ("saga",),
+    "DisputeAnswered": ("saga",),
+    "DisputeResolved": ("saga",),
+    "FreezeFunds": ("saga",),
+    "FundsFrozen": ("escrow",),
     "CapturePayment": ("saga",),
     "RefundPayment": ("saga",),
     "ReturnFunds": ("saga",),

@@ -35,7 +35,24 @@ from contracts.bindings import (
     RevokeMarketplaceAccess,
 )
 from contracts.envelope import Envelope, Message, RawEnvelope
-from contracts.escrow import FundsHeld, FundsReleased, FundsReturned, HoldFunds, ReleaseFunds, ReturnFunds
+from contracts.disputes import (
+    AnswerDispute,
+    DisputeAnswered,
+    DisputeOpened,
+    DisputeResolved,
+    OpenDispute,
+    ResolveDispute,
+)
+from contracts.escrow import (
+    FreezeFunds,
+    FundsFrozen,
+    FundsHeld,
+    FundsReleased,
+    FundsReturned,
+    HoldFunds,
+    ReleaseFunds,
+    ReturnFunds,
+)
 from contracts.funding_sources import (
     AddBankAccount,
     AddCard,
@@ -53,7 +70,19 @@ from contracts.notifications import (
     RedriveNotification,
     SetNotificationPreferences,
 )
-from contracts.orders import Checkout, ConfirmReceipt, OrderStatusChanged, RequestRefund
+from contracts.orders import (
+    AutoReleaseApproaching,
+    Checkout,
+    ConfirmReceipt,
+    ExtendProtection,
+    OperatorActionTaken,
+    OperatorOrderAction,
+    OrderDeadlineReached,
+    OrderStatusChanged,
+    PayAgain,
+    ProtectionExtended,
+    RequestRefund,
+)
 from contracts.payments import (
     CapturePayment,
     PaymentCaptured,
@@ -100,7 +129,22 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Checkout,
     ConfirmReceipt,
     RequestRefund,
+    PayAgain,
+    ExtendProtection,
+    OrderDeadlineReached,
+    OperatorOrderAction,
+    OpenDispute,
+    AnswerDispute,
+    ResolveDispute,
     OrderStatusChanged,
+    AutoReleaseApproaching,
+    ProtectionExtended,
+    OperatorActionTaken,
+    DisputeOpened,
+    DisputeAnswered,
+    DisputeResolved,
+    FreezeFunds,
+    FundsFrozen,
     FundWallet,
     AuthorizePayment,
     CreditWallet,

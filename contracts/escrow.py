@@ -32,12 +32,28 @@ class HoldFunds(Command):
     )
 
 
+_DISPUTE_ID = Field(
+    default=None, min_length=1, max_length=100, description="The dispute whose resolution this carries out (E3)."
+)
+
+
 class ReleaseFunds(Command):
-    """Release an order's escrow hold to the seller."""
+    """Release an order's escrow hold to the seller. A frozen hold is released only by the
+    resolution of the dispute that froze it (``dispute_id``), which also ends the freeze."""
 
     topic = ESCROW_COMMANDS
 
     order_id: str = _ORDER_ID
+    dispute_id: str | None = _DISPUTE_ID
+
+
+class FreezeFunds(Command):
+    """Freeze an order's hold while a dispute is open (E3): no release until it is resolved."""
+
+    topic = ESCROW_COMMANDS
+
+    order_id: str = _ORDER_ID
+    dispute_id: str = Field(min_length=1, max_length=100, description="The dispute that freezes the hold.")
 
 
 class ReturnFunds(Command):
@@ -48,6 +64,7 @@ class ReturnFunds(Command):
     order_id: str = _ORDER_ID
     refund_id: str = Field(min_length=1, max_length=100, description="The refund it is for.")
     amount: Money
+    dispute_id: str | None = _DISPUTE_ID
 
 
 class FundsHeld(Event):
@@ -75,3 +92,13 @@ class FundsReturned(Event):
     refund_id: str = Field(min_length=1, max_length=100)
     amount: Money = Field(description="What left the hold for the buyer.")
     still_held: Money = Field(description="What the hold keeps for the seller.")
+
+
+class FundsFrozen(Event):
+    """The hold is frozen for a dispute: nothing is released until the dispute is resolved."""
+
+    topic = ESCROW_EVENTS
+
+    order_id: str = _ORDER_ID
+    dispute_id: str = Field(min_length=1, max_length=100)
+    held: Money = Field(description="What the frozen hold keeps.")

@@ -122,6 +122,9 @@ class CapturePayment(Command):
     )
     security_proof: Sealed | None = Field(default=None, description="Passed to the account service unopened.")
     quote_id: str | None = Field(default=None, max_length=100, description="Pay at this quote's price (P3).")
+    attempt: int = Field(
+        default=1, ge=1, le=100, description="Which attempt at paying the order this is (S2): each is a new payment try."
+    )
 
 
 class PaymentCaptured(Event):
@@ -133,6 +136,7 @@ class PaymentCaptured(Event):
     breakdown: PriceBreakdown | None = Field(default=None, description="What the buyer paid and the seller gets.")
     wallet_leg: Money | None = Field(default=None, description="What the wallet paid (P1).")
     source_leg: Money | None = Field(default=None, description="What the card or bank account paid (P1).")
+    attempt: int = Field(default=1, ge=1, le=100, description="The attempt this answers.")
 
 
 class PaymentFailed(Event):
@@ -144,6 +148,7 @@ class PaymentFailed(Event):
     reason: str = Field(description="Machine-readable reason code.", examples=["insufficient_funds"])
     detail: str = Field(description="The reason in words, and what the buyer can do.")
     permanent: bool = Field(description="False when a retry may succeed.")
+    attempt: int = Field(default=1, ge=1, le=100, description="The attempt this answers.")
 
 
 class RecordNetworkAnswer(Command):

@@ -32,13 +32,16 @@ ORDER_COMMANDS = Topic(
     "tradeguard.order.commands",
     6,
     Key.ORDER_ID,
-    "Commands from the marketplace to the order saga: checkout, confirm receipt.",
+    "Commands to the order saga: checkout, pay again, confirm receipt, refunds, protection extensions and "
+    "disputes from the marketplace; dispute resolutions and order actions from operators; the saga's own "
+    "deadline nudges (S4).",
 )
 ORDER_EVENTS = Topic(
     "tradeguard.order.events",
     6,
     Key.ORDER_ID,
-    "Order lifecycle as the saga sees it, for the marketplace and notifications.",
+    "Order lifecycle as the saga sees it, for the marketplace and notifications: status changes, "
+    "reminders, protection extensions, disputes and operator actions.",
 )
 ACCOUNT_COMMANDS = Topic(
     "tradeguard.account.commands",
@@ -72,13 +75,13 @@ ESCROW_COMMANDS = Topic(
     "tradeguard.escrow.commands",
     6,
     Key.ORDER_ID,
-    "Escrow holds and releases requested by the saga.",
+    "Escrow holds, releases, returns and dispute freezes requested by the saga.",
 )
 ESCROW_EVENTS = Topic(
     "tradeguard.escrow.events",
     6,
     Key.ORDER_ID,
-    "Funds held in and released from escrow.",
+    "Funds held in, frozen in, returned from and released from escrow.",
 )
 NOTIFICATION_COMMANDS = Topic(
     "tradeguard.notification.commands",

@@ -7,7 +7,7 @@ import datetime as dt
 import types
 import uuid
 from enum import Enum
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from annotated_types import Ge, Le
 from pydantic import AwareDatetime, BaseModel
@@ -48,6 +48,8 @@ def example_value(name: str, annotation: Any, field: FieldInfo | None = None) ->
         return example_value(name, get_args(annotation)[0], inner)
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return next(iter(annotation))
+    if origin is Literal:
+        return get_args(annotation)[0]
     if annotation is str:
         examples = field.examples if field else None
         return examples[0] if examples else f"{name}-example"
