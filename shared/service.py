@@ -26,6 +26,7 @@ from shared.broker import ProducerPublisher, create_consumer, create_producer, e
 from shared.clock import Clock, clock_from_environment
 from shared.consumer import SYSTEM_ERRORS, BatchConsumer, MessageHandlers
 from shared.db import create_engine, migrate
+from shared.deadlines import Deadlines, DeadlineSweeper
 from shared.logging import RateLimitedLog, configure_logging, get_logger
 from shared.observability import METRICS, HealthServer, ReadRoute
 from shared.outbox import OutboxRelay
@@ -53,6 +54,8 @@ class ServiceDefinition:
     workers: tuple[Callable[[Service], Coroutine[Any, Any, None]], ...] = ()
     """Background tasks beside the consumer (the payment service's network worker), started
     once the producer is up and cancelled first at stop."""
+    deadlines: Deadlines | None = None
+    """Where the service's aggregates keep their timers (S4): a sweeper nudges the due ones."""
     fetch_wait_ms: int = 0
     """0: every record is fetched as soon as it lands (services on an order's path). More: the
     broker gathers records this long per fetch, for a service no order waits on (fewer fetch
@@ -99,6 +102,13 @@ class Service:
             if settings.http_port is not None
             else None
         )
+        self.sweeper = (
+            DeadlineSweeper(
+                self.engine, ProducerPublisher(self.producer), definition.deadlines, clock, source=definition.name
+            )
+            if definition.deadlines is not None
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._startup_errors = RateLimitedLog(log, interval=10.0)
 
@@ -121,6 +131,8 @@ class Service:
             asyncio.create_task(self._prune_idempotency_keys(), name=f"{name}-idempotency-pruning"),
             *(asyncio.create_task(worker(self), name=f"{name}-worker") for worker in self.definition.workers),
         ]
+        if self.sweeper is not None:
+            self._tasks.append(asyncio.create_task(self.sweeper.run(), name=f"{name}-deadlines"))
         log.info("service started", consumes=[t.name for t in self.definition.consumes])
 
     async def _prune_idempotency_keys(self) -> None:

@@ -26,8 +26,9 @@ from scripts.onboarding import MARKETPLACE_ID, Person
 from scripts.scenarios.outcome import ScenarioFailed, expect
 from scripts.scenarios.world import World
 
-FINAL_AFTER_CHECKOUT = (OrderStatus.IN_ESCROW, OrderStatus.CANCELLED)
-"""Where a checkout's payment ends: held in escrow, or cancelled with a reason."""
+FINAL_AFTER_CHECKOUT = (OrderStatus.IN_ESCROW, OrderStatus.CANCELLED, OrderStatus.PAYMENT_FAILED)
+"""Where a checkout's payment ends: held in escrow, cancelled with a reason, or declined with a
+reason and waiting for the buyer to pay again another way (S2)."""
 
 
 def usd(minor: int) -> Money:
@@ -106,10 +107,20 @@ async def order_reaches(world: World, order_id: str, *statuses: OrderStatus) -> 
 
 async def expect_cancelled(world: World, order_id: str, reason: str) -> OrderStatusChanged:
     """The order's payment fails and the order is cancelled with ``reason`` (its reason's code)."""
+    return await _payment_ends(world, order_id, reason, OrderStatus.CANCELLED)
+
+
+async def expect_declined(world: World, order_id: str, reason: str) -> OrderStatusChanged:
+    """The order's payment is declined with ``reason``; the order waits for the buyer to pay
+    again another way while its payment window is open (S2)."""
+    return await _payment_ends(world, order_id, reason, OrderStatus.PAYMENT_FAILED)
+
+
+async def _payment_ends(world: World, order_id: str, reason: str, status: OrderStatus) -> OrderStatusChanged:
     final = await order_reaches(world, order_id, *FINAL_AFTER_CHECKOUT)
-    expect(final.status is OrderStatus.CANCELLED, f"order {order_id} to be cancelled", got=final.status.value)
-    expect(reason_code(final.reason) == reason, f"the cancellation's reason to be {reason}", got=final.reason)
-    world.say(f"{order_id} is cancelled: {final.reason}")
+    expect(final.status is status, f"order {order_id} to be {status.value}", got=final.status.value)
+    expect(reason_code(final.reason) == reason, f"the reason to be {reason}", got=final.reason)
+    world.say(f"{order_id} is {status.value}: {final.reason}")
     return final
 
 

@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS request_attempts (
     first_at   TEXT NOT NULL,
     PRIMARY KEY (operation, request_id)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS first_requests (
+    token      TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS spent_one_shots (
     token     TEXT PRIMARY KEY,
     behaviour TEXT NOT NULL,
@@ -172,6 +176,15 @@ class NetworkBook:
         with self._lock:
             row = self._connection.execute("SELECT 1 FROM spent_one_shots WHERE token = ?", (token,)).fetchone()
         return row is not None
+
+    def first_request(self, token: str, request_id: str) -> str:
+        """The first charge request id that named ``token`` (this one, if none did before)."""
+        with self._lock, self._connection:
+            self._connection.execute(
+                "INSERT OR IGNORE INTO first_requests (token, request_id) VALUES (?, ?)", (token, request_id)
+            )
+            row = self._connection.execute("SELECT request_id FROM first_requests WHERE token = ?", (token,)).fetchone()
+        return str(row[0])
 
     def spend_one_shot(self, token: str, behaviour: Behaviour, now: datetime) -> None:
         with self._lock, self._connection:

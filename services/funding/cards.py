@@ -290,6 +290,9 @@ class Behaviour(StrEnum):
     LOST_ANSWER = "lost_answer"
     """The request is carried out but its answer never arrives (resolved by a status inquiry)."""
     ISSUER_UNAVAILABLE = "issuer_unavailable"
+    UNAVAILABLE_FIRST_REQUEST = "unavailable_first_request"
+    """Every try of the first charge request naming the card is answered 503; later requests
+    (another payment attempt, S2) go through."""
 
 
 class ScriptedCardsInvalid(ValueError):

@@ -130,13 +130,19 @@ class ChargeDecision:
 
 
 def decide_charge(  # noqa: PLR0911 (a list of precedences reads best as one return each)
-    card: StoredToken | None, today: date, *, one_shot_spent: bool, run_fault: RunFault = RunFault.NONE
+    card: StoredToken | None,
+    today: date,
+    *,
+    one_shot_spent: bool,
+    run_fault: RunFault = RunFault.NONE,
+    first_request: bool = True,
 ) -> ChargeDecision:
     """The network's answer to a new charge on ``card`` (None: no such token), in this order:
 
     1. the run's transient fault (503, nothing applied);
     2. an unknown token (declined);
-    3. the card's behaviour: ``issuer_unavailable`` (503), an unspent ``timeout_once`` (nothing
+    3. the card's behaviour: ``issuer_unavailable`` (503), ``unavailable_first_request`` while
+       ``first_request`` (the first request id naming the card, 503), an unspent ``timeout_once`` (nothing
        applied, a late 503), an unspent ``lost_answer`` (applied, answered late);
     4. an expired card (declined ``card_expired``, by the token's stored expiry and ``today``);
     5. a ``decline_*`` behaviour (declined with its reason);
@@ -150,7 +156,9 @@ def decide_charge(  # noqa: PLR0911 (a list of precedences reads best as one ret
     if card is None:
         return ChargeDecision(Outcome.DECLINE, NetworkDecline.UNKNOWN_TOKEN, answer_late=late, message="no such token")
     behaviour = card.behaviour
-    if behaviour is Behaviour.ISSUER_UNAVAILABLE:
+    if behaviour is Behaviour.ISSUER_UNAVAILABLE or (
+        behaviour is Behaviour.UNAVAILABLE_FIRST_REQUEST and first_request
+    ):
         return ChargeDecision(Outcome.UNAVAILABLE, message="the issuer is unavailable; nothing was charged")
     spends = behaviour in ONE_SHOT_BEHAVIOURS and not one_shot_spent
     if spends and behaviour is Behaviour.TIMEOUT_ONCE:

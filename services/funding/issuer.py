@@ -44,6 +44,7 @@ from starlette.routing import Route
 from contracts.money import Money
 from services.funding.bodies import BadRequest, read_object, refusal
 from services.funding.book import ChargeRecord, ChargeStatus, NetworkBook, RefundExceedsRemaining, RefundRecord
+from services.funding.cards import Behaviour
 from services.funding.faults import ONE_SHOT_BEHAVIOURS, FaultPlan, Operation, Outcome, RunFault, decide_charge
 from services.funding.settings import FundingSettings
 from services.funding.vault import CardVault
@@ -209,7 +210,14 @@ class IssuerApi:
         run_fault = self._plan.first_attempt(Operation.CHARGE, request_id) if attempt == 1 else RunFault.NONE
         card = self._vault().lookup(token)
         spent = card is not None and card.behaviour in ONE_SHOT_BEHAVIOURS and book.one_shot_spent(token)
-        decision = decide_charge(card, now.date(), one_shot_spent=spent, run_fault=run_fault)
+        first_request = (
+            card is None
+            or card.behaviour is not Behaviour.UNAVAILABLE_FIRST_REQUEST
+            or book.first_request(token, request_id) == request_id
+        )
+        decision = decide_charge(
+            card, now.date(), one_shot_spent=spent, run_fault=run_fault, first_request=first_request
+        )
         if decision.spends_one_shot and card is not None:
             book.spend_one_shot(token, card.behaviour, now)
         if decision.outcome is Outcome.UNAVAILABLE:

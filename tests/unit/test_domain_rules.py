@@ -9,24 +9,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contracts import (
-    CapturePayment,
-    Checkout,
-    CreditWallet,
     DeclineReason,
     FundsHeld,
-    HoldFunds,
     Money,
     OrderStatus,
     OrderStatusChanged,
     PaymentCaptured,
-    ReleaseFunds,
 )
 from contracts.money import Balance, max_balance_minor
 from services.account.domain.wallets import BalanceLimitReached, MovementKind, Wallet, WalletRuleBroken
 from services.notification.domain.rendering import format_money
 from services.notification.domain.rules import NoticeKind, rules_for
 from services.payment.domain.payments import Payment, PaymentConflict, PaymentStatus
-from services.saga.domain import Order, OrderRuleBroken
 
 
 def usd(minor: int) -> Money:
@@ -82,88 +76,6 @@ class TestPayment:
         payment.check_same_request("b", usd(10))
         with pytest.raises(PaymentConflict):
             payment.check_same_request("b", usd(11))
-
-
-def checkout(**overrides: object) -> Checkout:
-    fields: dict[str, object] = {
-        "order_id": "o1",
-        "buyer_id": "b",
-        "seller_id": "s",
-        "amount": usd(999),
-        "marketplace_id": "m",
-    }
-    return Checkout.model_validate(fields | overrides)
-
-
-class TestOrderSaga:
-    def test_happy_path_sends_each_command_once_and_completes(self) -> None:
-        order, step = Order.place(checkout())
-        sent = list(step.commands)
-        for advance in (
-            order.payment_captured,
-            order.funds_held,
-            lambda: order.confirm_receipt("b"),
-            order.funds_released,
-        ):
-            sent += advance().commands
-        assert [type(c) for c in sent] == [CapturePayment, HoldFunds, ReleaseFunds, CreditWallet]
-        assert order.status is OrderStatus.COMPLETED
-
-    def test_duplicate_and_late_events_change_nothing(self) -> None:
-        order, _ = Order.place(checkout())
-        order.payment_captured()
-        order.funds_held()
-        assert order.payment_captured().commands == []  # duplicate
-        assert order.funds_released().commands == []  # out of order: nothing was released yet
-        assert order.status is OrderStatus.IN_ESCROW
-
-    def test_payment_failure_cancels_with_the_reason(self) -> None:
-        order, _ = Order.place(checkout())
-        step = order.payment_failed("insufficient_funds: top up")
-        assert step.to_status is OrderStatus.CANCELLED
-        assert order.reason == "insufficient_funds: top up"
-        assert order.payment_captured().commands == []  # a late capture cannot revive it
-
-    def test_receipt_before_escrow_or_by_someone_else_is_refused(self) -> None:
-        order, _ = Order.place(checkout())
-        with pytest.raises(OrderRuleBroken, match="payment_pending"):
-            order.confirm_receipt("b")
-        with pytest.raises(OrderRuleBroken) as caught:
-            order.confirm_receipt("mallory")
-        assert caught.value.code == "not_the_buyer"
-
-    @pytest.mark.parametrize(
-        ("overrides", "code"),
-        [({"seller_id": "b"}, "invalid_order"), ({"amount": usd(0)}, "invalid_order")],
-    )
-    def test_invalid_checkout_is_refused(self, overrides: dict[str, object], code: str) -> None:
-        with pytest.raises(OrderRuleBroken) as caught:
-            Order.place(checkout(**overrides))
-        assert caught.value.code == code
-
-    def test_repeated_checkout_must_match(self) -> None:
-        order, _ = Order.place(checkout())
-        order.check_same_checkout(checkout())
-        with pytest.raises(OrderRuleBroken, match="already exists"):
-            order.check_same_checkout(checkout(amount=usd(1)))
-
-    @given(st.lists(st.sampled_from(["captured", "failed", "held", "confirm", "released"]), max_size=30))
-    def test_any_event_sequence_sends_each_command_at_most_once(self, events: list[str]) -> None:
-        order, step = Order.place(checkout())
-        sent = [type(c).__name__ for c in step.commands]
-        actions = {
-            "captured": order.payment_captured,
-            "failed": lambda: order.payment_failed("x"),
-            "held": order.funds_held,
-            "confirm": lambda: order.confirm_receipt("b"),
-            "released": order.funds_released,
-        }
-        for event in events:
-            with contextlib.suppress(OrderRuleBroken):
-                sent += [type(c).__name__ for c in actions[event]().commands]
-        assert len(sent) == len(set(sent))
-        if "ReleaseFunds" in sent:
-            assert "HoldFunds" in sent  # never release what was not held
 
 
 class TestNotices:

@@ -195,6 +195,13 @@ class TestCardBehaviours:
             decision = decide(card(Behaviour.ISSUER_UNAVAILABLE), spent=spent)
             assert (decision.outcome, decision.applies) == (Outcome.UNAVAILABLE, False)
 
+    def test_s2_unavailable_first_request_fails_its_first_request_only(self) -> None:
+        away = card(Behaviour.UNAVAILABLE_FIRST_REQUEST)
+        first = decide_charge(away, TODAY, one_shot_spent=False, first_request=True)
+        assert (first.outcome, first.applies) == (Outcome.UNAVAILABLE, False)
+        later = decide_charge(away, TODAY, one_shot_spent=False, first_request=False)
+        assert later.outcome is Outcome.CAPTURE
+
     def test_timeout_once_times_out_unapplied_then_captures(self) -> None:
         first = decide(card(Behaviour.TIMEOUT_ONCE))
         assert (first.outcome, first.applies, first.spends_one_shot) == (Outcome.TIME_OUT, False, True)

@@ -36,7 +36,7 @@ from scripts.onboarding import Person
 from scripts.scenarios.catalogue.security import fail_checks_until_locked
 from scripts.scenarios.outcome import ScenarioFailed, expect
 from scripts.scenarios.registry import scenario
-from scripts.scenarios.steps import add_card, checkout, expect_cancelled, expect_in_escrow, top_up, usd
+from scripts.scenarios.steps import add_card, checkout, expect_declined, expect_in_escrow, top_up, usd
 from scripts.scenarios.world import World
 from services.notification.domain.rules import NoticeKind, notification_id
 
@@ -140,7 +140,7 @@ async def mail_on_payment_failure_zh_cn(world: World) -> None:
     """李华, a buyer in Hong Kong who chose Chinese (zh-CN) and gave an email address at
     registration, sets a payment PIN, adds a card by token and tops the wallet up with 100.00
     HKD; the marketplace checks out 1,250.00 HKD from the wallet. The payment fails
-    (insufficient_funds) and the order is cancelled. The payment-failed email reaches the
+    (insufficient_funds). The payment-failed email reaches the
     buyer's mailbox in Chinese (Content-Language zh-CN, a Chinese subject naming the order):
     it greets the buyer by name, says in plain words that the balance was not enough, says what
     to do next (top up the wallet or use another card), and writes the amount the way the
@@ -156,7 +156,7 @@ async def mail_on_payment_failure_zh_cn(world: World) -> None:
     _source_id, token = await add_card(world, buyer, APPROVING_CARD)
     await top_up(world, buyer.account_id, hkd(10_000))
     order_id = await checkout(world, buyer, world.fresh("seller"), PRICE, item="蓝牙音箱")
-    await expect_cancelled(world, order_id, "insufficient_funds")
+    await expect_declined(world, order_id, "insufficient_funds")
 
     emailed = await world.event(NotificationEmailed, account_id=buyer.account_id, kind=NoticeKind.PAYMENT_FAILED.value)
     mail = arrived(world, emailed, buyer)

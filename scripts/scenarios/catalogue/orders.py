@@ -16,7 +16,7 @@ from scripts.scenarios.registry import scenario
 from scripts.scenarios.steps import (
     checkout,
     confirm_receipt,
-    expect_cancelled,
+    expect_declined,
     expect_in_escrow,
     onboard_buyer,
     order_reaches,
@@ -74,17 +74,17 @@ async def happy_path(world: World) -> None:
 
 @scenario(
     "payment-declined",
-    "A wallet payment larger than the balance is declined: the order is cancelled and no money moves",
+    "A wallet payment larger than the balance is declined: the order waits, no money moves",
     features=("A4", "P1", "P4", "S1"),
 )
 async def payment_declined(world: World) -> None:
     """A bound buyer holds 10.00 USD and the marketplace checks out 42.50 USD. The account
-    declines the payment (insufficient_funds, permanent), the saga cancels the order with that
-    reason at once, nothing is authorised or held, and the wallet still holds 10.00 USD."""
+    declines the payment (insufficient_funds, permanent), the saga marks the order payment_failed
+    with that reason (the buyer may pay again another way while the window is open), nothing is authorised or held, and the wallet still holds 10.00 USD."""
     buyer = await onboard_buyer(world)
     await top_up(world, buyer.account_id, usd(1000))
     order_id = await checkout(world, buyer, world.fresh("seller"), usd(4250), item="Desk lamp")
-    await expect_cancelled(world, order_id, "insufficient_funds")
+    await expect_declined(world, order_id, "insufficient_funds")
     declined = await world.event(PaymentAuthorizationDeclined, order_id=order_id)
     expect(
         declined.reason is DeclineReason.INSUFFICIENT_FUNDS,

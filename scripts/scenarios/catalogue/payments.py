@@ -13,6 +13,7 @@ from scripts.scenarios.steps import (
     add_card,
     checkout,
     expect_cancelled,
+    expect_declined,
     expect_in_escrow,
     onboard_buyer,
     top_up,
@@ -28,17 +29,18 @@ ANSWER_LOST = "4000000000005027"  # carried out, but the answer never comes
 
 @scenario(
     "card-declined",
-    "A card the issuer declines: the order is cancelled with the issuer's reason, nothing captured",
+    "A card the issuer declines: the payment fails with the issuer's reason, nothing captured",
     features=("A4", "P1", "P4", "S1"),
 )
 async def card_declined(world: World) -> None:
     """A bound buyer pays with a card the issuer refuses (do not honor). The account
     authorises the payment; the funding network declines the charge; the payment fails
-    permanently with do_not_honor and the order is cancelled. The network captured nothing."""
+    permanently with do_not_honor and the order waits for the buyer to pay another way. The
+    network captured nothing."""
     buyer = await onboard_buyer(world)
     source_id, token = await add_card(world, buyer, DECLINING_CARD)
     order_id = await checkout(world, buyer, world.fresh("seller"), usd(4250), item="Headphones", source_id=source_id)
-    await expect_cancelled(world, order_id, "do_not_honor")
+    await expect_declined(world, order_id, "do_not_honor")
     book = await world.vault.captures(token)
     expect(book["captures"] == 0, "no capture on the network", got=book)
 
@@ -120,7 +122,7 @@ async def split_payment(world: World) -> None:
     """A buyer holding 20.00 USD pays a 42.50 USD order balance first: the account debits the
     20.00 USD it holds and the card is charged the other 22.50 USD (the network's book shows
     exactly that). A second buyer splits with a card the issuer declines: the order is
-    cancelled and the wallet's 20.00 USD are paid back."""
+    declined and the wallet's 20.00 USD are paid back."""
     buyer = await onboard_buyer(world)
     await top_up(world, buyer.account_id, usd(2_000))
     source_id, token = await add_card(world, buyer, APPROVING_CARD)
@@ -139,7 +141,7 @@ async def split_payment(world: World) -> None:
     failed = await checkout(
         world, unlucky, world.fresh("seller"), usd(4_250), item="Tent", source_id=declining, use_balance_first=True
     )
-    await expect_cancelled(world, failed, "do_not_honor")
+    await expect_declined(world, failed, "do_not_honor")
     await world.event(WalletCredited, account_id=unlucky.account_id, order_id=failed)
     back = await wallet_balance(world, unlucky.account_id, "USD")
     expect(back.amount_minor == 2_000, "the wallet leg paid back", got=str(back))

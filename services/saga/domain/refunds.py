@@ -1,0 +1,87 @@
+"""Refunds of an order (P6, S3): the marketplace's, a dispute's, and the saga's compensations.
+
+A refund of money in escrow goes returning (escrow gives that part of the hold back) ->
+refunding (the payment pays it to the buyer's sources) -> refunded. A *compensation* has
+nothing in escrow to take back (the hold was refused, or the payment arrived after the order
+was cancelled): it starts at refunding. A refund the payment could not pay is retried with the
+compensation policy's backoff, each retry under its own payment refund id
+(``<refund id>~retry<n>``) because the payment service answers a repeated id with its first
+outcome; once the retries are spent it is failed and an operator's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from contracts import Money
+from shared.errors import CommandRefused
+
+
+class OrderRuleBroken(CommandRefused):
+    """A command the order's rules refuse."""
+
+
+COMPENSATION = "compensation"
+"""The refund id of an order's compensation: there is at most one (the payment is captured once)."""
+
+DISPUTE_REFUND = "dispute"
+"""The refund id of what a dispute's resolution gives back: an order is disputed once."""
+
+_RETRY_SUFFIX = re.compile(r"^(?P<base>.+)~retry(?P<n>\d+)$")
+
+
+def payment_refund_id(refund_id: str, attempt: int) -> str:
+    """The id the payment service knows attempt ``attempt`` of a refund by."""
+    return refund_id if attempt <= 1 else f"{refund_id}~retry{attempt}"
+
+
+def refund_of(payment_refund: str) -> str:
+    """The saga's refund id behind a payment refund id (inverse of :func:`payment_refund_id`)."""
+    match = _RETRY_SUFFIX.match(payment_refund)
+    return match["base"] if match else payment_refund
+
+
+def check_refund_id(refund_id: str) -> None:
+    if _RETRY_SUFFIX.match(refund_id) or refund_id in (COMPENSATION, DISPUTE_REFUND):
+        raise OrderRuleBroken(
+            "invalid_refund",
+            f"refund id {refund_id!r} is reserved: use one that is not {COMPENSATION!r} or {DISPUTE_REFUND!r} "
+            "and does not end in ~retry<n>",
+        )
+
+
+class RefundStatus(StrEnum):
+    """Where one refund is (S1's refund branch): requested and returning, refunding, done."""
+
+    RETURNING = "returning"  # ReturnFunds sent: escrow is taking it out of the hold
+    REFUNDING = "refunding"  # out of escrow (or never in it); RefundPayment sent, perhaps retried
+    REFUNDED = "refunded"  # the buyer has it back
+    FAILED = "failed"  # the payment could not pay it back, retries spent: an operator's case
+
+
+@dataclass(slots=True)
+class Refund:
+    """One refund of an order, by its id (a repeat with it is the same refund)."""
+
+    order_id: str
+    refund_id: str
+    amount: Money
+    reason: str = ""
+    status: RefundStatus = RefundStatus.RETURNING
+    failure: str | None = None
+    dispute_id: str | None = None  # the dispute whose resolution it carries out
+
+    def check_same_request(self, amount: Money) -> None:
+        """P5: the same refund id with another amount is refused (the same amount is a repeat)."""
+        if amount != self.amount:
+            raise OrderRuleBroken(
+                "refund_conflict",
+                f"refund {self.refund_id} of order {self.order_id} was already asked for {self.amount}, not {amount}",
+            )
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether the payment may still answer it (a failed one may be retried by an operator)."""
+        return self.status in (RefundStatus.REFUNDING, RefundStatus.FAILED)
