@@ -79,6 +79,7 @@ from contracts.topics import (
 from shared import idempotency, inbox
 from shared.aggregates import Aggregate, Journal, Key, Load, Row
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.crash import crash_if_asked
 from shared.errors import CommandRefused, SystemFault
 from shared.logging import get_logger, message_context
 from shared.observability import METRICS
@@ -475,6 +476,8 @@ class BatchConsumer:
             await inbox.record_handled(tx, outcome.handled, self._clock.now())
             await idempotency.record_outcomes(tx, outcome.keyed, self._clock.now())
             stored = await store_records(tx, outcome.records, self._clock.now())
+            crash_if_asked(self.name, "before_store", (d.envelope.type for d in deliveries if d.envelope is not None))
+        crash_if_asked(self.name, "after_store", (d.envelope.type for d in deliveries if d.envelope is not None))
         METRICS.stage("store", time.perf_counter() - started)
         for outcome_name, count in outcome.counts.items():
             METRICS.messages.labels(outcome_name).inc(count)

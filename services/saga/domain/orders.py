@@ -266,7 +266,7 @@ class Order:
             )
         retry = policy.payment.retry
         if not retry.retries(reason, attempt):
-            self.reason = f"gave up after {attempt} attempts: {reason}: {detail}"
+            self.reason = f"{reason}: {detail} (gave up after {attempt} attempts)"
             return self._cancel(f"PaymentFailed ({reason}), retries exhausted")
         at = now + retry.delay(attempt, self.order_id)
         self._set_timer(Deadline.PAYMENT_RETRY, at)
@@ -304,7 +304,7 @@ class Order:
         if self.status not in PAYING:
             return NOTHING
         last = f" (last failure: {self.reason})" if self.reason else ""
-        self.reason = f"not paid within the payment window{last}"
+        self.reason = f"payment_window_expired: not paid within the payment window{last}"
         return self._cancel("timer payment_window")
 
     def cancel_by_operator(self, operator_id: str, why: str) -> Step:
@@ -314,7 +314,7 @@ class Order:
                 f"order {self.order_id} is {self.status.value}: only an unpaid order is cancelled; "
                 "a paid one is refunded or disputed",
             )
-        self.reason = f"cancelled by {operator_id}: {why}"
+        self.reason = f"cancelled_by_operator: {operator_id}: {why}"
         return self._cancel(f"operator {operator_id} cancelled")
 
     def _cancel(self, why: str) -> Step:
@@ -335,7 +335,7 @@ class Order:
         """Escrow refused the hold after the payment was captured: give the payment back (S3)."""
         if self.status is not S.PAID:
             return NOTHING
-        self.reason = f"escrow refused the hold ({code}): {why}"
+        self.reason = f"hold_refused: escrow refused the hold ({code}): {why}"
         return self._compensate(f"HoldFunds refused ({code})", "the escrow hold was refused")
 
     def confirm_receipt(self, buyer_id: str) -> Step:
@@ -643,7 +643,7 @@ class Order:
             f"refund {refund.refund_id} of {refund.amount} failed {self.refund_attempt} times ({reason}): "
             "out of escrow, not back with the buyer; an operator must act"
         )
-        self.reason = f"refund {refund.refund_id} of {refund.amount} failed: {reason}"
+        self.reason = f"refund_failed: refund {refund.refund_id} of {refund.amount} failed: {reason}"
         return self._stay(announce=f"refund_failed:{refund.refund_id}", note=self.attention)
 
     def retry_refund(self, why: str, *, reset: bool = False) -> Step:
