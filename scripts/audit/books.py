@@ -64,6 +64,8 @@ class OrderSnapshot:
     returned_minor: int = 0  # of the price, out of escrow towards the buyer
     refunded_minor: int = 0  # of the price, back with the buyer
     refunding: str | None = None  # the refund under way, if any
+    attention: str | None = None  # why an operator must act, if one must (S6)
+    next_deadline_at: datetime | None = None  # the order's earliest timer (S4)
 
     @property
     def still_held(self) -> Money:
@@ -88,6 +90,8 @@ class OrderSnapshot:
             returned_minor=0 if returned is None else returned.amount_minor,
             refunded_minor=0 if refunded is None else refunded.amount_minor,
             refunding=data.get("refunding") or None,
+            attention=data.get("attention") or None,
+            next_deadline_at=_when(deadline, "next_deadline_at") if (deadline := data.get("next_deadline_at")) else None,
         )
 
 

@@ -41,10 +41,18 @@ from scripts.audit.books import Books, HoldSnapshot, OrderSnapshot, PaymentSnaps
 from services.escrow.domain.ledger import AccountBalance, AccountId, AccountKind, Ledger
 
 WAITING_ON_THE_SYSTEM = frozenset(
-    {OrderStatus.CREATED, OrderStatus.PAYMENT_PENDING, OrderStatus.PAID, OrderStatus.RELEASING}
+    {
+        OrderStatus.CREATED,
+        OrderStatus.PAYMENT_PENDING,
+        OrderStatus.PAID,
+        OrderStatus.RELEASING,
+        OrderStatus.COMPENSATING,
+    }
 )
-"""Statuses whose next step is a service's, not a person's (an order in escrow with a refund
-under way too)."""
+"""Statuses whose next step is a service's, not a person's or a timer's (an order in escrow
+with a refund under way too)."""
+HOLDING = frozenset({OrderStatus.IN_ESCROW, OrderStatus.DISPUTED})
+"""Statuses in which escrow holds the order's funds (frozen while disputed)."""
 FINAL = frozenset({OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.REFUNDED})
 HOLD_HELD, HOLD_RELEASED = "held", "released"
 CAPTURED = "captured"
@@ -71,6 +79,7 @@ class AuditCode(StrEnum):
     COUNTED_TWICE = "counted_twice"
     HOLD_WITHOUT_CAPTURE = "hold_without_capture"
     STUCK_ORDER = "stuck_order"
+    TIMER_OVERDUE = "timer_overdue"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +154,7 @@ def _money(money: Money) -> str:
 
 
 def waits_on_the_system(order: OrderSnapshot) -> bool:
-    return order.status in WAITING_ON_THE_SYSTEM or (
-        order.status is OrderStatus.IN_ESCROW and order.refunding is not None
-    )
+    return order.status in WAITING_ON_THE_SYSTEM or (order.status in HOLDING and order.refunding is not None)
 
 
 def in_flight(orders: Iterable[OrderSnapshot], now: datetime, limits: AuditLimits) -> set[str]:
@@ -155,10 +162,25 @@ def in_flight(orders: Iterable[OrderSnapshot], now: datetime, limits: AuditLimit
     return {o.order_id for o in orders if waits_on_the_system(o) and now - o.updated_at <= limits.stuck_after}
 
 
+def overdue_timers(orders: Iterable[OrderSnapshot], now: datetime, limits: AuditLimits) -> Iterator[AuditBreak]:
+    """S4: a timer due longer ago than ``stuck_after`` has not fired: the deadline sweeper or the
+    saga is not doing its work."""
+    for order in sorted(orders, key=lambda o: o.order_id):
+        due = order.next_deadline_at
+        if due is not None and now - due > limits.stuck_after:
+            yield AuditBreak(
+                Check.ORDERS,
+                AuditCode.TIMER_OVERDUE,
+                f"order {order.order_id}",
+                f"{order.status.value}: a timer due at {due.isoformat()} has not fired "
+                f"({_duration(now - due)} late, limit {_duration(limits.stuck_after)})",
+            )
+
+
 def stuck_orders(orders: Iterable[OrderSnapshot], now: datetime, limits: AuditLimits) -> Iterator[AuditBreak]:
     for order in sorted(orders, key=lambda o: o.order_id):
-        if order.status in FINAL or order.reason:
-            continue
+        if order.status in FINAL or order.reason or order.attention or order.next_deadline_at is not None:
+            continue  # final, explained, an operator's, or waiting on its own timer (overdue_timers)
         still = now - order.updated_at
         if waits_on_the_system(order):
             limit, waiting = limits.stuck_after, "the system"
@@ -237,7 +259,7 @@ def _held_by_hold(hold: HoldSnapshot | None) -> int:
 
 
 def _held_by_order(order: OrderSnapshot | None) -> int:
-    return order.still_held.amount_minor if order is not None and order.status is OrderStatus.IN_ESCROW else 0
+    return order.still_held.amount_minor if order is not None and order.status in HOLDING else 0
 
 
 def escrow_breaks(
@@ -247,7 +269,7 @@ def escrow_breaks(
     orders = {o.order_id: o for o in books.orders}
     holds = {h.order_id: h for h in books.holds}
     keys = set(holdings)
-    keys |= {(o.order_id, o.amount.currency) for o in books.orders if o.status is OrderStatus.IN_ESCROW}
+    keys |= {(o.order_id, o.amount.currency) for o in books.orders if o.status in HOLDING}
     keys |= {(h.order_id, h.amount.currency) for h in books.holds if h.status == HOLD_HELD}
     breaks: list[AuditBreak] = []
     ledger_total: dict[str, int] = defaultdict(int)
@@ -363,11 +385,12 @@ def audit(books: Books, limits: AuditLimits | None = None) -> AuditReport:
     breaks += found
     breaks += payment_breaks(books, skip)
     breaks += stuck_orders(books.orders, now, limits)
+    breaks += overdue_timers(books.orders, now, limits)
     figures = {
         "ledger records": len(books.ledger.records),
         "ledger accounts": len(ledger.balances()),
         "orders": len(books.orders),
-        "orders in escrow": sum(o.status is OrderStatus.IN_ESCROW for o in books.orders),
+        "orders in escrow": sum(o.status in HOLDING for o in books.orders),
         "orders in flight": len(skip),
         "captured payments": sum(p.status == CAPTURED for p in books.payments),
         "escrow holds": len(books.holds),

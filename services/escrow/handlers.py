@@ -1,4 +1,5 @@
-"""Escrow service handlers: hold captured funds, give refunds' parts back, release the rest to the seller.
+"""Escrow service handlers: hold captured funds, freeze them for a dispute, give refunds' parts
+back, release the rest to the seller.
 
 Each handler decides with the hold (holds.py), then books the hold's transfers through a
 ledger view of exactly the accounts they touch (books.py), which enforces every ledger rule;
@@ -10,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from contracts import FundsHeld, FundsReleased, FundsReturned, HoldFunds, ReleaseFunds, ReturnFunds
+from contracts import (
+    FreezeFunds,
+    FundsFrozen,
+    FundsHeld,
+    FundsReleased,
+    FundsReturned,
+    HoldFunds,
+    ReleaseFunds,
+    ReturnFunds,
+)
 from services.escrow.domain import (
     ORDER_ACCOUNT_KINDS,
     AccountState,
@@ -77,11 +87,24 @@ def release_funds(command: ReleaseFunds, ctx: HandlerContext) -> None:
     if hold is None:
         raise hold_not_found(command.order_id)
     reservation = hold.reservation()
-    if (transfers := hold.release()) is not None:
+    if (transfers := hold.release(command.dispute_id)) is not None:
         _book(transfers, reservation, ctx)
     ctx.emit(
         FundsReleased(order_id=hold.order_id, seller_id=hold.seller_id, amount=hold.still_held),
         idempotency_key=f"released:{hold.order_id}",
+    )
+
+
+@handlers.on(FreezeFunds, loads=[HOLDS.by("order_id")])
+def freeze_funds(command: FreezeFunds, ctx: HandlerContext) -> None:
+    """E3: no transfer moves; the hold only remembers which dispute may end it."""
+    hold = ctx.get(HOLDS, command.order_id)
+    if hold is None:
+        raise hold_not_found(command.order_id)
+    hold.freeze(command.dispute_id, ctx.now)
+    ctx.emit(
+        FundsFrozen(order_id=hold.order_id, dispute_id=command.dispute_id, held=hold.still_held),
+        idempotency_key=f"frozen:{hold.order_id}:{command.dispute_id}",
     )
 
 
@@ -95,10 +118,10 @@ def return_funds(command: ReturnFunds, ctx: HandlerContext) -> None:
         raise hold_not_found(command.order_id)
     given = ctx.get(RETURNS, (command.order_id, command.refund_id))
     if given is not None:  # a repeat: the same answer, no money moved twice
-        given.check_same_request(command.amount)
+        given.check_same_request(command.amount, command.dispute_id)
     else:
         reservation = hold.reservation()
-        given, transfers = hold.give_back(command.refund_id, command.amount, ctx.now)
+        given, transfers = hold.give_back(command.refund_id, command.amount, ctx.now, command.dispute_id)
         ctx.add(RETURNS, given)
         _book(transfers, reservation, ctx)
     ctx.emit(

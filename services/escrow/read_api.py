@@ -8,7 +8,9 @@ sellers' settlements. The books audit (G1, scripts/audit) reads the first three.
   ``id``. ``next`` is the ``after`` of the following page, null at the end.
 - ``GET /ledger/balances``: every account's code, kind, owner, currency and four totals.
 - ``GET /holds?status=held|released|returned&page=&per_page=``: the holds, oldest first, with
-  what each still holds (once released, what the seller was paid).
+  what each still holds (once released, what the seller was paid), ``frozen`` (E3: the dispute
+  that freezes it and ``since`` when, null when no freeze is in force) and ``dispute_id`` (the
+  dispute that froze it, kept once the hold has ended).
 - ``GET /settlements?seller_id=&day=YYYY-MM-DD`` (E4): the releases posted to a seller's payable
   on that day (UTC), the total per currency and their count.
 """
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.escrow.domain import EscrowHold, HoldStatus
 from services.escrow.domain.ledger import TransferRecord
+from services.escrow.domain.settlements import settlement
 from services.escrow.store import account_states, holds_page, ledger_transfers, records_after, releases
 from shared.observability import ReadRoute
 from shared.read_api import Page, iso, whole
@@ -92,6 +95,8 @@ def _hold(hold: EscrowHold) -> dict[str, Any]:
         "amount": hold.amount.model_dump(),
         "still_held": hold.still_held.model_dump(),
         "status": hold.status.value,
+        "frozen": {"dispute_id": hold.frozen_by, "since": iso(hold.frozen_at)} if hold.frozen else None,
+        "dispute_id": hold.frozen_by,
     }
 
 
@@ -127,18 +132,19 @@ async def settlements(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
     except ValueError as error:
         return 400, {"error": str(error)}
     async with engine.connect() as conn:
-        found = await releases(conn, seller_id, day)
-    totals: dict[str, int] = {}
-    for _order, minor, currency, _at in found:
-        totals[currency] = totals.get(currency, 0) + minor
+        found = settlement(seller_id, day, await releases(conn, seller_id, day))
     return 200, {
-        "seller_id": seller_id,
-        "day": day.isoformat(),
-        "count": len(found),
-        "totals": [{"amount_minor": minor, "currency": currency} for currency, minor in sorted(totals.items())],
+        "seller_id": found.seller_id,
+        "day": found.day.isoformat(),
+        "count": found.count,
+        "totals": [total.model_dump() for total in found.totals],
         "releases": [
-            {"order_id": order, "amount": {"amount_minor": minor, "currency": currency}, "released_at": iso(at)}
-            for order, minor, currency, at in found
+            {
+                "order_id": release.order_id,
+                "amount": release.amount.model_dump(),
+                "released_at": iso(release.released_at),
+            }
+            for release in found.releases
         ],
     }
 

@@ -16,14 +16,16 @@ can be split per partition (``fx_position:platform-<n>``) and summed when read.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contracts import Money
 from services.escrow.domain import AccountState, EscrowHold, FundsReturn
 from services.escrow.domain.ledger import AccountKind, TransferCode, TransferKind, TransferRecord
+from services.escrow.domain.settlements import Release, day_span
 from shared.aggregates import Aggregate, Journal
 
 metadata = sa.MetaData()
@@ -42,6 +44,8 @@ holds = sa.Table(
     sa.Column("returned_minor", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("reservation_id", sa.String(200), nullable=True),
     sa.Column("reserved_at", WHEN, nullable=True),
+    sa.Column("frozen_by", sa.String(100), nullable=True),  # E3: the dispute that froze the hold
+    sa.Column("frozen_at", WHEN, nullable=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", WHEN, nullable=False),
     sa.Column("updated_at", WHEN, nullable=False),
@@ -55,6 +59,7 @@ returns = sa.Table(
     sa.Column("amount_minor", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("still_held_minor", sa.BigInteger, nullable=False),
+    sa.Column("dispute_id", sa.String(100), nullable=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", WHEN, nullable=False),
     sa.Column("updated_at", WHEN, nullable=False),
@@ -171,9 +176,9 @@ async def holds_page(
     return [HOLDS.from_row(row._mapping) for row in rows], total
 
 
-async def releases(connection: AsyncConnection, seller_id: str, day: date) -> list[tuple[str, int, str, datetime]]:
-    """(order, amount minor, currency, when) of each release posted to ``seller_id`` on ``day`` (UTC)."""
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+async def releases(connection: AsyncConnection, seller_id: str, day: date) -> list[Release]:
+    """Each release posted to ``seller_id``'s payable on ``day`` (UTC), in the order they were posted."""
+    start, end = day_span(day)
     query = (
         sa.select(
             ledger_transfers.c.order_id,
@@ -188,12 +193,18 @@ async def releases(connection: AsyncConnection, seller_id: str, day: date) -> li
             ledger_transfers.c.code == TransferCode.HOLD.value,
             ledger_transfers.c.credit_account.like(f"{AccountKind.SELLER_PAYABLE.value}:%"),
             ledger_transfers.c.applied_at >= start,
-            ledger_transfers.c.applied_at < start + timedelta(days=1),
+            ledger_transfers.c.applied_at < end,
         )
         .order_by(ledger_transfers.c.id)
     )
     return [
-        (r.order_id, int(r.amount_minor), r.currency, r.applied_at) for r in (await connection.execute(query)).all()
+        Release(
+            r.order_id,
+            seller_id,
+            Money(amount_minor=int(r.amount_minor), currency=r.currency),
+            r.applied_at if r.applied_at.tzinfo is not None else r.applied_at.replace(tzinfo=UTC),
+        )
+        for r in (await connection.execute(query)).all()
     ]
 
 

@@ -2,7 +2,9 @@
 
 ``GET /notifications?account_id=buyer-1&unread=true&page=1&per_page=20``: a holder's inbox,
 newest first, each notice with its subject, text, whether it was read and what became of its
-email. Marking read is a command (``MarkNotificationsRead``): the read API only reads.
+email. A notice made before the account's profile arrived reads in English until then, and as
+released in the profile's language after (handlers/events.py). Marking read is a command
+(``MarkNotificationsRead``): the read API only reads.
 
 ``GET /notifications/undelivered?state=dead``: emails not delivered (``pending`` or ``dead``,
 the default both), oldest first, with the attempts and the last error; the address is masked.
@@ -18,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notification.domain.delivery import DeliveryState
-from services.notification.store import email_deliveries, notifications
+from services.notification.store import email_deliveries, notification_releases, notifications
 from shared.read_api import MAX_PER_PAGE, iso, positive
 
 _UNDELIVERED = (DeliveryState.PENDING.value, DeliveryState.DEAD.value)
@@ -39,7 +41,7 @@ async def inbox(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any
         per_page = positive(query, "per_page", 20, MAX_PER_PAGE)
     except ValueError as error:
         return 400, {"error": str(error)}
-    n, d = notifications, email_deliveries
+    n, d, r = notifications, email_deliveries, notification_releases
     mine = n.c.recipient_id == account_id
     if query.get("unread", "").lower() in ("1", "true", "yes"):
         mine = sa.and_(mine, n.c.read_at.is_(None))
@@ -52,8 +54,23 @@ async def inbox(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any
         ).scalar_one()
         rows = (
             await conn.execute(
-                sa.select(n, d.c.state.label("email_state"), d.c.attempts, d.c.sent_at)
+                sa.select(
+                    n.c.notification_id,
+                    n.c.kind,
+                    n.c.category,
+                    n.c.order_id,
+                    n.c.read_at,
+                    n.c.created_at,
+                    # a held notice reads as released, in the profile's language, once it is
+                    sa.func.coalesce(r.c.language, n.c.language).label("language"),
+                    sa.func.coalesce(r.c.subject, n.c.subject).label("subject"),
+                    sa.func.coalesce(r.c.body, n.c.body).label("body"),
+                    d.c.state.label("email_state"),
+                    r.c.notification_id.label("released"),
+                    r.c.address.label("released_to"),
+                )
                 .outerjoin(d, d.c.notification_id == n.c.notification_id)
+                .outerjoin(r, r.c.notification_id == n.c.notification_id)
                 .where(mine)
                 .order_by(n.c.created_at.desc(), n.c.id.desc())
                 .limit(per_page)
@@ -70,7 +87,7 @@ async def inbox(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any
     }
 
 
-def _notice(row: sa.Row[Any]) -> dict[str, Any]:
+def _notice(row: Any) -> dict[str, Any]:
     return {
         "notification_id": row.notification_id,
         "kind": row.kind,
@@ -80,9 +97,20 @@ def _notice(row: sa.Row[Any]) -> dict[str, Any]:
         "subject": row.subject,
         "body": row.body,
         "read": row.read_at is not None,
-        "email": row.email_state or "not sent (no address, or email turned off)",
+        "email": _email_state(row),
         "created_at": iso(row.created_at),
     }
+
+
+_NOT_SENT = "not sent (no address, or email turned off)"
+
+
+def _email_state(row: Any) -> str:
+    if row.email_state != DeliveryState.HELD.value:
+        return str(row.email_state or _NOT_SENT)
+    if row.released is None:
+        return "held until the account's details arrive"
+    return DeliveryState.PENDING.value if row.released_to is not None else _NOT_SENT
 
 
 async def undelivered(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any]:
@@ -93,12 +121,17 @@ async def undelivered(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[in
         limit = positive(query, "limit", 100, 1000)
     except ValueError as error:
         return 400, {"error": str(error)}
-    d = email_deliveries
+    d, r = email_deliveries, notification_releases
     states = (state,) if state else _UNDELIVERED
+    address = sa.func.coalesce(d.c.address, r.c.address, "").label("to")  # a released held one: the release's
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
-                sa.select(d).where(d.c.state.in_(states)).order_by(d.c.created_at, d.c.notification_id).limit(limit)
+                sa.select(d, address)
+                .outerjoin(r, r.c.notification_id == d.c.notification_id)
+                .where(d.c.state.in_(states))
+                .order_by(d.c.created_at, d.c.notification_id)
+                .limit(limit)
             )
         ).all()
     return 200, {
@@ -106,7 +139,7 @@ async def undelivered(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[in
             {
                 "notification_id": row.notification_id,
                 "account_id": row.recipient_id,
-                "address": mask_address(row.address),
+                "address": mask_address(row.to),
                 "kind": row.kind,
                 "order_id": row.order_id,
                 "state": row.state,

@@ -12,9 +12,11 @@ it in a batch like any other.
    the consumer's inbox entry, before anything is sent. A duplicate event (the same record
    again, or the same fact re-published) finds the notification stored and adds nothing, so
    there is never a second delivery to send.
-2. *One send per attempt.* The worker sends only ``pending`` rows that are due, and remembers
-   the row version it sent for: it does not send again until the handler has recorded the
-   answer (the version moves), even while the answer is still on its way through Kafka.
+2. *One send per attempt.* The worker sends only ``pending`` rows (and ``held`` ones once released
+   with an address: domain/delivery.py) that are due, and remembers the row version it sent
+   for: it does not send again until the handler has recorded the answer (the version moves),
+   even while the answer is still on its way through Kafka. A release is written once per
+   notification, so a held notice has one delivery like any other.
 3. *Accepted means recorded.* Right after the server's 250 the worker writes the notification
    into its send log (``email_send_log``), then reports. After a restart a row still
    ``pending`` but in the send log is re-reported as sent, not re-sent.
@@ -41,7 +43,7 @@ from contracts import EmailOutcome, RecordEmailOutcome
 from services.notification.domain.delivery import DeliveryState
 from services.notification.mail import Answer, Outgoing
 from services.notification.ports import NotificationPorts
-from services.notification.store import email_deliveries, email_send_log, notifications
+from services.notification.store import email_deliveries, email_send_log, notification_releases, notifications
 from shared.clock import Clock
 from shared.consumer import outgoing
 from shared.logging import RateLimitedLog, get_logger
@@ -78,26 +80,30 @@ class EmailWorker:
     async def _due(self) -> tuple[list[Any], float | None]:
         """Pending emails due now and not awaiting an answer; seconds until the next one is due."""
         now = self._clock.now()
-        d, n = email_deliveries, notifications
+        d, n, r = email_deliveries, notifications, notification_releases
+        # A held notice goes as its release renders it (the profile's language), to the address the
+        # release names; a held one without a release, or released without an address, is not sent.
+        released = sa.and_(d.c.state == DeliveryState.HELD.value, r.c.address.is_not(None))
         query = (
             sa.select(
                 d.c.notification_id,
                 d.c.recipient_id,
-                d.c.address,
+                sa.func.coalesce(d.c.address, r.c.address).label("address"),
                 d.c.message_id,
                 d.c.attempts,
                 d.c.not_before,
                 d.c.version,
-                n.c.subject,
-                n.c.body,
-                n.c.html,
-                n.c.language,
+                sa.func.coalesce(r.c.subject, n.c.subject).label("subject"),
+                sa.func.coalesce(r.c.body, n.c.body).label("body"),
+                sa.func.coalesce(r.c.html, n.c.html).label("html"),
+                sa.func.coalesce(r.c.language, n.c.language).label("language"),
                 email_send_log.c.accepted_at,
             )
             .join(n, n.c.notification_id == d.c.notification_id)
+            .outerjoin(r, r.c.notification_id == d.c.notification_id)
             .outerjoin(email_send_log, email_send_log.c.notification_id == d.c.notification_id)
-            .where(d.c.state == DeliveryState.PENDING.value)
-            .order_by(d.c.not_before)
+            .where(sa.or_(d.c.state == DeliveryState.PENDING.value, released))
+            .order_by(d.c.not_before, n.c.id)  # due ones in the order they were made: a buyer reads them in order
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()

@@ -1,9 +1,11 @@
 """P7: the payment history of an account, paged, from the payment service's own database.
 
 ``GET /payments?account_id=buyer-1&page=1&per_page=20`` on the service's HTTP port: newest
-first, each payment with its status, source kind, the network's charge id, the failure's
-reason, its price breakdown (P3: rate, fee, discount, total in the buyer's currency,
-settlement in the seller's), the legs it was paid from, and what has been refunded (P6). Readers (the CLI, the operator console) use this, never the database itself.
+first, each payment with its status, its attempt (S2: one entry per order, for its latest
+attempt, so a paid order shows the attempt that was captured), source kind, the network's
+charge id, the failure's reason, its price breakdown (P3: rate, fee, discount, total in the
+buyer's currency, settlement in the seller's), the legs it was paid from, and what has been
+refunded (P6). Readers (the CLI, the operator console) use this, never the database itself.
 
 ``GET /payments?status=captured&page=1&per_page=100`` (a ``status`` and no ``account_id``): every
 account's payments in that status, oldest first (new ones land on the last page, so a reader
@@ -49,6 +51,7 @@ def _entry(row: sa.Row[Any]) -> dict[str, Any]:
         "order_id": row.order_id,
         "amount": {"amount_minor": row.amount_minor, "currency": row.currency},
         "status": row.status,
+        "attempt": row.attempt,
         "funding_type": row.funding_type,
         "breakdown": _breakdown(row),
         "quote_id": row.quote_id,

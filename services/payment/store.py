@@ -1,4 +1,5 @@
-"""Payments, one row per order, the requests to the funding network they make, and their refunds."""
+"""Payments, one row per order (describing its current attempt, S2), the requests to the funding
+network they make, and their refunds."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ payments = sa.Table(
     sa.Column("amount_minor", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),  # S2: the current attempt; the row describes it
     sa.Column("failure_reason", sa.String(50)),
     sa.Column("failure_detail", sa.Text),
     sa.Column("funding_type", sa.String(20)),

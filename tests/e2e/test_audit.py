@@ -39,7 +39,7 @@ async def place(market: Marketplace, watcher: EventWatcher, buyer: str, seller: 
         marketplace_id=MARKETPLACE_ID, order_id=order_id, buyer_id=buyer, seller_id=seller, amount=usd(minor)
     )
     await market.publish(checkout, correlation_id=order_id, idempotency_key=f"checkout-{order_id}")
-    await watcher.wait_for(reaches(order_id, OrderStatus.IN_ESCROW, OrderStatus.CANCELLED))
+    await watcher.wait_for(reaches(order_id, OrderStatus.IN_ESCROW, OrderStatus.CANCELLED, OrderStatus.PAYMENT_FAILED))
     return order_id
 
 
@@ -75,7 +75,9 @@ async def test_g1_orders_through_the_stack_leave_books_the_audit_finds_balanced(
     async with httpx.AsyncClient(timeout=10) as client:
         # The saga's read API: every order, filtered by status, paged.
         in_escrow = await client.get(f"{stack.saga_url}/orders", params={"status": "in_escrow", "per_page": 100})
-        cancelled = await client.get(f"{stack.saga_url}/orders", params={"status": "cancelled", "per_page": 100})
+        declined_ones = await client.get(
+            f"{stack.saga_url}/orders", params={"status": "payment_failed", "per_page": 100}
+        )
         unknown = await client.get(f"{stack.saga_url}/orders", params={"status": "lost"})
         # The payment's read route for the audit: every account's payments in one status.
         captured = await client.get(f"{stack.payment_url}/payments", params={"status": "captured", "per_page": 100})
@@ -88,7 +90,7 @@ async def test_g1_orders_through_the_stack_leave_books_the_audit_finds_balanced(
         usd(4_000).model_dump(),
         None,
     )
-    reasons = {o["order_id"]: o["reason"] or "" for o in cancelled.json()["orders"]}
+    reasons = {o["order_id"]: o["reason"] or "" for o in declined_ones.json()["orders"]}
     assert "insufficient_funds" in reasons[declined], reasons
     assert unknown.status_code == 400
     assert captured.status_code == 200

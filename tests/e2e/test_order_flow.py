@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,9 +25,11 @@ from contracts import (
 from contracts.topics import ACCOUNT_COMMANDS, DEAD_LETTER, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE
 from scripts.marketplace import EventWatcher, Marketplace, Seen
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
+from scripts.stack import ServiceProcesses
 from services.account.store import wallets
 from services.escrow.store import ledger_accounts, ledger_transfers
 from services.notification.store import notifications
+from shared.clock import advance_clock_file
 from shared.db import create_engine
 from tests.support.eventually import eventually
 
@@ -176,8 +179,12 @@ async def test_happy_path_completes_once_even_when_the_marketplace_repeats_itsel
     assert got == expected
 
 
-async def test_insufficient_balance_cancels_the_order_and_moves_no_money(
-    market: Marketplace, watcher: EventWatcher, onboarding: Onboarding, service_db: dict[str, str]
+async def test_s2_insufficient_balance_waits_for_another_payment_then_closes_moving_no_money(
+    market: Marketplace,
+    watcher: EventWatcher,
+    onboarding: Onboarding,
+    service_db: dict[str, str],
+    stack: ServiceProcesses,
 ) -> None:
     run = uuid.uuid4().hex[:8]
     buyer, order_id = f"buyer-{run}", f"order-{run}"
@@ -197,10 +204,13 @@ async def test_insufficient_balance_cancels_the_order_and_moves_no_money(
         idempotency_key=f"checkout-{order_id}",
     )
 
-    final = await watcher.wait_for(status_of(order_id, OrderStatus.CANCELLED, OrderStatus.IN_ESCROW))
-
-    assert final.message.status is OrderStatus.CANCELLED  # type: ignore[attr-defined]
-    assert "insufficient_funds" in (final.message.reason or "")  # type: ignore[attr-defined]
+    declined = await watcher.wait_for(status_of(order_id, OrderStatus.PAYMENT_FAILED, OrderStatus.IN_ESCROW))
+    assert declined.message.status is OrderStatus.PAYMENT_FAILED  # type: ignore[attr-defined]
+    assert "insufficient_funds" in (declined.message.reason or "")  # type: ignore[attr-defined]
+    # Nobody pays again: the payment window (30 minutes) closes the order (S4).
+    advance_clock_file(stack.clock_file, timedelta(minutes=31))
+    final = await watcher.wait_for(status_of(order_id, OrderStatus.CANCELLED))
+    assert (final.message.reason or "").startswith("payment_window_expired")  # type: ignore[attr-defined]
     (balance,) = await query(
         service_db["account"], sa.select(wallets.c.balance_minor).where(wallets.c.account_id == buyer)
     )

@@ -205,6 +205,8 @@ async def test_p6_returns_void_and_re_reserve_and_the_release_pays_what_is_left(
             "amount": {"amount_minor": PRICE, "currency": "USD"},
             "still_held": {"amount_minor": PRICE - 1000, "currency": "USD"},
             "status": "released",
+            "frozen": None,
+            "dispute_id": None,
         }
     ]
 

@@ -1,6 +1,8 @@
 """N1 and N2 against a real SMTP server (aiosmtpd, started by the test) and real databases: the
 notification service's handlers (the batch consumer) and its email worker, with the worker's
-``RecordEmailOutcome`` commands looped straight back into the consumer instead of over Kafka.
+``RecordEmailOutcome`` commands looped straight back into the consumer instead of over Kafka;
+and once the whole service in-process over the real broker (a notice read before its
+recipient's registration, issue 11).
 
 No SMTP mock: every email goes over a TCP connection to aiosmtpd, which is stopped and started
 to take the server down mid-run. Time is a ManualClock, so a retry's backoff is passed by
@@ -13,7 +15,7 @@ import asyncio
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -23,6 +25,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +35,10 @@ from contracts import (
     AccountStatus,
     AccountStatusChanged,
     CardBrand,
+    DisputeOpened,
+    DisputeReason,
+    DisputeResolution,
+    DisputeResolved,
     FundingSource,
     FundingType,
     FundsHeld,
@@ -44,6 +51,7 @@ from contracts import (
     OrderStatus,
     OrderStatusChanged,
     PaymentAuthorized,
+    PaymentCaptured,
     PaymentFailed,
     RedriveNotification,
     SetNotificationPreferences,
@@ -53,19 +61,22 @@ from contracts import (
 from contracts.money import Balance
 from contracts.topics import ACCOUNT_EVENTS, DEAD_LETTER, DEAD_LETTER_CLASS, DEAD_LETTER_REASON, MESSAGE_TYPE_HEADER
 from scripts.stack import free_port
-from services.notification.app import DEFINITION
+from services.notification.app import DEFINITION, create_service
 from services.notification.domain.delivery import DeliveryState, RetryPolicy, message_id_for
 from services.notification.domain.rendering import TEMPLATES, Renderer
 from services.notification.domain.rules import NoticeKind, notification_id
 from services.notification.mail import SmtpMailer
 from services.notification.ports import NotificationPorts
 from services.notification.read_api import inbox, undelivered
+from services.notification.settings import NotificationSettings
 from services.notification.store import email_deliveries, notifications
 from services.notification.worker import EmailWorker
 from shared.clock import ManualClock
-from shared.consumer import BatchConsumer
+from shared.consumer import BatchConsumer, outgoing
 from shared.db import migrate
 from shared.outbox import StoredRecord
+from shared.settings import KafkaSettings
+from tests.support.eventually import eventually
 from tests.support.records import Record, record_of
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -507,3 +518,311 @@ async def test_n1_a_template_error_or_unknown_event_is_dead_lettered_and_the_ser
             .all()
         )
     assert "payment_failed" not in kinds
+
+
+# ---------------------------------------------------------------------- issue 11: before the registration
+
+
+def registration(account_id: str, **profile: Any) -> Record:
+    """The account's registration, with the idempotency key a re-publish of it would keep."""
+    return record_of(registered(account_id, **profile), idempotency_key=f"registered-{account_id}")
+
+
+async def inbox_of(harness: Harness, account_id: str) -> dict[str, dict[str, Any]]:
+    status, body = await inbox(harness.engine, {"account_id": account_id})
+    assert status == 200
+    return {n["kind"]: n for n in body["notifications"]}
+
+
+async def test_n1_n2_a_notice_read_before_the_registration_is_mailed_in_the_profiles_language(
+    harness: Harness,
+) -> None:
+    buyer, order_id = fresh("buyer"), fresh("order")
+    address = f"{buyer}@example.test"
+    price = Money(amount_minor=5000, currency="JPY")
+    # The payment's failure is read before the account's registration (another topic).
+    await harness.feed(authorized_by_card(buyer, order_id, price), failed(buyer, order_id, price))
+    await harness.settle()
+    assert not mails_to(harness, address)
+    held = (await inbox_of(harness, buyer))["payment_failed"]
+    assert held["language"] == "en"  # the inbox has it at once, in English until the profile says otherwise
+    assert held["email"] == "held until the account's details arrive"
+
+    await harness.feed(registration(buyer, language="zh-CN", currency="JPY"))
+    await harness.settle()
+
+    (mail,) = [m for m in mails_to(harness, address) if "付款失败" in str(m["Subject"])]
+    assert str(mail["Subject"]) == f"订单 {order_id} 付款失败"
+    assert str(mail["Content-Language"]) == "zh-CN"
+    nid = notification_id(buyer, NoticeKind.PAYMENT_FAILED, order_id)
+    assert str(mail["Message-ID"]) == message_id_for(str(nid))
+    text, html = body_of(mail, "plain"), body_of(mail, "html")
+    assert text.startswith("Ana Li，您好")  # noqa: RUF001 - the Chinese full-width comma
+    for body in (text, html):
+        assert "JP¥5,000" in body
+        assert "Visa •••• 4242" in body  # the card read before the registration, kept with the notice
+        assert "余额不足" in body
+    for secret in (CARD_NUMBER, TOKEN, "tok_"):
+        assert secret not in mail.as_string() + text + html
+    released = (await inbox_of(harness, buyer))["payment_failed"]
+    assert (released["language"], released["subject"], released["email"]) == (
+        "zh-CN",
+        f"订单 {order_id} 付款失败",
+        "sent",
+    )
+    assert {str(m["Subject"]) for m in mails_to(harness, address)} == {
+        f"订单 {order_id} 付款失败",
+        "欢迎使用 TradeGuard",
+    }
+
+    # Exactly once: the failure again, the registration again and re-published, after the release.
+    again = registration(buyer, language="zh-CN", currency="JPY")
+    await harness.feed(failed(buyer, order_id, price), again, registration(buyer, language="zh-CN", currency="JPY"))
+    await harness.settle()
+    assert len(mails_to(harness, address)) == 2
+    assert set(harness.smtp.inbox.by_message_id().values()) == {1}
+    assert [e.kind for e in harness.events(NotificationEmailed)].count("payment_failed") == 1
+
+
+async def test_n1_n2_a_notice_and_the_registration_in_one_batch(harness: Harness) -> None:
+    buyer, order_id = fresh("buyer"), fresh("order")
+    price = Money(amount_minor=12999, currency="USD")
+    await harness.feed(failed(buyer, order_id, price), registration(buyer, language="zh-CN"))
+    await harness.settle()
+    subjects = [str(m["Subject"]) for m in mails_to(harness, f"{buyer}@example.test")]
+    assert sorted(subjects) == sorted([f"订单 {order_id} 付款失败", "欢迎使用 TradeGuard"])
+
+
+async def test_n2_held_notices_take_the_channels_the_profile_and_preferences_allow(harness: Harness) -> None:
+    buyer = fresh("buyer")
+    await harness.feed(SetNotificationPreferences(account_id=buyer, email=False))
+    locked = AccountStatusChanged(
+        account_id=buyer,
+        status=AccountStatus.LOCKED,
+        previous_status=AccountStatus.ACTIVE,
+        reason="5 failed security checks in 15 minutes",
+        changed_by="system",
+    )
+    await harness.feed(funded(buyer, 500), locked)  # before the registration: both held
+    await harness.feed(registration(buyer))
+    await harness.settle()
+
+    mails = mails_to(harness, f"{buyer}@example.test")
+    assert [str(m["Subject"]) for m in mails] == ["Your account is locked"]  # security goes whatever the settings
+    by_kind = await inbox_of(harness, buyer)
+    assert by_kind["wallet_funded"]["email"].startswith("not sent")
+    assert by_kind["account_locked"]["email"] == "sent"
+    assert by_kind["welcome"]["email"].startswith("not sent")
+
+
+async def test_stale_held_reminder_is_not_sent_when_its_order_ended_before_the_registration(harness: Harness) -> None:
+    buyer, seller, order_id = fresh("buyer"), fresh("seller"), fresh("order")
+    price = Money(amount_minor=2500, currency="USD")
+    await harness.feed(FundsHeld(order_id=order_id, buyer_id=buyer, seller_id=seller, amount=price))
+    completed = OrderStatusChanged(
+        order_id=order_id, buyer_id=buyer, seller_id=seller, amount=price, status=OrderStatus.COMPLETED
+    )
+    await harness.feed(completed)
+    await harness.feed(registration(buyer), registration(seller))
+    await harness.settle()
+
+    subjects = [str(m["Subject"]) for m in harness.smtp.inbox.received]
+    assert not [s for s in subjects if "escrow" in s or "ship it" in s]
+    assert f"Order {order_id} is complete" in subjects
+    async with harness.engine.connect() as conn:
+        states = (
+            await conn.execute(
+                sa.select(email_deliveries.c.kind, email_deliveries.c.state).where(
+                    email_deliveries.c.order_id == order_id
+                )
+            )
+        ).all()
+    assert sorted(states) == [("funds_held", "suppressed"), ("order_completed", "sent"), ("order_paid", "suppressed")]
+
+
+async def test_n1_a_held_notice_with_a_broken_template_is_dead_lettered_at_once_and_the_registration_goes_through(
+    engine: AsyncEngine, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    broken = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, broken)
+    (broken / "zh-CN" / "payment_failed.txt").write_text(  # not the inbox's English: checked all the same
+        "{% extends layout %}{% block subject %}{{ event.no_such_field }}{% endblock %}"
+    )
+    harness = await harness_for(engine, smtp, Renderer(broken))
+    buyer, order_id = fresh("buyer"), fresh("order")
+    await harness.feed(failed(buyer, order_id, Money(amount_minor=100, currency="USD")))
+    await harness.feed(registration(buyer, language="zh-CN"))
+    await harness.settle()
+
+    (letter,) = harness.dead_letters()
+    assert letter[DEAD_LETTER_CLASS] == "bug"
+    assert "UndefinedError" in letter[DEAD_LETTER_REASON]
+    assert "no_such_field" in letter[DEAD_LETTER_REASON]
+    assert set(await inbox_of(harness, buyer)) == {"welcome"}
+    assert [str(m["Subject"]) for m in mails_to(harness, f"{buyer}@example.test")] == ["欢迎使用 TradeGuard"]
+
+
+# ---------------------------------------------------------------------- N1: contracts 0.6.0
+
+
+def captured(buyer: str, order_id: str, amount: Money, attempt: int = 1) -> PaymentCaptured:
+    return PaymentCaptured(order_id=order_id, buyer_id=buyer, amount=amount, attempt=attempt)
+
+
+async def test_n1_a_transient_failure_is_not_told_nor_a_failure_after_the_success(harness: Harness) -> None:
+    buyer, order_id = fresh("buyer"), fresh("order")
+    price = Money(amount_minor=4200, currency="USD")
+    await harness.feed(SetNotificationPreferences(account_id=buyer, marketing=False), registration(buyer))
+    transient = failed(buyer, order_id, price, "issuer_unavailable").model_copy(update={"permanent": False})
+    await harness.feed(transient)  # the saga retries it: nothing to tell
+    await harness.feed(captured(buyer, order_id, price, attempt=2))
+    await harness.feed(failed(buyer, order_id, price))  # a late, contradicting answer of attempt 1
+    await harness.settle()
+
+    assert set(await inbox_of(harness, buyer)) == {"payment_succeeded"}
+    assert [str(m["Subject"]) for m in mails_to(harness, f"{buyer}@example.test")] == [
+        f"Payment for order {order_id} received"
+    ]
+
+
+async def test_n1_a_decline_then_paying_again_tells_each_in_order(harness: Harness) -> None:
+    buyer, order_id = fresh("buyer"), fresh("order")
+    price = Money(amount_minor=4200, currency="USD")
+    await harness.feed(SetNotificationPreferences(account_id=buyer, marketing=False), registration(buyer))
+    await harness.feed(failed(buyer, order_id, price))  # declined: the buyer pays again another way (S2)
+    await harness.feed(failed(buyer, order_id, price).model_copy(update={"attempt": 2}))  # declined again
+    await harness.feed(captured(buyer, order_id, price, attempt=3))
+    await harness.settle()
+
+    subjects = [str(m["Subject"]) for m in mails_to(harness, f"{buyer}@example.test")]
+    assert subjects == [f"Payment for order {order_id} failed"] * 2 + [f"Payment for order {order_id} received"]
+
+
+async def test_n1_a_dispute_reaches_both_parties_in_their_languages(harness: Harness) -> None:
+    buyer, seller, order_id = fresh("buyer"), fresh("seller"), fresh("order")
+    held = Money(amount_minor=5000, currency="JPY")
+    await harness.feed(registration(buyer, currency="JPY"), registration(seller, language="zh-CN", currency="JPY"))
+    await harness.settle()
+    await harness.feed(
+        DisputeOpened(
+            order_id=order_id,
+            dispute_id="d-1",
+            buyer_id=buyer,
+            seller_id=seller,
+            amount=held,
+            reason=DisputeReason.NOT_RECEIVED,
+            answer_by=NOW + timedelta(days=3),
+        ),
+        DisputeResolved(
+            order_id=order_id,
+            dispute_id="d-1",
+            buyer_id=buyer,
+            seller_id=seller,
+            resolution=DisputeResolution.REFUND_IN_FULL,
+            refund=held,
+            release=Money(amount_minor=0, currency="JPY"),
+            decided_by="deadline",
+            reason=f"the seller did not answer by {(NOW + timedelta(days=3)).isoformat()}",
+        ),
+    )
+    await harness.settle()
+
+    to_buyer = {str(m["Subject"]): body_of(m, "plain") for m in mails_to(harness, f"{buyer}@example.test")}
+    to_seller = {str(m["Subject"]): body_of(m, "plain") for m in mails_to(harness, f"{seller}@example.test")}
+    assert "Dec 4, 2026" in to_buyer[f"We received your dispute for order {order_id}"]
+    assert "¥5,000 goes back to you" in to_buyer[f"Your dispute for order {order_id} is resolved"]
+    assert "2026年12月4日" in to_seller[f"买家对订单 {order_id} 提起了争议"]
+    assert "JP¥5,000 退还给买家" in to_seller[f"订单 {order_id} 的争议已有结果"]
+
+
+async def test_n1_the_upgrade_knows_who_registered_and_which_orders_were_paid(engine: AsyncEngine) -> None:
+    """notification_0004 on a database written by the version before: nothing held, nothing told again."""
+    await migrate(engine, DEFINITION.migrations, to="notification_0003")
+    recipient = {"email_enabled": True, "marketing_enabled": True, "version": 1, "updated_at": NOW, "email": None}
+    order = {"card_brand": None, "card_last4": None, "version": 1, "updated_at": NOW}
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO notification_recipients (account_id, language, full_name, email, email_enabled, "
+                "marketing_enabled, version, updated_at) VALUES (:account_id, :language, :full_name, :email, "
+                ":email_enabled, :marketing_enabled, :version, :updated_at)"
+            ),
+            [
+                {"account_id": "registered", "language": "zh-CN", "full_name": "Ana Li", **recipient},
+                {"account_id": "preferences-only", "language": "en", "full_name": None, **recipient},
+            ],
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO notification_orders (order_id, status, card_brand, card_last4, version, updated_at) "
+                "VALUES (:order_id, :status, :card_brand, :card_last4, :version, :updated_at)"
+            ),
+            [{"order_id": "paid", "status": "in_escrow", **order}, {"order_id": "unpaid", "status": None, **order}],
+        )
+    await migrate(engine, DEFINITION.migrations)
+
+    async with engine.connect() as conn:
+        profiles = (await conn.execute(sa.text("SELECT account_id, has_profile FROM notification_recipients"))).all()
+        paid = (await conn.execute(sa.text("SELECT order_id, captured FROM notification_orders"))).all()
+    assert {str(k): bool(v) for k, v in profiles} == {"registered": True, "preferences-only": False}
+    assert {str(k): bool(v) for k, v in paid} == {"paid": True, "unpaid": False}
+
+
+# ---------------------------------------------------------------------- over the broker
+
+
+@pytest.fixture
+async def notification_service(database_url: str, kafka_bootstrap: str, smtp: SmtpServer) -> AsyncIterator[AsyncEngine]:
+    """The notification service in-process: its consumer on the real broker, its email worker on aiosmtpd."""
+    settings = NotificationSettings(
+        database_url=database_url,
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        smtp_timeout_seconds=2.0,
+    )
+    service = create_service(settings)
+    await service.start()
+    try:
+        yield service.engine
+    finally:
+        await service.stop()
+
+
+async def test_n1_n2_over_the_broker_a_failure_read_before_the_registration_is_mailed_in_its_language(
+    notification_service: AsyncEngine, kafka_bootstrap: str, smtp: SmtpServer
+) -> None:
+    """The payment's events and the account's are on two topics: nothing orders one before the other."""
+    buyer, order_id = fresh("buyer"), fresh("order")
+    price = Money(amount_minor=5000, currency="JPY")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+
+    async def publish(message: Message, source: str) -> None:
+        record = outgoing(message, source=source, correlation_id=order_id, idempotency_key=f"{source}:{uuid.uuid4()}")
+        await producer.send_and_wait(record.topic, record.value, key=record.key, headers=list(record.headers))
+
+    async def kinds() -> dict[str, dict[str, Any]]:
+        _status, body = await inbox(notification_service, {"account_id": buyer})
+        return {n["kind"]: n for n in body["notifications"]}
+
+    async def received() -> list[EmailMessage]:
+        return [m for m in smtp.inbox.received if str(m["To"]) == f"{buyer}@example.test"]
+
+    try:
+        await publish(failed(buyer, order_id, price), "payment")
+        held = await eventually(kinds, lambda found: "payment_failed" in found)
+        assert held["payment_failed"]["email"] == "held until the account's details arrive"
+        await publish(registered(buyer, language="zh-CN", currency="JPY"), "account")
+        mails = await eventually(received, lambda found: len(found) == 2)
+    finally:
+        await producer.stop()
+
+    subjects = {str(m["Subject"]): m for m in mails}
+    assert set(subjects) == {f"订单 {order_id} 付款失败", "欢迎使用 TradeGuard"}
+    mail = subjects[f"订单 {order_id} 付款失败"]
+    assert str(mail["Content-Language"]) == "zh-CN"
+    assert "JP¥5,000" in body_of(mail, "plain")
+    assert "余额不足" in body_of(mail, "html")
+    sent = await eventually(kinds, lambda found: found["payment_failed"]["email"] == "sent")
+    assert sent["payment_failed"]["language"] == "zh-CN"

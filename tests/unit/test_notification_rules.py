@@ -1,13 +1,31 @@
-"""N2 rules without Kafka or a database: channels per category and preference, the delivery's
-state machine, backoff with jitter, and the ids that make a notification once."""
+"""N1 and N2 rules without Kafka or a database: who hears of what (the table's rows for the
+contracts' newer events), channels per category and preference, the delivery's state machine,
+backoff with jitter, the ids that make a notification once, and the notices a recipient holds
+until its profile arrives (issue 11)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts import EmailOutcome
+from contracts import (
+    AutoReleaseApproaching,
+    DisputeAnswered,
+    DisputeOpened,
+    DisputeReason,
+    DisputeResolution,
+    DisputeResolved,
+    EmailOutcome,
+    Event,
+    Money,
+    OrderStatus,
+    OrderStatusChanged,
+    PaymentCaptured,
+    PaymentFailed,
+    ProtectionExtended,
+)
 from services.notification.domain.delivery import (
     DeliveryState,
     EmailDelivery,
@@ -15,8 +33,22 @@ from services.notification.domain.delivery import (
     Step,
     message_id_for,
 )
-from services.notification.domain.recipients import Recipient, channels_for
-from services.notification.domain.rules import CATEGORY_OF, Category, NoticeKind, notification_id
+from services.notification.domain.notices import HeldNotice
+from services.notification.domain.orders import OrderCopy
+from services.notification.domain.reasons import Reason, read_reason
+from services.notification.domain.recipients import MAX_HELD, Recipient, channels_for
+from services.notification.domain.rules import (
+    CATEGORY_OF,
+    REMINDER_KINDS,
+    RULE_OF,
+    RULES,
+    UNTOLD_ORDER_STATUSES,
+    Category,
+    NoticeKind,
+    notification_id,
+    rules_for,
+)
+from tests.support.examples import example
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(first=timedelta(seconds=1), cap=timedelta(seconds=30), attempts=4)
@@ -120,3 +152,207 @@ class TestBackoff:
         waits = {POLICY.delay(f"n-{i}", 3) for i in range(20)}
         assert len(waits) > 10
         assert POLICY.delay("n-1", 3) == POLICY.delay("n-1", 3)
+
+
+# ---------------------------------------------------------------------- N1: who hears of what (contracts 0.6.0)
+
+
+def usd(minor: int) -> Money:
+    return Money(amount_minor=minor, currency="USD")
+
+
+def payment_failed(*, permanent: bool, attempt: int = 1) -> PaymentFailed:
+    return PaymentFailed(
+        order_id="order-1",
+        buyer_id="buyer-1",
+        amount=usd(12999),
+        reason="insufficient_funds" if permanent else "issuer_unavailable",
+        detail="for logs",
+        permanent=permanent,
+        attempt=attempt,
+    )
+
+
+def told(event: Event) -> set[tuple[NoticeKind, str]]:
+    return {(rule.kind, getattr(event, rule.recipient)) for rule in rules_for(event)}
+
+
+NEXT_WEEK = NOW + timedelta(days=7)
+
+
+class TestWhoHearsOfWhat:
+    def test_n1_a_transient_payment_failure_is_not_told_a_decline_is(self) -> None:
+        assert told(payment_failed(permanent=False)) == set()  # the saga retries it (S2)
+        assert told(payment_failed(permanent=True)) == {(NoticeKind.PAYMENT_FAILED, "buyer-1")}
+
+    def test_n1_each_payment_attempt_is_its_own_notice_and_the_first_keeps_the_order_id(self) -> None:
+        (rule,) = rules_for(payment_failed(permanent=True))
+        first = rule.reference(payment_failed(permanent=True), None)
+        again = rule.reference(payment_failed(permanent=True, attempt=2), None)
+        assert first == "order-1"  # the id notices had before attempts existed: no second notice after an upgrade
+        assert again != first
+        assert rule.reference(payment_failed(permanent=True, attempt=2), None) == again
+
+    def test_n1_a_failure_is_not_told_once_the_capture_was_or_the_order_ended(self) -> None:
+        (rule,) = rules_for(payment_failed(permanent=True))
+        assert rule.superseded is not None
+        assert not rule.superseded(OrderCopy("order-1", status=OrderStatus.PAYMENT_PENDING))
+        assert rule.superseded(OrderCopy("order-1", status=OrderStatus.PAYMENT_PENDING, captured=True))
+        assert rule.superseded(OrderCopy("order-1", status=OrderStatus.CANCELLED))
+        (captured,) = rules_for(PaymentCaptured(order_id="order-1", buyer_id="buyer-1", amount=usd(1)))
+        assert captured.superseded is None  # a success is always told
+
+    def test_n1_auto_release_approaching_reminds_the_buyer_and_goes_stale_with_the_order(self) -> None:
+        event = AutoReleaseApproaching(
+            order_id="order-1", buyer_id="buyer-1", seller_id="seller-1", amount=usd(100), release_at=NEXT_WEEK
+        )
+        (rule,) = rules_for(event)
+        assert (rule.kind, rule.recipient, rule.reminder) == (NoticeKind.AUTO_RELEASE_APPROACHING, "buyer_id", True)
+        assert rule.kind in REMINDER_KINDS
+
+    def test_n1_protection_extended_tells_buyer_and_seller(self) -> None:
+        event = ProtectionExtended(order_id="order-1", buyer_id="b", seller_id="s", release_at=NEXT_WEEK)
+        assert told(event) == {(NoticeKind.PROTECTION_EXTENDED, "b"), (NoticeKind.PROTECTION_EXTENDED_SELLER, "s")}
+
+    def test_n1_a_dispute_is_told_to_both_parties_at_each_step_the_answer_to_the_buyer(self) -> None:
+        opened = DisputeOpened(
+            order_id="order-1",
+            dispute_id="d-1",
+            buyer_id="b",
+            seller_id="s",
+            amount=usd(100),
+            reason=DisputeReason.DAMAGED,
+            answer_by=NEXT_WEEK,
+        )
+        answered = DisputeAnswered(order_id="order-1", dispute_id="d-1", buyer_id="b", seller_id="s", statement="x")
+        resolved = DisputeResolved(
+            order_id="order-1",
+            dispute_id="d-1",
+            buyer_id="b",
+            seller_id="s",
+            resolution=DisputeResolution.SPLIT,
+            refund=usd(40),
+            release=usd(60),
+            decided_by="operator:ops-1",
+            reason="half the items were damaged",
+        )
+        assert told(opened) == {(NoticeKind.DISPUTE_OPENED, "b"), (NoticeKind.DISPUTE_OPENED_SELLER, "s")}
+        assert told(answered) == {(NoticeKind.DISPUTE_ANSWERED, "b")}
+        assert told(resolved) == {(NoticeKind.DISPUTE_RESOLVED, "b"), (NoticeKind.DISPUTE_RESOLVED_SELLER, "s")}
+        (seller_rule,) = [r for r in rules_for(opened) if r.recipient == "seller_id"]
+        assert seller_rule.reminder  # "answer by": stale once the order is final
+
+    @pytest.mark.parametrize(
+        "status",
+        [OrderStatus.PAYMENT_RETRYING, OrderStatus.PAYMENT_FAILED, OrderStatus.DISPUTED, OrderStatus.COMPENSATING],
+    )
+    def test_n1_the_new_order_statuses_are_not_told_by_themselves(self, status: OrderStatus) -> None:
+        event = OrderStatusChanged(order_id="o", buyer_id="b", seller_id="s", amount=usd(1), status=status)
+        assert rules_for(event) == ()
+        assert status in UNTOLD_ORDER_STATUSES
+
+    def test_n1_every_order_status_is_told_by_a_rule_or_named_untold_with_a_reason(self) -> None:
+        def is_told(status: OrderStatus) -> bool:
+            event = OrderStatusChanged(order_id="o", buyer_id="b", seller_id="s", amount=usd(1), status=status)
+            return bool(rules_for(event))
+
+        told_statuses = {s for s in OrderStatus if is_told(s)}
+        assert told_statuses == {OrderStatus.COMPLETED, OrderStatus.CANCELLED}
+        assert set(UNTOLD_ORDER_STATUSES) == set(OrderStatus) - told_statuses
+        assert all(UNTOLD_ORDER_STATUSES.values())
+
+    def test_n1_every_reminder_is_found_by_its_order_when_the_order_ends(self) -> None:
+        """The status change that ends an order suppresses its reminders by (recipient, kind, order id)."""
+        for rule in RULES:
+            if rule.reminder:
+                event = example(rule.event)
+                assert rule.reference(event, None) == event.order_id, rule.kind  # type: ignore[attr-defined]
+
+    def test_n1_each_kind_has_one_rule(self) -> None:
+        assert len(RULE_OF) == len(RULES)
+
+
+# ---------------------------------------------------------------------- issue 11: held until the profile arrives
+
+
+def held_notice(n: int = 1) -> HeldNotice:
+    event = payment_failed(permanent=True).model_copy(update={"amount": usd(n)})
+    nid = str(notification_id("buyer-1", NoticeKind.PAYMENT_FAILED, f"order-1:{n}"))
+    return HeldNotice.of(nid, NoticeKind.PAYMENT_FAILED, event, "Visa •••• 4242")
+
+
+class TestHeld:
+    def test_n1_a_held_notice_keeps_the_event_as_its_contract_reads_it(self) -> None:
+        notice = held_notice()
+        again = HeldNotice.from_json(json.loads(json.dumps(notice.to_json())))
+        assert again == notice
+        assert again.event() == payment_failed(permanent=True).model_copy(update={"amount": usd(1)})
+        assert again.card == "Visa •••• 4242"
+
+    def test_n1_a_recipient_holds_notices_in_order_until_its_profile_releases_them(self) -> None:
+        recipient = Recipient("buyer-1")
+        assert recipient.held is None
+        assert recipient.hold(held_notice(1)) is None
+        assert recipient.hold(held_notice(2)) is None
+        assert [n.notification_id for n in recipient.release()] == [
+            held_notice(1).notification_id,
+            held_notice(2).notification_id,
+        ]
+        assert recipient.held is None
+        assert recipient.release() == ()
+
+    def test_n1_holding_never_changes_the_stored_value_in_place(self) -> None:
+        """The batch compares a row with the one it read: a value changed in place would not be written."""
+        recipient = Recipient("buyer-1")
+        recipient.hold(held_notice(1))
+        before = recipient.held
+        recipient.hold(held_notice(2))
+        assert before is not None
+        assert recipient.held != before
+        assert len(json.loads(before)) == 1
+
+    def test_n1_past_the_cap_the_oldest_held_notice_is_let_go(self) -> None:
+        recipient = Recipient("seller-never-registered")
+        for n in range(1, MAX_HELD + 1):
+            assert recipient.hold(held_notice(n)) is None
+        dropped = recipient.hold(held_notice(MAX_HELD + 1))
+        assert dropped == held_notice(1)
+        kept = recipient.release()
+        assert len(kept) == MAX_HELD
+        assert kept[0] == held_notice(2)
+
+    def test_n2_a_held_email_has_no_address_is_sent_once_released_and_suppressible(self) -> None:
+        nid = str(notification_id("buyer-1", NoticeKind.FUNDS_HELD, "order-1"))
+        held = EmailDelivery.held(nid, "buyer-1", NoticeKind.FUNDS_HELD, "order-1")
+        assert (held.state, held.address, held.message_id) == (DeliveryState.HELD, None, message_id_for(nid))
+        assert held.record(EmailOutcome.UNAVAILABLE, 1, "down", NOW, POLICY) is Step.RETRY
+        assert held.state is DeliveryState.PENDING
+        stale = EmailDelivery.held(nid, "buyer-1", NoticeKind.FUNDS_HELD, "order-1")
+        assert stale.suppress()
+        assert stale.state is DeliveryState.SUPPRESSED
+        assert stale.record(EmailOutcome.SENT, 1, "250", NOW, POLICY) is Step.IGNORED
+
+
+class TestReasons:
+    @pytest.mark.parametrize(
+        ("reason", "read"),
+        [
+            ("insufficient_funds: the wallet holds 10.00", Reason(code="insufficient_funds")),
+            (
+                "gave up after 3 attempts: issuer_unavailable: the issuer did not answer",
+                Reason(code="issuer_unavailable", gave_up_after=3),
+            ),
+            (
+                "not paid within the payment window (last failure: card_expired: expired 01/25)",
+                Reason(code="card_expired", unpaid=True),
+            ),
+            ("not paid within the payment window", Reason(unpaid=True)),
+            ("cancelled by ops-1: the buyer asked", Reason()),
+            ("escrow refused the hold (frozen): x", Reason()),
+            (None, Reason()),
+        ],
+    )
+    def test_n1_a_cancellation_reason_in_the_sagas_words_is_read_for_the_notice(
+        self, reason: str | None, read: Reason
+    ) -> None:
+        assert read_reason(reason) == read

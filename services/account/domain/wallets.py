@@ -95,5 +95,13 @@ class Wallet:
             )
 
 
+def payment_debit_reference(order_id: str, attempt: int = 1) -> str:
+    """The reference of the wallet debit one attempt at paying an order makes: one debit per
+    (order, attempt), so attempt 2 after a failed split (whose wallet leg was credited back)
+    debits again, once, while a repeat of an attempt gets its first debit (S2). Attempt 1 keeps
+    the order id alone, as debits were recorded before there were attempts."""
+    return order_id if attempt == 1 else f"{order_id}:{attempt}"
+
+
 def missing_wallet(account_id: str) -> WalletRuleBroken:
     return WalletRuleBroken(DeclineReason.WALLET_NOT_FOUND, f"account {account_id} has no wallet; fund it first")

@@ -1,6 +1,7 @@
 """Wallets, and the account's say on every payment: top-ups, seller credits, and
 AuthorizePayment, where every account reason to stop a payment is checked against the
-account's own state (and the wallet debited in the same step when it pays)."""
+account's own state (and the wallet debited in the same step when it pays). The wallet is
+debited once per attempt at paying an order (S2), and every answer names the attempt it answers."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from services.account.domain.bindings import binding_missing
 from services.account.domain.credentials import totp_matches
 from services.account.domain.errors import PaymentDeclined
 from services.account.domain.funding_sources import StoredSource, unknown_source
-from services.account.domain.wallets import Movement, MovementKind, Wallet, missing_wallet
+from services.account.domain.wallets import Movement, MovementKind, Wallet, missing_wallet, payment_debit_reference
 from services.account.handlers import handlers
 from services.account.handlers.common import ACCOUNT, GRANT, PAYING_SOURCE, failed_check
 from services.account.ports import ports
@@ -35,8 +36,13 @@ from shared.sealing import SealedSecretRefused
 
 WALLET = WALLETS.by("account_id")
 TOP_UP = MOVEMENTS.by(lambda command, envelope: (command.account_id, MovementKind.TOP_UP, envelope.idempotency_key))
-DEBIT = MOVEMENTS.by(lambda command, _: (command.account_id, MovementKind.DEBIT, command.order_id))
+DEBIT = MOVEMENTS.by(lambda command, _: (command.account_id, MovementKind.DEBIT, debit_reference(command)))
 CREDIT = MOVEMENTS.by(lambda command, _: (command.account_id, MovementKind.CREDIT, credit_reference(command)))
+
+
+def debit_reference(command: AuthorizePayment) -> str:
+    """One debit per attempt at paying an order (S2)."""
+    return payment_debit_reference(command.order_id, command.attempt)
 
 
 def credit_reference(command: CreditWallet) -> str:
@@ -72,7 +78,7 @@ def fund_wallet(command: FundWallet, ctx: HandlerContext) -> None:
 @handlers.on(AuthorizePayment, loads=[ACCOUNT, GRANT, PAYING_SOURCE, WALLET, DEBIT])
 def authorize_payment(command: AuthorizePayment, ctx: HandlerContext) -> None:
     debited = ctx.read(DEBIT, command)
-    if debited is not None:  # a repeat of a payment that already took from the wallet: the first answer again
+    if debited is not None:  # a repeat of an attempt that already took from the wallet: the first answer again
         source = ctx.read(PAYING_SOURCE, command) if command.use_balance_first else None
         if source is None:
             debited.check_same_amount(command.amount)
@@ -88,6 +94,7 @@ def authorize_payment(command: AuthorizePayment, ctx: HandlerContext) -> None:
                 amount=command.amount,
                 reason=declined.decline_reason,
                 detail=declined.reason,
+                attempt=command.attempt,
             )
         )
         return
@@ -122,7 +129,7 @@ def _authorize(command: AuthorizePayment, ctx: HandlerContext) -> tuple[StoredSo
     wallet = ctx.read(WALLET, command)
     if wallet is None:
         raise missing_wallet(command.account_id)
-    return None, ctx.add(MOVEMENTS, wallet.debit(command.amount, command.order_id))
+    return None, ctx.add(MOVEMENTS, wallet.debit(command.amount, debit_reference(command)))
 
 
 def amount_for(command: AuthorizePayment, funding_type: FundingType) -> Money:
@@ -140,7 +147,7 @@ def _balance_first(command: AuthorizePayment, amount: Money, ctx: HandlerContext
     if wallet is None or wallet.balance.currency != amount.currency or wallet.balance.amount_minor == 0:
         return None
     leg = Money(amount_minor=min(wallet.balance.amount_minor, amount.amount_minor), currency=amount.currency)
-    return ctx.add(MOVEMENTS, wallet.debit(leg, command.order_id))
+    return ctx.add(MOVEMENTS, wallet.debit(leg, debit_reference(command)))
 
 
 def _usable_source(ctx: HandlerContext, account_id: str, source: StoredSource | None, source_id: str) -> StoredSource:
@@ -201,6 +208,7 @@ def _authorized(command: AuthorizePayment, source: StoredSource | None, movement
         balance=movement.balance_after if movement else None,
         wallet_leg=wallet_leg,
         source_leg=source_leg,
+        attempt=command.attempt,
     )
 
 

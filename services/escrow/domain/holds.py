@@ -46,13 +46,36 @@ converted + 249 fee); a refund r1 of 10.00 USD, then the release::
                   credits 42.50 = debits 10.00 + 32.50: empty. JPY: 6,512 debited = 6,512
                   credited; USD: 42.50 = 42.50.
 
+**E3, a dispute's freeze.** FreezeFunds marks a held hold frozen by one dispute; no transfer
+moves (the reservation stays as it is). While frozen, only that dispute's resolution may take
+money out: ReturnFunds and ReleaseFunds carrying its ``dispute_id``. A split is a return of the
+buyer's part (the hold stays frozen) then a release of the rest; a full refund is a return of
+all that is held. The freeze ends with the hold (released or returned); ``frozen_by`` and
+``frozen_at`` stay on it as the record of which dispute decided it.
+
+=====================  =========================  ============================================
+command                hold not frozen            hold frozen by dispute D
+=====================  =========================  ============================================
+FreezeFunds D          frozen by D                the same again (a repeat, nothing changes)
+FreezeFunds E          frozen by E                ``hold_frozen``
+ReleaseFunds           released                   ``hold_frozen``
+ReleaseFunds D         ``not_frozen``             released; the freeze ends
+ReleaseFunds E         ``not_frozen``             ``hold_frozen``
+ReturnFunds            returned                   ``hold_frozen``
+ReturnFunds D          ``not_frozen``             returned; still frozen unless nothing is left
+=====================  =========================  ============================================
+
+(On an ended hold every command is ``not_held``, but for a repeat of its release: with no
+dispute, or with the one that froze it; another dispute's ReleaseFunds is ``not_frozen``.)
+
 **Refusals** (a refused command changes nothing): ``hold_not_found``, ``not_held`` (released
-or returned), ``currency_mismatch``, ``invalid_amount``, ``exceeds_held``,
-``idempotency_conflict`` (the same order or refund with other details), ``invalid_breakdown``
-(a breakdown that is not this hold's price), ``invalid_party`` (an id the ledger cannot name an
-account by); and whatever the ledger itself refuses (a flag, an ended reservation), since every
-transfer goes through it. A repeat of a command that was applied moves no money and answers the
-same event again.
+or returned), ``hold_frozen`` (frozen by a dispute other than the command's, or the command
+names none), ``not_frozen`` (a dispute's resolution on a hold that dispute did not freeze),
+``currency_mismatch``, ``invalid_amount``, ``exceeds_held``, ``idempotency_conflict`` (the same
+order or refund with other details), ``invalid_breakdown`` (a breakdown that is not this hold's
+price), ``invalid_party`` (an id the ledger cannot name an account by); and whatever the ledger
+itself refuses (a flag, an ended reservation), since every transfer goes through it. A repeat
+of a command that was applied moves no money and answers the same event again.
 """
 
 from __future__ import annotations
@@ -126,13 +149,20 @@ class FundsReturn:
     refund_id: str
     amount: Money
     still_held: Money  # what the hold kept after it
+    dispute_id: str | None = None  # E3: the dispute whose resolution it carried out
 
-    def check_same_request(self, amount: Money) -> None:
-        """P5: the same refund id with another amount is refused."""
+    def check_same_request(self, amount: Money, dispute_id: str | None = None) -> None:
+        """P5: the same refund id with another amount, or for another dispute, is refused."""
         if amount != self.amount:
             raise EscrowRuleBroken(
                 "idempotency_conflict",
                 f"refund {self.refund_id} of order {self.order_id} already took {self.amount} back, not {amount}",
+            )
+        if dispute_id != self.dispute_id:
+            raise EscrowRuleBroken(
+                "idempotency_conflict",
+                f"refund {self.refund_id} of order {self.order_id} was given back for {_dispute(self.dispute_id)}, "
+                f"not for {_dispute(dispute_id)}",
             )
 
 
@@ -142,6 +172,8 @@ class EscrowHold:
 
     ``reservation_id`` is the open pending transfer reserving what is still held for the
     seller (None once released or returned); ``reserved_at`` when it was applied.
+    ``frozen_by`` is the dispute that froze the hold (E3) and ``frozen_at`` since when; they stay
+    once the hold has ended, as the record of which dispute's resolution ended it.
     """
 
     order_id: str
@@ -152,6 +184,8 @@ class EscrowHold:
     returned_minor: int = 0  # of the amount, given back for refunds
     reservation_id: str | None = None
     reserved_at: datetime | None = None
+    frozen_by: str | None = None
+    frozen_at: datetime | None = None
 
     # ------------------------------------------------------------------ placing
 
@@ -188,6 +222,11 @@ class EscrowHold:
         return Money(amount_minor=self.amount.amount_minor - self.returned_minor, currency=self.amount.currency)
 
     @property
+    def frozen(self) -> bool:
+        """Frozen by a dispute now: held, and a dispute froze it (the freeze ends with the hold)."""
+        return self.status is HoldStatus.HELD and self.frozen_by is not None
+
+    @property
     def holding(self) -> AccountId:
         return escrow_holding(self.order_id, self.amount.currency)
 
@@ -211,22 +250,47 @@ class EscrowHold:
         # seq -1: the record is in the stored log, before anything a view applies.
         return TransferRecord.of(pending, -1, self.reserved_at, None)
 
+    # ------------------------------------------------------------------ freezing (E3)
+
+    def freeze(self, dispute_id: str, now: datetime) -> bool:
+        """Freeze the hold for ``dispute_id``; False for a repeat of that freeze (nothing changes).
+        No transfer: the reservation stays, and only this dispute's resolution may end it."""
+        if self.frozen and self.frozen_by == dispute_id:
+            return False
+        self._check_held("frozen")
+        if self.frozen_by is not None:
+            raise EscrowRuleBroken(
+                "hold_frozen", f"{self._frozen_text()}: dispute {dispute_id} cannot freeze it as well"
+            )
+        self.frozen_by, self.frozen_at = dispute_id, now
+        return True
+
     # ------------------------------------------------------------------ ending
 
-    def release(self) -> list[Transfer] | None:
-        """Post the reservation to the seller; None when already released (a repeat)."""
+    def release(self, dispute_id: str | None = None) -> list[Transfer] | None:
+        """Post the reservation to the seller; None when already released (a repeat: with no
+        dispute, or with the dispute that froze it). Frozen, only with the freezing dispute's id."""
         if self.status is HoldStatus.RELEASED:
+            if dispute_id is not None and dispute_id != self.frozen_by:
+                raise EscrowRuleBroken(
+                    "not_frozen", f"order {self.order_id}'s hold is released and was never frozen by {dispute_id}"
+                )
             return None
         self._check_held("released to the seller")
+        self._check_resolution(dispute_id, "released")
         post = self._open_reservation().transfer.post(f"release:{self.order_id}")
         self.status = HoldStatus.RELEASED
         self.reservation_id = self.reserved_at = None
         return [post]
 
-    def give_back(self, refund_id: str, amount: Money, now: datetime) -> tuple[FundsReturn, list[Transfer]]:
+    def give_back(
+        self, refund_id: str, amount: Money, now: datetime, dispute_id: str | None = None
+    ) -> tuple[FundsReturn, list[Transfer]]:
         """Take ``amount`` out of the hold for refund ``refund_id`` (a new one: repeats are the
-        handler's): void the reservation, return the part, reserve what is left."""
+        handler's): void the reservation, return the part, reserve what is left. Frozen, only
+        for the freezing dispute (its refund); the hold stays frozen while anything is left."""
         self._check_held("given back")
+        self._check_resolution(dispute_id, "given back")
         self._check_return(amount)
         void = self._open_reservation().transfer.void(f"return:{self.order_id}:{refund_id}:void")
         give = Transfer(
@@ -244,9 +308,28 @@ class EscrowHold:
             self.reservation_id = self.reserved_at = None
         else:
             transfers.append(self._reserve(f"return:{self.order_id}:{refund_id}:reserve", self.still_held, now))
-        return FundsReturn(self.order_id, refund_id, amount, self.still_held), transfers
+        return FundsReturn(self.order_id, refund_id, amount, self.still_held, dispute_id), transfers
 
     # ------------------------------------------------------------------ rules
+
+    def _check_resolution(self, dispute_id: str | None, what: str) -> None:
+        """Frozen: only the freezing dispute's resolution; not frozen: no dispute's at all."""
+        if self.frozen_by is not None and dispute_id != self.frozen_by:
+            by = "without a dispute" if dispute_id is None else f"for dispute {dispute_id}"
+            raise EscrowRuleBroken(
+                "hold_frozen",
+                f"{self._frozen_text()}: nothing can be {what} {by}, only by the resolution of {self.frozen_by}",
+            )
+        if self.frozen_by is None and dispute_id is not None:
+            raise EscrowRuleBroken(
+                "not_frozen",
+                f"order {self.order_id}'s hold is not frozen by dispute {dispute_id}: "
+                "a dispute's resolution applies only to a hold that dispute froze",
+            )
+
+    def _frozen_text(self) -> str:
+        since = "" if self.frozen_at is None else f" since {self.frozen_at.isoformat()}"
+        return f"order {self.order_id}'s hold is frozen by dispute {self.frozen_by}{since}"
 
     def _reserve(self, transfer_id: str, amount: Money, now: datetime) -> Transfer:
         self.reservation_id, self.reserved_at = transfer_id, now
@@ -277,6 +360,10 @@ class EscrowHold:
             raise EscrowRuleBroken(
                 "not_held", f"order {self.order_id}'s hold is {self.status.value}: nothing can be {what}"
             )
+
+
+def _dispute(dispute_id: str | None) -> str:
+    return "no dispute" if dispute_id is None else f"dispute {dispute_id}"
 
 
 def hold_not_found(order_id: str) -> EscrowRuleBroken:

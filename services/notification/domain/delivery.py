@@ -2,17 +2,26 @@
 
 A delivery is stored **in the same batch as the notification**, before anything is sent::
 
-    pending ──SMTP 250──────────────────────────────▶ sent (final)
-      │  ▲
-      │  └── unavailable (no connection, timeout, 4xx): attempts += 1,
-      │      not_before = now + backoff with jitter, while attempts < policy.attempts
-      ├──── refused (5xx), or still unavailable after policy.attempts ──▶ dead (with the reason)
-      └──── its order became final and it is a reminder ──▶ suppressed (final)
+    held ──(the recipient's profile arrives: its release names the address)──┐
+      │                                                                     ▼
+      │                    pending ──SMTP 250──────────────────────────────▶ sent (final)
+      │                      │  ▲
+      │                      │  └── unavailable (no connection, timeout, 4xx): attempts += 1,
+      │                      │      not_before = now + backoff with jitter, while attempts < policy.attempts
+      │                      ├──── refused (5xx), or still unavailable after policy.attempts ──▶ dead (with the reason)
+      └──────────────────────┴──── its order became final and it is a reminder ──▶ suppressed (final)
     dead ──RedriveNotification (operator)──▶ pending (attempts from 0)
 
-The email worker only sends ``pending`` rows that are due, and reports each answer back as a
-``RecordEmailOutcome`` naming the attempt it answers; an answer for another attempt (late, or
-repeated) changes nothing. Every email carries a Message-ID made from the notification id, the
+A ``held`` delivery is one for a recipient whose profile (language, address, preferences) had
+not arrived when the notice was made: it has no address yet. When the profile arrives, the
+notice is rendered again in the profile's language and *released* (services/notification/
+handlers/events.py): the release names the address when the holder's preferences allow email,
+and the worker then sends it like a pending one; its first answer makes it pending or sent. A
+release without an address leaves it held: never sent.
+
+The email worker only sends ``pending`` rows (and released ``held`` ones) that are due, and
+reports each answer back as a ``RecordEmailOutcome`` naming the attempt it answers; an answer
+for another attempt (late, or repeated) changes nothing. Every email carries a Message-ID made from the notification id, the
 same on every attempt (see services/notification/worker.py for the exactly-once argument).
 """
 
@@ -35,6 +44,7 @@ def message_id_for(notification_id: str) -> str:
 
 
 class DeliveryState(StrEnum):
+    HELD = "held"  # the recipient's profile has not arrived: no address yet
     PENDING = "pending"
     SENT = "sent"
     DEAD = "dead"
@@ -48,6 +58,9 @@ class Step(StrEnum):
     RETRY = "retry"
     DEAD = "dead"
     IGNORED = "ignored"
+
+
+_SENDABLE = frozenset({DeliveryState.PENDING, DeliveryState.HELD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +89,7 @@ class RetryPolicy:
 class EmailDelivery:
     notification_id: str
     recipient_id: str
-    address: str
+    address: str | None  # None while held: the release names it
     message_id: str
     kind: NoticeKind
     order_id: str | None
@@ -92,15 +105,21 @@ class EmailDelivery:
     ) -> EmailDelivery:
         return cls(notification_id, recipient_id, address, message_id_for(notification_id), kind, order_id)
 
+    @classmethod
+    def held(cls, notification_id: str, recipient_id: str, kind: NoticeKind, order_id: str | None) -> EmailDelivery:
+        """For a recipient whose profile has not arrived: sent only once a release names the address."""
+        message_id = message_id_for(notification_id)
+        return cls(notification_id, recipient_id, None, message_id, kind, order_id, state=DeliveryState.HELD)
+
     @property
     def next_attempt(self) -> int:
         return self.attempts + 1
 
     def record(self, outcome: EmailOutcome, attempt: int, detail: str, now: datetime, policy: RetryPolicy) -> Step:
         """Apply the server's answer to attempt ``attempt``; see the module docstring."""
-        if self.state is not DeliveryState.PENDING or attempt != self.next_attempt:
+        if self.state not in _SENDABLE or attempt != self.next_attempt:
             return Step.IGNORED
-        self.attempts = attempt
+        self.state, self.attempts = DeliveryState.PENDING, attempt  # a released held one: sent once now
         if outcome is EmailOutcome.SENT:
             self.state, self.sent_at, self.last_error = DeliveryState.SENT, now, None
             return Step.DELIVERED
@@ -118,7 +137,7 @@ class EmailDelivery:
 
     def suppress(self) -> bool:
         """A reminder whose order is final: not sent (unless it already was)."""
-        if self.state is not DeliveryState.PENDING:
+        if self.state not in _SENDABLE:
             return False
         self.state = DeliveryState.SUPPRESSED
         return True

@@ -1,5 +1,6 @@
 """What the notification service remembers of an order: its last status (to suppress reminders
-that went stale) and the card it was paid with (brand and last four only, for the message)."""
+that went stale), whether its payment's success was read (so a late failure is not told after
+it) and the card it was paid with (brand and last four only, for the message)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ class OrderCopy:
     status: OrderStatus | None = None
     card_brand: str | None = None
     card_last4: str | None = None
+    captured: bool = False
+    """PaymentCaptured was read: the buyer is told the payment succeeded, never after that that it failed."""
 
     @property
     def is_final(self) -> bool:

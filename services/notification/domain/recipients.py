@@ -1,7 +1,9 @@
 """N2: what the notification service knows of a recipient, and which channels a notice takes.
 
-The read copy comes from ``AccountRegistered`` (language, name, email address); the
-preferences from ``SetNotificationPreferences``. The channel rule is one function:
+The read copy comes from ``AccountRegistered`` (language, name, email address): the *profile*;
+the preferences from ``SetNotificationPreferences``. Until the profile arrives, the recipient
+*holds* the notices made for it (:class:`~services.notification.domain.notices.HeldNotice`):
+they wait to be rendered in the profile's language and emailed. The channel rule is one function:
 
 =============  ======================  ==========================================
 category       inbox                   email (when an address is known)
@@ -17,8 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.notification.domain.notices import HeldNotice, dump_held, load_held
 from services.notification.domain.rendering import DEFAULT_LANGUAGE
 from services.notification.domain.rules import Category
+
+MAX_HELD = 100
+"""Notices one recipient holds at most. An account that never registers here (a seller known
+only by its id) would otherwise grow its row with every order; past this, the oldest held notice
+is let go: it stays in the inbox as it was made, and is never emailed."""
 
 
 @dataclass(slots=True)
@@ -29,6 +37,25 @@ class Recipient:
     email: str | None = None
     email_enabled: bool = True
     marketing_enabled: bool = True
+    has_profile: bool = False
+    """AccountRegistered was read: language, name and address are the account's own."""
+    held: str | None = None
+    """The held notices as JSON (see :meth:`hold`); None when none is (no parsing on the hot path)."""
+
+    def held_notices(self) -> tuple[HeldNotice, ...]:
+        return load_held(self.held)
+
+    def hold(self, notice: HeldNotice) -> HeldNotice | None:
+        """Keep ``notice`` until the profile arrives; the one let go to make room, if any."""
+        notices = (*self.held_notices(), notice)
+        dropped = notices[0] if len(notices) > MAX_HELD else None
+        self.held = dump_held(notices[-MAX_HELD:])  # a new value, never changed in place: the batch compares it
+        return dropped
+
+    def release(self) -> tuple[HeldNotice, ...]:
+        """Every held notice, oldest first, and none held any more."""
+        notices, self.held = self.held_notices(), None
+        return notices
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,14 +3,23 @@ their language, stored in their inbox and, where their preferences allow, queued
 the same batch (its delivery record is written before anything is sent).
 
 One handler serves every event type of the table (domain.rules.RULES): it first updates the read
-copies the event carries (a recipient's language and address, an order's status and card), then
+copies the event carries (a recipient's profile, an order's status, card and capture), then
 applies each rule that matches. The same fact told twice (a duplicate record, a re-published
 event) finds its notice already stored and adds nothing.
+
+**A notice for someone whose profile has not arrived** (the account's AccountRegistered, on
+another topic, is read after an event about the account) is *held* (issue 11): it goes to the
+inbox at once, rendered in English (that rendering is also the check of its templates: an error
+dead-letters this event, now, with the reason), its email is stored ``held`` with no address, and
+the recipient keeps the event's facts. When the profile arrives, every held notice of the account
+is rendered again in the profile's language and released (``notification_releases``): the inbox
+shows the release from then on, and the email worker sends it to the address the holder's
+preferences allow (none: the email stays held, never sent). A reminder whose order ended in the
+meantime was suppressed by the status change, like any other.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from contracts import (
@@ -20,28 +29,30 @@ from contracts import (
     FundingType,
     OrderStatusChanged,
     PaymentAuthorized,
+    PaymentCaptured,
 )
 from services.notification.domain.delivery import EmailDelivery
-from services.notification.domain.notices import Notification
+from services.notification.domain.notices import HeldNotice, Notification
 from services.notification.domain.orders import OrderCopy
-from services.notification.domain.recipients import Channels, Recipient, channels_for
-from services.notification.domain.rendering import card_label, language_for
+from services.notification.domain.reasons import read_reason
+from services.notification.domain.recipients import Recipient, channels_for
+from services.notification.domain.rendering import DEFAULT_LANGUAGE, LANGUAGES, Rendered, card_label, language_for
 from services.notification.domain.rules import (
     NOTIFIED_EVENTS,
     REMINDER_KINDS,
+    RULE_OF,
     Rule,
     notification_id,
     rules_for,
 )
 from services.notification.handlers import handlers
 from services.notification.ports import ports
-from services.notification.store import DELIVERIES, NOTICES, ORDERS, RECIPIENTS
+from services.notification.store import DELIVERIES, NOTICES, ORDERS, RECIPIENTS, RELEASES
 from shared.aggregates import Load
 from shared.consumer import HandlerContext
 from shared.logging import get_logger
 
 log = get_logger(__name__)
-_REASON_CODE = re.compile(r"^([a-z_]+)(:|$)")
 
 
 def _notice_ids(event: Any, envelope: Any) -> list[str]:
@@ -88,6 +99,8 @@ def update_read_copies(event: Event, ctx: HandlerContext) -> None:
         _registered(event, ctx)
     elif isinstance(event, PaymentAuthorized):
         _paid_with(event, ctx)
+    elif isinstance(event, PaymentCaptured):
+        _order(ctx, event.order_id).captured = True
     elif isinstance(event, OrderStatusChanged):
         _order_moved(event, ctx)
 
@@ -99,6 +112,41 @@ def _registered(event: AccountRegistered, ctx: HandlerContext) -> None:
     recipient.language = event.language
     recipient.full_name = event.full_name
     recipient.email = event.email
+    recipient.has_profile = True
+    _release(recipient, ctx)
+
+
+def _release(recipient: Recipient, ctx: HandlerContext) -> None:
+    """Every notice held for the recipient, rendered in its language and emailed where allowed."""
+    held = recipient.release()
+    emails = 0
+    for notice in held:
+        rule = RULE_OF.get(notice.kind)
+        if rule is None:  # a kind no rule makes any more (a later version): its inbox copy stays
+            log.warning("held notice of an unknown kind left as it was", kind=notice.kind.value)
+            continue
+        rendered = _render(
+            rule, notice.event(), ctx, language=recipient.language, name=recipient.full_name, card=notice.card
+        )
+        address = recipient.email if channels_for(recipient, rule.category).email else None
+        ctx.append(RELEASES, _release_row(notice, recipient.account_id, rendered, address))
+        emails += address is not None
+    if held:
+        log.info("held notices released", count=len(held), emailed=emails, language=recipient.language)
+    if emails:
+        ctx.after_commit(ports(ctx).wake_worker)
+
+
+def _release_row(notice: HeldNotice, recipient_id: str, rendered: Rendered, address: str | None) -> dict[str, Any]:
+    return {
+        "notification_id": notice.notification_id,
+        "recipient_id": recipient_id,
+        "language": rendered.language,
+        "subject": rendered.subject,
+        "body": rendered.text,
+        "html": rendered.html,
+        "address": address,
+    }
 
 
 def _order(ctx: HandlerContext, order_id: str) -> OrderCopy:
@@ -141,25 +189,66 @@ def notify(rule: Rule, event: Event, ctx: HandlerContext) -> None:
         return
     order_id = _order_id(event, ctx.envelope)
     order = ctx.get(ORDERS, order_id) if order_id else None
-    recipient = ctx.get(RECIPIENTS, recipient_id)
-    channels = channels_for(recipient, rule.category)
-    if rule.reminder and order is not None and order.is_final:  # read after the order ended (another topic)
+    if rule.superseded is not None and order is not None and rule.superseded(order):
+        log.info("notification superseded by what the order told already", kind=rule.kind.value, order_id=order_id)
+        return
+    stale = rule.reminder and order is not None and order.is_final  # read after the order ended (another topic)
+    if stale:
         log.info("stale reminder kept in the inbox, not sent", kind=rule.kind.value, order_id=order_id)
-        channels = Channels(inbox=channels.inbox, email=False)
+    card = _card(event, order)
+    recipient = ctx.get(RECIPIENTS, recipient_id)
+    if recipient is None or not recipient.has_profile:
+        _hold(rule, event, nid, card, email=not stale, recipient=recipient, ctx=ctx)
+        return
+    channels = channels_for(recipient, rule.category)
     if channels.none:
         log.info("notification opted out of", kind=rule.kind.value, recipient=recipient_id)
         return
-    language = language_for(recipient.language if recipient else None)
-    rendered = ports(ctx).renderer.render(rule.kind, language, _context(rule, event, recipient, order))
+    rendered = _render(rule, event, ctx, language=recipient.language, name=recipient.full_name, card=card)
+    _record(rule, event, nid, rendered, ctx)
+    address = recipient.email if channels.email and not stale else None
+    if address is not None:
+        ctx.add(DELIVERIES, EmailDelivery.new(nid, recipient_id, address, rule.kind, order_id))
+        ctx.after_commit(ports(ctx).wake_worker)
+    log.info("notification recorded", recipient=recipient_id, kind=rule.kind.value, email=address is not None)
+
+
+def _hold(
+    rule: Rule,
+    event: Event,
+    nid: str,
+    card: str | None,
+    *,
+    email: bool,
+    recipient: Recipient | None,
+    ctx: HandlerContext,
+) -> None:
+    """The recipient's profile has not arrived: the inbox gets it now in English, the email waits."""
+    recipient_id: str = getattr(event, rule.recipient)
+    rendered = _render(rule, event, ctx, language=DEFAULT_LANGUAGE, name=None, card=card)
+    for language in LANGUAGES:  # whichever the profile says: a template error is this event's, now
+        if language != DEFAULT_LANGUAGE:
+            _render(rule, event, ctx, language=language, name=None, card=card)
+    _record(rule, event, nid, rendered, ctx)
+    if email:
+        ctx.add(DELIVERIES, EmailDelivery.held(nid, recipient_id, rule.kind, _order_id(event, ctx.envelope)))
+    recipient = recipient or ctx.add(RECIPIENTS, Recipient(recipient_id))
+    dropped = recipient.hold(HeldNotice.of(nid, rule.kind, event, card))
+    if dropped is not None:
+        log.warning("oldest held notice let go: it stays in the inbox, unsent", kind=dropped.kind.value)
+    log.info("notification held until the recipient's profile arrives", recipient=recipient_id, kind=rule.kind.value)
+
+
+def _record(rule: Rule, event: Event, nid: str, rendered: Rendered, ctx: HandlerContext) -> None:
     ctx.add(
         NOTICES,
         Notification(
             notification_id=nid,
-            recipient_id=recipient_id,
+            recipient_id=getattr(event, rule.recipient),
             kind=rule.kind,
             category=rule.category,
-            reference=reference,
-            order_id=order_id,
+            reference=rule.reference(event, ctx.envelope),
+            order_id=_order_id(event, ctx.envelope),
             language=rendered.language,
             subject=rendered.subject,
             body=rendered.text,
@@ -167,25 +256,32 @@ def notify(rule: Rule, event: Event, ctx: HandlerContext) -> None:
             correlation_id=ctx.correlation_id,
         ),
     )
-    if channels.email and recipient is not None and recipient.email is not None:
-        ctx.add(DELIVERIES, EmailDelivery.new(nid, recipient_id, recipient.email, rule.kind, order_id))
-        ctx.after_commit(ports(ctx).wake_worker)
-    log.info("notification recorded", recipient=recipient_id, kind=rule.kind.value, email=channels.email)
 
 
-def _context(rule: Rule, event: Event, recipient: Recipient | None, order: OrderCopy | None) -> dict[str, Any]:
-    card = card_label(order.card_brand, order.card_last4) if order is not None else None
-    if isinstance(event, FundingSourceAdded):
-        card = _source_label(event)
-    reason = getattr(event, "reason", None)
-    match = _REASON_CODE.match(reason) if isinstance(reason, str) else None
+def _render(
+    rule: Rule, event: Event, ctx: HandlerContext, *, language: str | None, name: str | None, card: str | None
+) -> Rendered:
+    return ports(ctx).renderer.render(rule.kind, language_for(language), _context(rule, event, name, card))
+
+
+def _context(rule: Rule, event: Event, name: str | None, card: str | None) -> dict[str, Any]:
+    text = getattr(event, "reason", None)
+    reason = read_reason(text if isinstance(text, str) else None)
     return {
         "event": event,
-        "name": recipient.full_name if recipient else None,
+        "name": name,
         "category": rule.category.value,
         "card": card,
-        "reason_code": match.group(1) if match else None,
+        "reason_code": reason.code,
+        "gave_up_after": reason.gave_up_after,
+        "unpaid": reason.unpaid,
     }
+
+
+def _card(event: Event, order: OrderCopy | None) -> str | None:
+    if isinstance(event, FundingSourceAdded):
+        return _source_label(event)
+    return card_label(order.card_brand, order.card_last4) if order is not None else None
 
 
 def _source_label(event: FundingSourceAdded) -> str:

@@ -1,4 +1,5 @@
-"""Payment rules: a payment is captured or failed exactly once."""
+"""Payment rules: each attempt at paying an order is captured or failed exactly once, and an
+order is paid at most once (S2: a failed attempt may be followed by another)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,38 @@ TRANSIENT_REASONS = frozenset(
 )
 
 
+FIRST_ATTEMPT = 1
+
+
+def per_attempt(name: str, order_id: str, attempt: int) -> str:
+    """The id of one attempt's network request or message (``charge``, ``authorize``, ``captured``,
+    ...): attempt 1 keeps the form ids had before there were attempts (``charge:order-7``), so
+    stored requests and sent messages stay valid; a later one adds its number (``charge:order-7:2``),
+    so the network charges it afresh and no consumer takes it for a repeat of the first."""
+    return f"{name}:{order_id}" if attempt == FIRST_ATTEMPT else f"{name}:{order_id}:{attempt}"
+
+
+def wallet_leg_reference(order_id: str, attempt: int) -> str | None:
+    """The reference a failed split's wallet leg is credited back under (the account credits once
+    per reference): attempt 1's under the order's own (``CreditWallet``'s default, as before
+    attempts), a later one's under ``<order>:<attempt>``, the reference the account debited it
+    under, so each attempt's leg comes back once and none is taken for another's."""
+    return None if attempt == FIRST_ATTEMPT else f"{order_id}:{attempt}"
+
+
 class PaymentStatus(StrEnum):
     PENDING = "pending"
     CAPTURED = "captured"
     FAILED = "failed"
+
+
+class AttemptAsked(StrEnum):
+    """What the attempt a capture names is to the order's payment (S2)."""
+
+    REPEAT = "repeat"  # the current attempt again: its outcome again (nothing while it is pending)
+    STALE = "stale"  # older than the current one: a late or duplicated command, ignored
+    NEW = "new"  # the current one failed: this one is priced, counted and authorised afresh
+    PAID = "paid"  # the order is paid already: the capture again, never a second charge
 
 
 class PaymentConflict(CommandRefused):
@@ -38,12 +67,24 @@ class PaymentConflict(CommandRefused):
         super().__init__("idempotency_conflict", f"order {order_id} already has a payment with other details")
 
 
+class PaymentInProgress(CommandRefused):
+    """A new attempt asked while the current one has no outcome yet: two attempts in flight
+    could both charge the buyer."""
+
+    def __init__(self, order_id: str, current: int, asked: int) -> None:
+        super().__init__(
+            "payment_in_progress",
+            f"order {order_id}: attempt {current} is still in progress; attempt {asked} may follow only once it failed",
+        )
+
+
 @dataclass(slots=True)
 class Payment:
     order_id: str
     buyer_id: str
     amount: Money
     status: PaymentStatus = PaymentStatus.PENDING
+    attempt: int = FIRST_ATTEMPT  # S2: which try at paying the order the fields below describe
     failure_reason: str | None = None
     failure_detail: str | None = None
     funding_type: FundingType | None = None  # known once the account authorised it
@@ -93,10 +134,42 @@ class Payment:
             return self.amount
         return Money.model_validate(self.pricing["breakdowns"][FundingType(funding_type).value]["total"])
 
-    def answers(self, account_id: str, amount: Money, funding_type: FundingType = FundingType.WALLET) -> bool:
-        """Whether an account event is the answer to the authorisation this payment asked for
-        (a decline echoes the wallet's amount; an authorisation, that of the type it pays from)."""
-        return (account_id, amount) == (self.buyer_id, self.total_for(funding_type))
+    def answers(
+        self, account_id: str, amount: Money, attempt: int, funding_type: FundingType = FundingType.WALLET
+    ) -> bool:
+        """Whether an account event is the answer to the authorisation this payment's current
+        attempt asked for (a decline echoes the wallet's amount; an authorisation, that of the
+        type it pays from). An answer to an earlier attempt is not: it must never decide this one."""
+        return (account_id, amount, attempt) == (self.buyer_id, self.total_for(funding_type), self.attempt)
+
+    def attempt_asked(self, attempt: int) -> AttemptAsked:
+        """What a capture naming ``attempt`` is to this payment; PaymentInProgress for a later
+        attempt while the current one is pending."""
+        if attempt == self.attempt:
+            return AttemptAsked.REPEAT
+        if attempt < self.attempt:
+            return AttemptAsked.STALE
+        if self.status is PaymentStatus.CAPTURED:
+            return AttemptAsked.PAID
+        if self.status is PaymentStatus.PENDING:
+            raise PaymentInProgress(self.order_id, self.attempt, attempt)
+        return AttemptAsked.NEW
+
+    def start_attempt(self, attempt: int, quote_id: str | None) -> None:
+        """Try again after a failure: everything the failed attempt decided is forgotten (it gave
+        back its share of the limits and of any promotion budget, and its wallet leg, as it failed)."""
+        if self.status is not PaymentStatus.FAILED or attempt <= self.attempt:
+            raise ValueError(f"attempt {attempt} cannot follow attempt {self.attempt} ({self.status.value})")
+        assert self.budget_reserved is None, "a failed attempt gives back what it booked"
+        self.attempt, self.status, self.quote_id = attempt, PaymentStatus.PENDING, quote_id
+        self.failure_reason = self.failure_detail = None
+        self.funding_type, self.charge_id, self.pricing = None, None, None
+        self.limit_reserved, self.limit_day, self.limit_month = None, None, None
+        self.wallet_leg = self.source_leg = None
+
+    def attempt_key(self, name: str) -> str:
+        """The id of this attempt's network request or message called ``name`` (see per_attempt)."""
+        return per_attempt(name, self.order_id, self.attempt)
 
     def capture(self, charge_id: str | None = None) -> bool:
         """Mark captured (with the network's charge id, for a card or bank payment); False when

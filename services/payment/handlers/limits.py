@@ -90,7 +90,7 @@ def give_back(payment: Payment, ctx: HandlerContext) -> None:
             day=payment.limit_day,
             month=payment.limit_month,
         ),
-        idempotency_key=f"release:{payment.order_id}",
+        idempotency_key=payment.attempt_key("release"),  # each attempt gives back its own share
     )
 
 
