@@ -11,7 +11,7 @@ row mapping.
 
 The mapping is read from the dataclass's fields: a field maps to the column of the same
 name; a :class:`~contracts.Money` (or ``Balance``) field to two columns (``<field>_minor`` and
-``<field>_currency`` unless ``money=`` names them); an enum to its value; an aware
+``<field>_currency`` unless ``money=`` names them); an enum to its value; a bool to 0 or 1 and back; an aware
 datetime to a UTC column. Columns the object does not have are the mechanism's:
 ``version`` (required on every aggregate table), ``created_at`` and ``updated_at`` (set
 from the clock when present).
@@ -99,6 +99,8 @@ class Aggregate(Generic[A]):
                 plans.append(_FieldPlan(field.name, "enum", (field.name,), hint))
             elif hint is datetime:
                 plans.append(_FieldPlan(field.name, "datetime", (field.name,)))
+            elif hint is bool:  # SQLite's raw rows give 0 and 1
+                plans.append(_FieldPlan(field.name, "bool", (field.name,)))
             else:
                 plans.append(_FieldPlan(field.name, "plain", (field.name,)))
         missing = [c for p in plans for c in p.columns if c not in table.c]
@@ -160,6 +162,9 @@ class Aggregate(Generic[A]):
             elif plan.kind == "datetime":
                 value = row[plan.name]
                 values[plan.name] = value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+            elif plan.kind == "bool":
+                value = row[plan.name]
+                values[plan.name] = None if value is None else bool(value)
             else:
                 values[plan.name] = row[plan.columns[0]]
         return self.cls(**values)

@@ -117,7 +117,9 @@ async def expect_declined(world: World, order_id: str, reason: str) -> OrderStat
 
 
 async def _payment_ends(world: World, order_id: str, reason: str, status: OrderStatus) -> OrderStatusChanged:
-    final = await order_reaches(world, order_id, *FINAL_AFTER_CHECKOUT)
+    # A declined order may still be cancelled later (its window closes): wait for what is asked.
+    ends = FINAL_AFTER_CHECKOUT if status is OrderStatus.PAYMENT_FAILED else (status, OrderStatus.IN_ESCROW)
+    final = await order_reaches(world, order_id, *ends)
     expect(final.status is status, f"order {order_id} to be {status.value}", got=final.status.value)
     expect(reason_code(final.reason) == reason, f"the reason to be {reason}", got=final.reason)
     world.say(f"{order_id} is {status.value}: {final.reason}")

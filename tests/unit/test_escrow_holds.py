@@ -135,9 +135,10 @@ class TestHoldAndRelease:
         with pytest.raises(EscrowRuleBroken, match="positive"):
             EscrowHold.place("o1", "b1", "s1", usd(0), breakdown=None, now=NOW)
 
-    def test_e2_an_id_no_account_can_be_named_by_is_refused(self) -> None:
+    @pytest.mark.parametrize(("buyer", "seller"), [("b:1", "s1"), ("b1", "legacy:s1")])
+    def test_e2_an_id_no_account_can_be_named_by_is_refused(self, buyer: str, seller: str) -> None:
         with pytest.raises(EscrowRuleBroken) as caught:
-            EscrowHold.place("o1", "b:1", "s1", usd(1), breakdown=None, now=NOW)
+            EscrowHold.place("o1", buyer, seller, usd(1), breakdown=None, now=NOW)
         assert caught.value.code == "invalid_party"
 
 

@@ -339,14 +339,14 @@ class TestReasons:
         [
             ("insufficient_funds: the wallet holds 10.00", Reason(code="insufficient_funds")),
             (
-                "gave up after 3 attempts: issuer_unavailable: the issuer did not answer",
+                "issuer_unavailable: the issuer did not answer (gave up after 3 attempts)",
                 Reason(code="issuer_unavailable", gave_up_after=3),
             ),
             (
-                "not paid within the payment window (last failure: card_expired: expired 01/25)",
+                "payment_window_expired: not paid within the payment window (last failure: card_expired: expired 01/25)",
                 Reason(code="card_expired", unpaid=True),
             ),
-            ("not paid within the payment window", Reason(unpaid=True)),
+            ("payment_window_expired: not paid within the payment window", Reason(unpaid=True)),
             ("cancelled by ops-1: the buyer asked", Reason()),
             ("escrow refused the hold (frozen): x", Reason()),
             (None, Reason()),

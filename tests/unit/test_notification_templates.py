@@ -383,7 +383,7 @@ def cancellation(reason: str | None, language: str) -> Rendered:
 
 def test_n1_an_order_cancelled_after_the_retries_says_how_often_we_tried_and_why() -> None:
     """S2: a transient failure is not told; the cancellation once the retries are spent is, with the reason."""
-    reason = "gave up after 4 attempts: issuer_unavailable: the card issuer did not answer"
+    reason = "issuer_unavailable: the card issuer did not answer (gave up after 4 attempts)"
     en = cancellation(reason, "en")
     assert "we tried 4 times to take the payment" in en.text
     assert "did not answer in time; you were not charged" in en.text
@@ -394,10 +394,13 @@ def test_n1_an_order_cancelled_after_the_retries_says_how_often_we_tried_and_why
 
 
 def test_n1_an_order_cancelled_unpaid_says_so_with_the_last_failure() -> None:
-    en = cancellation("not paid within the payment window (last failure: insufficient_funds: 10.00 held)", "en")
+    en = cancellation(
+        "payment_window_expired: not paid within the payment window (last failure: insufficient_funds: 10.00 held)",
+        "en",
+    )
     assert "was cancelled because it was not paid in time" in en.text
     assert "not enough money" in en.text
-    bare = cancellation("not paid within the payment window", "zh-CN")
+    bare = cancellation("payment_window_expired: not paid within the payment window", "zh-CN")
     assert "未在付款期限内完成付款" in bare.text
     assert "请重新下单" in bare.text
     assert bare.html.count("<p>") >= 3  # greeting, the cancellation, the refund line: paragraphs kept apart

@@ -204,6 +204,9 @@ class EscrowHold:
         if amount.amount_minor <= 0:
             raise EscrowRuleBroken("invalid_amount", f"order {order_id}: an escrow hold needs a positive amount")
         _check_breakdown(order_id, amount, breakdown)
+        # The seller is settled under their id (E4): an id the ledger cannot name is refused
+        # now, before any money moves in escrow, not at release.
+        account_or_refuse(AccountKind.SELLER_PAYABLE, seller_id, amount.currency)
         hold = cls(order_id, buyer_id, seller_id, amount)
         money_in = _money_in(order_id, buyer_id, amount, breakdown)
         reservation = hold._reserve(f"hold:{order_id}:reserve", amount, now)

@@ -3,10 +3,11 @@ book explains (data/advice.toml), and for a cancelled order whether the saga gav
 retries or the payment window closed.
 
 The saga writes these reasons for people and the audit trail (services/saga/domain/orders.py):
-``insufficient_funds: <detail>`` (a decline), ``gave up after 3 attempts: issuer_unavailable:
-<detail>`` (S2: a transient failure, retried until the retries were spent) and ``not paid within
-the payment window (last failure: insufficient_funds: <detail>)`` (S4). Anything else has no code:
-the notice then says that the order was cancelled, without a reason it cannot put in plain words.
+every one starts with its code: ``insufficient_funds: <detail>`` (a decline),
+``issuer_unavailable: <detail> (gave up after 3 attempts)`` (S2: a transient failure, retried
+until the retries were spent) and ``payment_window_expired: not paid within the payment window
+(last failure: insufficient_funds: <detail>)`` (S4). Anything else has no code: the notice then
+says that the order was cancelled, without a reason it cannot put in plain words.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_CODE = r"([a-z_]+)(?::|$)"
-_GAVE_UP = re.compile(r"^gave up after ([0-9]+) attempts?: " + _CODE)
-_UNPAID = re.compile(r"^not paid within the payment window(?: \(last failure: ([a-z_]+)[:)])?")
-_PLAIN = re.compile(r"^" + _CODE)
+_PLAIN = re.compile(r"^([a-z_]+)(?::|$)")
+_GAVE_UP = re.compile(r"\(gave up after ([0-9]+) attempts?\)$")
+_LAST_FAILURE = re.compile(r"\(last failure: ([a-z_]+)[:)]")
+UNPAID = "payment_window_expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +34,11 @@ class Reason:
 def read_reason(reason: str | None) -> Reason:
     if not reason:
         return Reason()
-    if match := _GAVE_UP.match(reason):
-        return Reason(code=match.group(2), gave_up_after=int(match.group(1)))
-    if match := _UNPAID.match(reason):
-        return Reason(code=match.group(1), unpaid=True)
-    if match := _PLAIN.match(reason):
-        return Reason(code=match.group(1))
-    return Reason()
+    plain = _PLAIN.match(reason)
+    if plain is None:
+        return Reason()
+    if plain.group(1) == UNPAID:
+        last = _LAST_FAILURE.search(reason)
+        return Reason(code=None if last is None else last.group(1), unpaid=True)
+    gave_up = _GAVE_UP.search(reason)
+    return Reason(code=plain.group(1), gave_up_after=None if gave_up is None else int(gave_up.group(1)))

@@ -593,7 +593,7 @@ class Order:
         self.refund_attempt += 1
         command = RefundPayment(
             order_id=self.order_id,
-            refund_id=payment_refund_id(refund.refund_id, self.refund_attempt),
+            refund_id=payment_refund_id(self.order_id, refund.refund_id, self.refund_attempt),
             amount=refund.amount,
             reason=refund.reason,
         )
@@ -655,7 +655,7 @@ class Order:
             self.attention = None
         self.refund_attempt += 1
         again = RefundPayment.model_validate(
-            {**self.refund_retry, "refund_id": payment_refund_id(self.refunding, self.refund_attempt)}
+            {**self.refund_retry, "refund_id": payment_refund_id(self.order_id, self.refunding, self.refund_attempt)}
         )
         return self._stay(again, note=f"{why}: refund {self.refunding}, payment {self.refund_attempt}")
 
@@ -701,7 +701,7 @@ class Order:
         timers.clear_timers(self.timers, *deadlines)
         self._sync_next_due()
 
-    def fire(self, deadline: Deadline, now: datetime, policy: SagaPolicy, dispute: Dispute | None) -> Step:
+    def fire(self, deadline: Deadline, now: datetime, policy: SagaPolicy, dispute: Dispute | None) -> Step:  # noqa: ARG002 - the rules of tomorrow's timers may need it
         """One due timer: removed, then its rule (which may find it no longer applies)."""
         self._clear_timers(deadline)
         step = self._fire(deadline, now, dispute)

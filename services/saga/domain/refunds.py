@@ -11,6 +11,7 @@ outcome; once the retries are spent it is failed and an operator's.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,23 +33,35 @@ DISPUTE_REFUND = "dispute"
 _RETRY_SUFFIX = re.compile(r"^(?P<base>.+)~retry(?P<n>\d+)$")
 
 
-def payment_refund_id(refund_id: str, attempt: int) -> str:
-    """The id the payment service knows attempt ``attempt`` of a refund by."""
-    return refund_id if attempt <= 1 else f"{refund_id}~retry{attempt}"
+RESERVED = (COMPENSATION, DISPUTE_REFUND)
+MAX_REFUND_ID = 100  # the contracts' bound on a refund id
+
+
+def payment_refund_id(order_id: str, refund_id: str, attempt: int) -> str:
+    """The id the payment service knows attempt ``attempt`` of a refund by. Its refund ids are
+    global (the marketplace's own are), so the saga's per-order ones carry the order's id."""
+    base = f"{refund_id}:{order_id}" if refund_id in RESERVED else refund_id
+    suffix = "" if attempt <= 1 else f"~retry{attempt}"
+    if len(base) + len(suffix) > MAX_REFUND_ID:  # a long order id: keep it unique, within bounds
+        digest = hashlib.sha256(base.encode()).hexdigest()[:24]
+        base = f"{base[: MAX_REFUND_ID - len(suffix) - 25]}-{digest}"
+    return base + suffix
 
 
 def refund_of(payment_refund: str) -> str:
     """The saga's refund id behind a payment refund id (inverse of :func:`payment_refund_id`)."""
     match = _RETRY_SUFFIX.match(payment_refund)
-    return match["base"] if match else payment_refund
+    base = match["base"] if match else payment_refund
+    reserved = base.split(":", 1)[0]
+    return reserved if reserved in RESERVED and ":" in base else base
 
 
 def check_refund_id(refund_id: str) -> None:
-    if _RETRY_SUFFIX.match(refund_id) or refund_id in (COMPENSATION, DISPUTE_REFUND):
+    if _RETRY_SUFFIX.match(refund_id) or refund_id.split(":", 1)[0] in RESERVED:
         raise OrderRuleBroken(
             "invalid_refund",
-            f"refund id {refund_id!r} is reserved: use one that is not {COMPENSATION!r} or {DISPUTE_REFUND!r} "
-            "and does not end in ~retry<n>",
+            f"refund id {refund_id!r} is reserved: use one that does not start with {COMPENSATION!r} or "
+            f"{DISPUTE_REFUND!r} and does not end in ~retry<n>",
         )
 
 
