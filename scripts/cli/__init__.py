@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from scripts.cli import audit, clock, dead_letters, notifications, payments, settlements, timeline
+from scripts.cli import audit, clock, dead_letters, notifications, orders, payments, settlements, timeline
 
 app = typer.Typer(
     help="TradeGuard: run the local stack and its scenarios, inspect and re-drive dead letters.",
@@ -35,6 +35,7 @@ app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(clock.app, name="clock")
 app.add_typer(payments.app, name="payments")
 app.add_typer(notifications.app, name="notifications")
+app.add_typer(orders.app, name="orders")
 app.command(name="audit")(audit.audit)
 app.command(name="settlements")(settlements.settlements)
 app.command(name="timeline")(timeline.timeline)

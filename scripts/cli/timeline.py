@@ -1,6 +1,7 @@
 """``tradeguard timeline ORDER_ID``: one order's messages across every service, for a person (G3).
 
-tradeguard timeline order-7f3a                     # a table, then the order's status now
+tradeguard timeline order-7f3a                     # a table, then the order's status now, its next
+                                                   # deadline and what waits on an operator
 tradeguard timeline order-7f3a --json              # one JSON object a line, the status last
 tradeguard timeline order-7f3a -b 127.0.0.1:19792  # another broker; --state-dir another stack
 
@@ -13,6 +14,11 @@ its effects: services stamp envelopes with the stack's clock, which a scenario o
 ``tradeguard clock advance`` may have moved on, while the marketplace stamps its commands with
 the real time, so the envelope's time (the ``time`` column) would misorder them. The one-line
 "what changed" is the scenario timeline's (:func:`scripts.scenarios.timeline.details`).
+
+The order's status now, its next deadline (which timer, when) and what waits on an operator come
+from the saga's read API (``GET /order``, S6); when it does not answer, from the last
+``OrderStatusChanged`` on the topics, with a note saying so. ``tradeguard orders`` reads the
+saga through the same functions (:func:`saga_url`, :func:`fetch_saga_order`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,14 +38,27 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.table import Table
 from rich.text import Text
 
-from contracts import ALL_TOPICS, CommandRejected, Envelope, InvalidMessage, OrderStatusChanged, decode_message
+from contracts import (
+    ALL_TOPICS,
+    CommandRejected,
+    Deadline,
+    Envelope,
+    InvalidMessage,
+    OrderStatusChanged,
+    Topic,
+    decode_message,
+)
 from contracts.topics import DEAD_LETTER
 from scripts.cli.dead_letters import BootstrapOption, _bootstrap, _console, _printable, _run
 from scripts.cli.kafka_io import POLL_MS, KafkaUnavailableError, _consumer, _topic_partitions
 from scripts.cli.model import DeadLetter, Json, KafkaRecord
 from scripts.stack import StackLayout
 
-SAGA_PAGE = 100  # orders per request when looking the order up in the saga's read API (its maximum)
+SAGA_TIMEOUT = 10.0  # seconds to wait for the saga's read API
+
+
+class SagaUnavailableError(RuntimeError):
+    """The saga's read API cannot be found (no endpoints file, no saga in it) or did not answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +79,14 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """The order's status now, and where that was learnt."""
+    """The order's status now, what it waits for next and for whom, and where that was learnt."""
 
     status: str | None
     reason: str | None
     told_by: str
+    next_deadline: str | None = None  # the timer that falls first (a contracts.Deadline value)
+    next_deadline_at: datetime | None = None
+    attention: str | None = None  # what an operator must do, as the saga says it
 
 
 # --- which messages, in which order (pure) -----------------------------------------------------
@@ -122,8 +144,43 @@ def last_status_event(entries: Sequence[Entry]) -> Status:
     for entry in reversed(entries):
         payload = entry.envelope.payload
         if isinstance(payload, OrderStatusChanged) and entry.dead_letter is None:
-            return Status(payload.status.value, payload.reason, "the last OrderStatusChanged")
+            deadline = None if payload.next_deadline is None else payload.next_deadline.value
+            return Status(
+                payload.status.value,
+                payload.reason,
+                "the last OrderStatusChanged",
+                next_deadline=deadline,
+                next_deadline_at=payload.next_deadline_at,
+            )
     return Status(None, None, "no OrderStatusChanged on the topics")
+
+
+def next_deadline(order: Mapping[str, Any]) -> tuple[str, datetime] | None:
+    """The timer of a saga order (``GET /order``) that falls first, and when.
+
+    The read API gives every timer (``timers``: name -> time) and the earliest time
+    (``next_deadline_at``) but not its name, so the name is found in the timers, with a tie
+    broken as the saga's sweeper breaks it (in the order of :class:`~contracts.Deadline`)."""
+    timers: Mapping[str, str] = order.get("timers") or {}
+    rank = {deadline.value: n for n, deadline in enumerate(Deadline)}
+    due = sorted((datetime.fromisoformat(at), rank.get(name, len(rank)), name) for name, at in timers.items())
+    if not due:
+        return None
+    at, _, name = due[0]
+    return name, at
+
+
+def status_of(order: Mapping[str, Any]) -> Status:
+    """A saga order (``GET /order`` or a row of ``GET /orders``) as the timeline's last line."""
+    upcoming = next_deadline(order)
+    return Status(
+        str(order["status"]),
+        order.get("reason"),
+        "the saga",
+        next_deadline=None if upcoming is None else upcoming[0],
+        next_deadline_at=None if upcoming is None else upcoming[1],
+        attention=order.get("attention"),
+    )
 
 
 def what_changed(entry: Entry) -> str:
@@ -142,13 +199,14 @@ def what_changed(entry: Entry) -> str:
 # --- reading -----------------------------------------------------------------------------------
 
 
-async def read_order(bootstrap_servers: str, order_id: str, *, stall_timeout: float = 30.0) -> list[Entry]:
-    """Every record about ``order_id`` on every TradeGuard topic, up to the ends as we started, in order."""
+async def read_order(
+    bootstrap_servers: str, order_id: str, *, topics: Sequence[Topic] = ALL_TOPICS, stall_timeout: float = 30.0
+) -> list[Entry]:
+    """Every record about ``order_id`` on every TradeGuard topic (or those of ``topics``), up to the
+    ends as we started, in order."""
     async with _consumer(bootstrap_servers) as consumer:
         existing = await _topic_partitions(consumer)
-        tps = [
-            TopicPartition(topic.name, p) for topic in ALL_TOPICS for p in sorted(existing.get(topic.name, frozenset()))
-        ]
+        tps = [TopicPartition(topic.name, p) for topic in topics for p in sorted(existing.get(topic.name, frozenset()))]
         if not tps:
             raise KafkaUnavailableError(f"no TradeGuard topic on {bootstrap_servers}: is this TradeGuard's broker?")
         consumer.assign(tps)
@@ -184,39 +242,59 @@ async def _read_until(
     return entries
 
 
+def saga_url(state_dir: Path) -> str:
+    """The saga's read API, as the stack wrote it in its state folder's endpoints file."""
+    endpoints = StackLayout.of(state_dir).endpoints_file
+    if not endpoints.exists():
+        raise SagaUnavailableError(f"{endpoints} not found: is the stack running (make run), or pass --state-dir")
+    try:
+        found = json.loads(endpoints.read_text()).get("saga")
+    except (ValueError, AttributeError) as error:
+        raise SagaUnavailableError(f"{endpoints} is not the stack's endpoints file: {error}") from None
+    if not isinstance(found, str):
+        raise SagaUnavailableError(f"{endpoints} names no saga read API: restart the stack")
+    return found
+
+
+def fetch_saga_order(base_url: str, order_id: str) -> dict[str, Any] | None:
+    """``GET /order``: the order with its refunds, dispute, timers and audit trail; None when the
+    saga has no such order."""
+    try:
+        response = httpx.get(f"{base_url}/order", params={"order_id": order_id}, timeout=SAGA_TIMEOUT)
+    except httpx.HTTPError as error:
+        raise SagaUnavailableError(f"the saga at {base_url} did not answer: {error}") from None
+    if response.status_code == 404:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict):
+        said = body.get("error") if isinstance(body, dict) else response.text[:200]
+        raise SagaUnavailableError(f"the saga at {base_url} answered {response.status_code}: {said}")
+    return body
+
+
 def current_status(state_dir: Path, order_id: str, entries: Sequence[Entry]) -> Status:
     """The order's status from the saga's read API (S6); the last OrderStatusChanged when it cannot answer."""
-    endpoints = StackLayout.of(state_dir).endpoints_file
-    fallback = last_status_event(entries)
-    if not endpoints.exists():
-        return Status(fallback.status, fallback.reason, f"{fallback.told_by} ({endpoints} not found)")
-    saga_url = json.loads(endpoints.read_text()).get("saga")
-    if not isinstance(saga_url, str):
-        return Status(fallback.status, fallback.reason, f"{fallback.told_by} ({endpoints} names no saga)")
     try:
-        found = _saga_order(saga_url, order_id)
-    except (httpx.HTTPError, ValueError, KeyError) as error:
-        return Status(fallback.status, fallback.reason, f"{fallback.told_by} (the saga at {saga_url}: {error})")
+        found = fetch_saga_order(saga_url(state_dir), order_id)
+    except SagaUnavailableError as error:
+        return _fallback(entries, str(error))
     if found is None:
-        return Status(fallback.status, fallback.reason, f"{fallback.told_by} (the saga has no such order)")
-    return Status(str(found["status"]), found.get("reason"), "the saga")
+        return _fallback(entries, "the saga has no such order")
+    return status_of(found)
 
 
-def _saga_order(saga_url: str, order_id: str) -> dict[str, Any] | None:
-    """The order as ``GET /orders`` lists it, paging until it is found (the route has no id filter)."""
-    with httpx.Client(base_url=saga_url, timeout=10) as client:
-        page = 1
-        while True:
-            response = client.get("/orders", params={"page": page, "per_page": SAGA_PAGE})
-            response.raise_for_status()
-            body: dict[str, Any] = response.json()
-            for order in body["orders"]:
-                if order["order_id"] == order_id:
-                    found: dict[str, Any] = order
-                    return found
-            if page * SAGA_PAGE >= int(body["total"]):
-                return None
-            page += 1
+def _fallback(entries: Sequence[Entry], why: str) -> Status:
+    status = last_status_event(entries)
+    return Status(
+        status.status,
+        status.reason,
+        f"{status.told_by} ({why})",
+        next_deadline=status.next_deadline,
+        next_deadline_at=status.next_deadline_at,
+    )
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -245,13 +323,33 @@ def entry_json(entry: Entry) -> dict[str, Json]:
 
 
 def status_json(order_id: str, status: Status) -> dict[str, Json]:
-    return {"order_id": order_id, "status": status.status, "reason": status.reason, "status_from": status.told_by}
+    at = status.next_deadline_at
+    return {
+        "order_id": order_id,
+        "status": status.status,
+        "reason": status.reason,
+        "next_deadline": status.next_deadline,
+        "next_deadline_at": None if at is None else at.isoformat(),
+        "attention": status.attention,
+        "status_from": status.told_by,
+    }
 
 
-def status_line(status: Status) -> str:
+def utc_text(at: datetime) -> str:
+    """A time for a person: UTC, to the second."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def status_lines(status: Status) -> list[str]:
+    """The status now; the next deadline and what waits on an operator, when there are."""
     shown = status.status or "unknown"
     reason = f" ({status.reason})" if status.reason else ""
-    return f"status now: {shown}{reason}, as told by {status.told_by}"
+    lines = [f"status now: {shown}{reason}, as told by {status.told_by}"]
+    if status.next_deadline is not None and status.next_deadline_at is not None:
+        lines.append(f"next deadline: {status.next_deadline} at {utc_text(status.next_deadline_at)}")
+    if status.attention:
+        lines.append(f"needs an operator: {status.attention}")
+    return lines
 
 
 def timeline_table(order_id: str, entries: Sequence[Entry]) -> Table:
@@ -284,7 +382,8 @@ def timeline(
     ] = False,
 ) -> None:
     """Every message about ORDER_ID across the services, in order: when, which service, what, on which
-    topic and what changed, then the order's status now (G3). Exit 1 when no message names it."""
+    topic and what changed, then the order's status now, its next deadline and what waits on an
+    operator (G3). Exit 1 when no message names it."""
     if not order_id.strip():
         raise typer.BadParameter("an order id, not an empty string", param_hint="ORDER_ID")
     servers = _bootstrap(bootstrap_servers)
@@ -304,4 +403,5 @@ def timeline(
         return
     console = _console()
     console.print(timeline_table(order_id, entries))
-    console.print(Text(_printable(status_line(status))), soft_wrap=True)
+    for line in status_lines(status):
+        console.print(Text(_printable(line)), soft_wrap=True)

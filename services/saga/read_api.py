@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import OrderStatus
 from services.saga.domain.lifecycle import FINAL
+from services.saga.domain.timers import next_due
 from services.saga.store import audit, disputes, orders, refunds
 from shared.clock import Clock
 from shared.read_api import Page, iso, positive
@@ -56,10 +57,16 @@ def _entry(row: sa.Row[Any]) -> dict[str, Any]:
         "dispute_id": row.dispute_id,
         "attention": row.attention,
         "timers": dict(row.timers or {}),
+        "next_deadline": _next_deadline(row.timers or {}),
         "next_deadline_at": iso(row.next_due_at),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
+
+
+def _next_deadline(stored: Mapping[str, str]) -> str | None:
+    upcoming = next_due(dict(stored))
+    return None if upcoming is None else upcoming[0].value
 
 
 def _status_filter(query: Mapping[str, str]) -> str | None:

@@ -1,6 +1,6 @@
 """G3 (terminal) end to end: an order through the real stack (broker, five service processes), then
 `tradeguard timeline ORDER_ID` lists its messages across the services in order, with the order's
-status now; and E4's `tradeguard settlements` shows what escrow released to the seller that day."""
+status now and its next deadline; and E4's `tradeguard settlements` shows what escrow released to the seller that day."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -39,11 +39,10 @@ def released(order_id: str) -> Callable[[Seen], bool]:
     return lambda seen: isinstance(seen.message, FundsReleased) and seen.message.order_id == order_id
 
 
-async def completed_order(
+async def order_in_escrow(
     market: Marketplace, watcher: EventWatcher, onboarding: Onboarding, seller: str, minor: int
-) -> tuple[str, Seen]:
-    """A fresh buyer pays ``minor`` cents from the wallet and confirms receipt: the order completes.
-    Returns the order id and escrow's FundsReleased."""
+) -> tuple[str, str]:
+    """A fresh buyer pays ``minor`` cents from the wallet; (buyer, order id) once it is in escrow."""
     n = uuid.uuid4().int % 10**8
     buyer = Person.numbered(f"buyer-g3-{n}", n)
     await onboarding.buyer(buyer)
@@ -58,8 +57,17 @@ async def completed_order(
     )
     await market.publish(checkout, correlation_id=order_id, idempotency_key=f"checkout-{order_id}")
     await watcher.wait_for(reaches(order_id, OrderStatus.IN_ESCROW))
+    return buyer.account_id, order_id
+
+
+async def completed_order(
+    market: Marketplace, watcher: EventWatcher, onboarding: Onboarding, seller: str, minor: int
+) -> tuple[str, Seen]:
+    """A fresh buyer pays ``minor`` cents from the wallet and confirms receipt: the order completes.
+    Returns the order id and escrow's FundsReleased."""
+    buyer, order_id = await order_in_escrow(market, watcher, onboarding, seller, minor)
     await market.publish(
-        ConfirmReceipt(order_id=order_id, buyer_id=buyer.account_id),
+        ConfirmReceipt(order_id=order_id, buyer_id=buyer),
         correlation_id=order_id,
         idempotency_key=f"confirm-{order_id}",
     )
@@ -117,7 +125,15 @@ async def test_g3_timeline_lists_one_orders_messages_across_the_services_in_orde
     # Nothing about another order, each message once, and each on its own topic.
     assert len({m["message_id"] for m in messages}) == len(messages)
     assert {m["topic"] for m in messages if m["type"] == "FundsHeld"} == {"tradeguard.escrow.events"}
-    assert status == {"order_id": order_id, "status": "completed", "reason": None, "status_from": "the saga"}
+    assert status == {
+        "order_id": order_id,
+        "status": "completed",
+        "reason": None,
+        "next_deadline": None,
+        "next_deadline_at": None,
+        "attention": None,
+        "status_from": "the saga",
+    }
 
     table = await cli(*args)
 
@@ -126,6 +142,44 @@ async def test_g3_timeline_lists_one_orders_messages_across_the_services_in_orde
     assert out.index("Checkout") < out.index("PaymentCaptured") < out.index("FundsHeld") < out.index("FundsReleased")
     assert "tradeguard.payment.events" in out
     assert "status now: completed, as told by the saga" in out
+
+
+async def test_g3_timeline_ends_with_the_next_deadline_even_when_the_saga_cannot_be_asked(
+    stack: ServiceProcesses,
+    market: Marketplace,
+    watcher: EventWatcher,
+    onboarding: Onboarding,
+    kafka_bootstrap: str,
+) -> None:
+    _, order_id = await order_in_escrow(market, watcher, onboarding, f"seller-g3-{uuid.uuid4().hex[:8]}", 1_200)
+    args = ["timeline", order_id, "--bootstrap-servers", kafka_bootstrap]
+    shown = await cli("orders", "show", order_id, "--state-dir", str(stack.state_dir), "--json")
+    timers = json.loads(shown.stdout)["timers"]
+    # The reminder falls 3 days before the auto-release (saga.toml): it is the next deadline.
+    reminder = datetime.fromisoformat(timers["release_reminder"])
+
+    table = await cli(*args, "--state-dir", str(stack.state_dir))
+
+    assert table.exit_code == 0, table.output
+    out = " ".join(table.stdout.split())
+    assert "status now: in_escrow, as told by the saga" in out
+    assert f"next deadline: release_reminder at {reminder.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" in out
+    assert "needs an operator" not in out
+    as_json = await cli(*args, "--state-dir", str(stack.state_dir), "--json")
+    told = json.loads(as_json.stdout.splitlines()[-1])
+    assert (told["next_deadline"], datetime.fromisoformat(told["next_deadline_at"])) == ("release_reminder", reminder)
+
+    # A state folder with no stack in it: the saga cannot be asked, the last OrderStatusChanged still tells.
+    elsewhere = stack.state_dir / "no-stack-here"
+    elsewhere.mkdir(exist_ok=True)
+    away = await cli(*args, "--state-dir", str(elsewhere), "--json")
+
+    assert away.exit_code == 0, away.output
+    status = json.loads(away.stdout.splitlines()[-1])
+    assert status["status_from"].startswith("the last OrderStatusChanged (")
+    assert "endpoints.json not found" in status["status_from"]
+    assert (status["status"], status["next_deadline"]) == ("in_escrow", "release_reminder")
+    assert datetime.fromisoformat(status["next_deadline_at"]) == reminder
 
 
 def test_g3_timeline_of_an_order_no_message_names_exits_1(stack: ServiceProcesses, kafka_bootstrap: str) -> None:

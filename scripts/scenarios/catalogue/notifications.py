@@ -149,9 +149,8 @@ async def mail_on_payment_failure_zh_cn(world: World) -> None:
     buyer = world.person("buyer", country="HK", full_name="李华", language="zh-CN", with_email=True)
     world.say(f"{buyer.account_id} ({buyer.full_name}, zh-CN, {buyer.email}) registers, verifies and binds the wallet")
     await world.onboarding.buyer(buyer)
-    # The welcome mail says the notification service has the buyer's profile (language, address):
-    # a notice for a buyer it has not heard of yet goes to the inbox only, in English (issue 11).
-    await world.event(NotificationEmailed, account_id=buyer.account_id, kind=NoticeKind.WELCOME.value)
+    # No waiting for the notification service to read the registration first: a notice for a
+    # buyer whose profile it has not read yet is held and mailed in their language once it has.
     await world.onboarding.set_pin(buyer)
     _source_id, token = await add_card(world, buyer, APPROVING_CARD)
     await top_up(world, buyer.account_id, hkd(10_000))

@@ -323,6 +323,8 @@ async def late_success_after_cancel_refunded(world: World) -> None:
     source_id, token = await add_card(world, buyer, ANSWER_LOST)
     price = usd(5400)
     order_id = await checkout(world, buyer, world.fresh("seller"), price, item="Speaker", source_id=source_id)
+    await order_reaches(world, order_id, OrderStatus.PAYMENT_PENDING)  # its window is set: now let it pass
+    world.say(f"the answer is lost; the clock moves {PAYMENT_WINDOW_PASSED}")
     world.clock.advance(PAYMENT_WINDOW_PASSED)
     await expect_cancelled(world, order_id, "payment_window_expired")
     await world.event(PaymentCaptured, order_id=order_id, timeout=world.timeout * 2)

@@ -59,6 +59,7 @@ def operator_action(command: OperatorOrderAction, ctx: HandlerContext) -> None:
     order = order_or_refuse(ctx, command.order_id)
     if command.action_id in order.actions:
         log.info("repeated operator action ignored", order_id=order.order_id, action_id=command.action_id)
+        apply(order, order.noted(f"operator action {command.action_id} repeated: ignored"), ctx)
         return
     step = _carry_out(order, command)
     order.actions = [*order.actions, command.action_id][-50:]
