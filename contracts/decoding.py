@@ -34,7 +34,6 @@ from contracts.bindings import (
     MarketplaceAccessRevoked,
     RevokeMarketplaceAccess,
 )
-from contracts.envelope import Envelope, Message, RawEnvelope
 from contracts.disputes import (
     AnswerDispute,
     DisputeAnswered,
@@ -43,6 +42,7 @@ from contracts.disputes import (
     OpenDispute,
     ResolveDispute,
 )
+from contracts.envelope import Envelope, Message, RawEnvelope
 from contracts.escrow import (
     FreezeFunds,
     FundsFrozen,

@@ -23,7 +23,7 @@ _DISPUTE_ID = Field(
 )
 _BUYER_ID = Field(min_length=1, max_length=100, description="Buyer's account id.", examples=["buyer-1"])
 _SELLER_ID = Field(min_length=1, max_length=100, description="Seller's account id.", examples=["seller-9"])
-_EVIDENCE = Field(
+_EVIDENCE: list[str] = Field(
     default_factory=list,
     max_length=20,
     description="References to evidence kept elsewhere (photo or document ids, tracking numbers).",

@@ -123,7 +123,10 @@ class CapturePayment(Command):
     security_proof: Sealed | None = Field(default=None, description="Passed to the account service unopened.")
     quote_id: str | None = Field(default=None, max_length=100, description="Pay at this quote's price (P3).")
     attempt: int = Field(
-        default=1, ge=1, le=100, description="Which attempt at paying the order this is (S2): each is a new payment try."
+        default=1,
+        ge=1,
+        le=100,
+        description="Which attempt at paying the order this is (S2): each is a new payment try.",
     )
 
 

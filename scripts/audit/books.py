@@ -91,7 +91,9 @@ class OrderSnapshot:
             refunded_minor=0 if refunded is None else refunded.amount_minor,
             refunding=data.get("refunding") or None,
             attention=data.get("attention") or None,
-            next_deadline_at=_when(deadline, "next_deadline_at") if (deadline := data.get("next_deadline_at")) else None,
+            next_deadline_at=_when(deadline, "next_deadline_at")
+            if (deadline := data.get("next_deadline_at"))
+            else None,
         )
 
 

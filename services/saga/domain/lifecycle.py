@@ -38,7 +38,7 @@ LIFECYCLE: tuple[Transition, ...] = (
     ),
     Transition("timer payment_retry", (S.PAYMENT_RETRYING,), S.PAYMENT_PENDING, "CapturePayment, next attempt"),
     Transition("PaymentFailed, a decline", (S.PAYMENT_PENDING,), S.PAYMENT_FAILED),
-    Transition("PayAgain", (S.PAYMENT_FAILED,), S.PAYMENT_PENDING, "CapturePayment, next attempt"),
+    Transition("PayAgain", (S.PAYMENT_FAILED, S.PAYMENT_RETRYING), S.PAYMENT_PENDING, "CapturePayment, next attempt"),
     Transition("PaymentFailed, order-ending or retries exhausted", (S.PAYMENT_PENDING,), S.CANCELLED),
     Transition("timer payment_window, or operator cancel", _PAYING, S.CANCELLED),
     Transition("PaymentCaptured, late", (S.CANCELLED,), S.COMPENSATING, "RefundPayment"),

@@ -61,6 +61,7 @@ S = OrderStatus
 PAYING = frozenset({S.PAYMENT_PENDING, S.PAYMENT_RETRYING, S.PAYMENT_FAILED})
 # An auto-release that falls while a refund is under way waits this long and looks again.
 RELEASE_POSTPONED_BY = timedelta(hours=1)
+MAX_ATTEMPTS = 100  # CapturePayment.attempt's bound: retries and paying again together
 
 
 class IllegalTransition(OrderRuleBroken):
@@ -272,10 +273,15 @@ class Order:
         self._set_timer(Deadline.PAYMENT_RETRY, at)
         return self._move(S.PAYMENT_RETRYING, f"PaymentFailed ({reason}), transient: attempt {attempt + 1} at {at}")
 
-    def retry_payment(self, why: str) -> Step:
-        """The next attempt, after a backoff or on an operator's word."""
+    def retry_payment(self, why: str, now: datetime) -> Step:
+        """The next attempt, after a backoff or on an operator's word; never after the window
+        closed (a retry fired late, with the window, closes the order instead)."""
         if self.status is not S.PAYMENT_RETRYING:
             return NOTHING
+        if self.pay_by is not None and now >= self.pay_by:
+            return self.payment_window_closed()
+        if self.attempt >= MAX_ATTEMPTS:
+            return self._cancel(f"{why}: {MAX_ATTEMPTS} attempts made")
         self._clear_timers(Deadline.PAYMENT_RETRY)
         self.attempt += 1
         return self._move(S.PAYMENT_PENDING, f"{why}: attempt {self.attempt}", self._capture())
@@ -291,6 +297,10 @@ class Order:
         if self.pay_by is not None and now >= self.pay_by:
             raise OrderRuleBroken(
                 "payment_window_closed", f"order {self.order_id} had to be paid by {self.pay_by.isoformat()}"
+            )
+        if self.attempt >= MAX_ATTEMPTS:
+            raise OrderRuleBroken(
+                "too_many_attempts", f"order {self.order_id} was tried {self.attempt} times: place a new order"
             )
         self._clear_timers(Deadline.PAYMENT_RETRY)
         self.source_id, self.security_method = command.source_id, command.security_method
@@ -350,9 +360,9 @@ class Order:
         self._check_releasable()
         return self._release("ConfirmReceipt")
 
-    def remind_release(self) -> Step:
-        if self.status is not S.IN_ESCROW or self.release_at is None:
-            return NOTHING
+    def remind_release(self, now: datetime) -> Step:
+        if self.status is not S.IN_ESCROW or self.release_at is None or now >= self.release_at:
+            return NOTHING  # a reminder fired late, as the release happens, would tell nothing
         reminder = AutoReleaseApproaching(
             order_id=self.order_id,
             buyer_id=self.buyer_id,
@@ -613,6 +623,10 @@ class Order:
         price in refunded, a split dispute goes on to release the seller's part."""
         if not refund.in_flight or self.refunding != refund.refund_id:
             return NOTHING
+        if refund.status is RefundStatus.FAILED:  # an operator's case that ended well after all
+            self.attention = None
+            if self.reason and self.reason.startswith("refund_failed"):
+                self.reason = None
         refund.status, refund.failure = RefundStatus.REFUNDED, None
         self._refund_done()
         self.refunded_minor += refund.amount.amount_minor
@@ -627,10 +641,27 @@ class Order:
             return step
         return self._stay(announce=f"refunded:{refund.refund_id}", note=f"PaymentRefunded {refund.refund_id}")
 
-    def refund_failed(self, refund: Refund, code: str, detail: str, now: datetime, policy: SagaPolicy) -> Step:
+    def refund_failed(
+        self,
+        refund: Refund,
+        code: str,
+        detail: str,
+        now: datetime,
+        policy: SagaPolicy,
+        *,
+        answered: str | None = None,
+    ) -> Step:
         """The payment could not pay the refund back: try again after a backoff; once the
-        compensation policy's attempts are spent, the refund is failed and an operator's."""
-        if refund.status is not RefundStatus.REFUNDING or self.refunding != refund.refund_id:
+        compensation policy's attempts are spent, the refund is failed and an operator's.
+
+        Only the failure of the try under way counts (``answered``: the payment refund id the
+        event names): the payment answers a repeated id with its first outcome, so an earlier
+        try's failure may arrive again after a retry was sent, and must not start another."""
+        if not refund.in_flight or self.refunding != refund.refund_id or self.attention is not None:
+            return NOTHING
+        current = payment_refund_id(self.order_id, refund.refund_id, self.refund_attempt)
+        waiting = timers.timer_at(self.timers, Deadline.COMPENSATION_RETRY) is not None
+        if (answered is not None and answered != current) or waiting:
             return NOTHING
         reason = refund.failure = f"{code}: {detail}"
         retry = policy.compensation.retry
@@ -648,11 +679,15 @@ class Order:
 
     def retry_refund(self, why: str, *, reset: bool = False) -> Step:
         """Pay the refund under way again (a timer, or an operator with ``reset``)."""
-        if self.refunding is None or self.refund_retry is None or (self.attention is not None and not reset):
+        if self.refunding is None or self.refund_retry is None:
             return NOTHING
+        scheduled = timers.timer_at(self.timers, Deadline.COMPENSATION_RETRY) is not None
+        if not reset and (self.attention is not None or not scheduled):
+            return NOTHING  # the timer path: only a retry that was scheduled (after a failure) goes
+        if self.attention is None and not scheduled:
+            return NOTHING  # the last try has no answer yet: another one now could pay twice
         self._clear_timers(Deadline.COMPENSATION_RETRY)
-        if reset:
-            self.attention = None
+        self.attention = None
         self.refund_attempt += 1
         again = RefundPayment.model_validate(
             {**self.refund_retry, "refund_id": payment_refund_id(self.order_id, self.refunding, self.refund_attempt)}
@@ -702,9 +737,13 @@ class Order:
         self._sync_next_due()
 
     def fire(self, deadline: Deadline, now: datetime, policy: SagaPolicy, dispute: Dispute | None) -> Step:  # noqa: ARG002 - the rules of tomorrow's timers may need it
-        """One due timer: removed, then its rule (which may find it no longer applies)."""
-        self._clear_timers(deadline)
+        """One due timer: removed, then its rule (which may find it no longer applies). The
+        compensation's retry looks at its own timer, so it is removed after."""
+        if deadline is not Deadline.COMPENSATION_RETRY:
+            self._clear_timers(deadline)
         step = self._fire(deadline, now, dispute)
+        if deadline is Deadline.COMPENSATION_RETRY:
+            self._clear_timers(deadline)
         if not step.did_something:
             return self._stay(note=f"timer {deadline.value}: nothing to do while {self.status.value}")
         return step
@@ -714,9 +753,9 @@ class Order:
             case Deadline.PAYMENT_WINDOW:
                 return self.payment_window_closed()
             case Deadline.PAYMENT_RETRY:
-                return self.retry_payment("timer payment_retry")
+                return self.retry_payment("timer payment_retry", now)
             case Deadline.RELEASE_REMINDER:
-                return self.remind_release()
+                return self.remind_release(now)
             case Deadline.AUTO_RELEASE:
                 return self.protection_ended(now)
             case Deadline.SELLER_RESPONSE:
@@ -747,6 +786,8 @@ class Order:
             )
         step = Step(self.status, to_status, list(messages), note=note)
         self.status = to_status
+        if to_status in FINAL:  # nothing is left to wait for
+            self._clear_timers(*Deadline)
         return step
 
     def noted(self, note: str) -> Step:

@@ -38,8 +38,10 @@ class RetryPolicy(_Strict):
 
     def delay(self, attempts_made: int, seed: str) -> timedelta:
         """How long to wait before the attempt after ``attempts_made`` (>= 1)."""
-        base = self.initial_interval * self.backoff_coefficient ** (attempts_made - 1)
-        capped = min(base, self.maximum_interval)
+        # In float seconds, capped before it becomes a timedelta: a long policy must not overflow.
+        exponent = min(attempts_made - 1, 1000)
+        seconds = self.initial_interval.total_seconds() * self.backoff_coefficient**exponent
+        capped = timedelta(seconds=min(seconds, self.maximum_interval.total_seconds()))
         spread = random.Random(f"{seed}:{attempts_made}").uniform(-self.jitter, self.jitter)  # noqa: S311 - not a secret
         return capped * (1 + spread)
 

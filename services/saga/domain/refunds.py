@@ -56,7 +56,17 @@ def refund_of(payment_refund: str) -> str:
     return reserved if reserved in RESERVED and ":" in base else base
 
 
+MAX_MARKETPLACE_REFUND_ID = MAX_REFUND_ID - len("~retry100")
+"""Room for the retry suffix: a retried refund keeps its id readable, so its answers are found."""
+
+
 def check_refund_id(refund_id: str) -> None:
+    if len(refund_id) > MAX_MARKETPLACE_REFUND_ID:
+        raise OrderRuleBroken(
+            "invalid_refund",
+            f"a refund id is at most {MAX_MARKETPLACE_REFUND_ID} characters (retries add a suffix), "
+            f"not {len(refund_id)}",
+        )
     if _RETRY_SUFFIX.match(refund_id) or refund_id.split(":", 1)[0] in RESERVED:
         raise OrderRuleBroken(
             "invalid_refund",

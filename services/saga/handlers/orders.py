@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from contracts import (
     Checkout,
     ConfirmReceipt,
@@ -61,7 +63,7 @@ def operator_action(command: OperatorOrderAction, ctx: HandlerContext) -> None:
         log.info("repeated operator action ignored", order_id=order.order_id, action_id=command.action_id)
         apply(order, order.noted(f"operator action {command.action_id} repeated: ignored"), ctx)
         return
-    step = _carry_out(order, command)
+    step = _carry_out(order, command, ctx.now)
     order.actions = [*order.actions, command.action_id][-50:]
     outcome = step.note or "nothing to do"
     step.messages.append(
@@ -78,12 +80,12 @@ def operator_action(command: OperatorOrderAction, ctx: HandlerContext) -> None:
     apply(order, step, ctx)
 
 
-def _carry_out(order: Order, command: OperatorOrderAction) -> Step:
+def _carry_out(order: Order, command: OperatorOrderAction, now: datetime) -> Step:
     why = f"operator {command.operator_id}"
     if command.action == "cancel":
         return order.cancel_by_operator(command.operator_id, command.reason)
     if command.action == "retry_now":
-        step = order.retry_payment(f"{why}: retry now")
+        step = order.retry_payment(f"{why}: retry now", now)
         if not step.did_something:
             step = order.retry_refund(f"{why}: retry now", reset=True)
     else:  # compensate_now: the compensation or refund under way is paid again at once

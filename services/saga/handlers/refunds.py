@@ -46,7 +46,7 @@ def payment_refunded(event: PaymentRefunded, ctx: HandlerContext) -> None:
 @handlers.on(RefundFailed, loads=BY_REFUND)
 def refund_failed(event: RefundFailed, ctx: HandlerContext) -> None:
     def fail(order: Order, refund: Refund) -> Step:
-        step = order.refund_failed(refund, event.reason, event.detail, ctx.now, policy(ctx))
+        step = order.refund_failed(refund, event.reason, event.detail, ctx.now, policy(ctx), answered=event.refund_id)
         if step.announce is not None:  # retries spent: money out of escrow, not back with the buyer
             log.error(
                 "refund failed for good: an operator must act",
