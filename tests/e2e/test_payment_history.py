@@ -33,7 +33,7 @@ async def settled(market: Marketplace, watcher: EventWatcher, buyer: str, minor:
         lambda s: (
             isinstance(s.message, OrderStatusChanged)
             and s.message.order_id == order_id
-            and s.message.status in (OrderStatus.IN_ESCROW, OrderStatus.CANCELLED)
+            and s.message.status in (OrderStatus.IN_ESCROW, OrderStatus.CANCELLED, OrderStatus.PAYMENT_FAILED)
         )
     )
     return order_id

@@ -61,7 +61,7 @@ def _audit(order: Order, step: Step, ctx: HandlerContext, *, note: str | None = 
             "cause_type": ctx.envelope.type,
             "cause_message_id": str(ctx.envelope.message_id),
             "from_status": step.from_status.value if step.from_status else None,
-            "to_status": step.to_status.value if step.to_status else None,
+            "to_status": step.to_status.value if step.changed and step.to_status else None,  # a move, not a stay
             "sent": ",".join(m.message_type for m in step.messages),
             "note": step.note if note is None else note,
         },
