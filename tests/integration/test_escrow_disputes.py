@@ -34,7 +34,6 @@ from contracts import (
     OrderStatus,
     ReleaseFunds,
     ReturnFunds,
-    parse_envelope,
 )
 from scripts.audit.books import (
     Books,
@@ -53,12 +52,9 @@ from services.escrow.app import create_service
 from services.escrow.domain.ledger import AccountId, Ledger
 from services.escrow.settings import EscrowSettings
 from services.escrow.store import holds, ledger_accounts, ledger_transfers, returns
-from shared.clock import ManualClock
-from shared.consumer import BatchConsumer
 from shared.db import migrate
 from shared.settings import KafkaSettings
-from shared.tables import outbox
-from tests.support.records import record_of
+from tests.support.escrow import handle, published
 
 PRICE = 4250
 BUYER_PART = 1500  # the split: back to the buyer; the seller is released the rest
@@ -75,31 +71,9 @@ async def escrow_db(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-async def handle(engine: AsyncEngine, *commands: Message) -> None:
-    """One batch of the saga's commands through the escrow service's consumer."""
-    consumer = BatchConsumer(
-        dependencies=None,
-        name="escrow",
-        engine=engine,
-        handlers=ESCROW.handlers,
-        rejections_topic=ESCROW.rejections_topic,
-        hand_over=lambda _records: None,
-        clock=ManualClock(),
-    )
-    await consumer.consume([record_of(c) for c in commands])
-
-
 async def answers(engine: AsyncEngine) -> list[Message]:
     """Every event escrow published, in order."""
-    async with engine.connect() as conn:
-        rows = (await conn.execute(sa.select(outbox.c.value).order_by(outbox.c.id))).scalars().all()
-    models = {m.message_type: m for m in (FundsHeld, FundsFrozen, FundsReturned, FundsReleased, CommandRejected)}
-    events: list[Message] = []
-    for value in rows:
-        envelope = parse_envelope(value)
-        if (model := models.get(envelope.type)) is not None:
-            events.append(model.model_validate(envelope.payload))
-    return events
+    return await published(engine, FundsHeld, FundsFrozen, FundsReturned, FundsReleased, CommandRejected)
 
 
 async def last(engine: AsyncEngine) -> Message:

@@ -19,16 +19,12 @@ from contracts import (
     Money,
     ReleaseFunds,
     ReturnFunds,
-    parse_envelope,
 )
 from services.escrow.app import DEFINITION as ESCROW
 from services.escrow.domain import HoldStatus
 from services.escrow.store import holds, ledger_accounts, ledger_transfers
-from shared.clock import ManualClock
-from shared.consumer import BatchConsumer
 from shared.db import migrate
-from shared.tables import outbox
-from tests.support.records import record_of
+from tests.support.escrow import handle, published
 
 PRICE = 4250
 ESCROW_HOLDING = "escrow_holding:o1:USD"
@@ -47,31 +43,9 @@ async def escrow_db(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-async def handle(engine: AsyncEngine, *commands: Message) -> None:
-    """One batch of the saga's commands through the escrow service's consumer."""
-    consumer = BatchConsumer(
-        dependencies=None,
-        name="escrow",
-        engine=engine,
-        handlers=ESCROW.handlers,
-        rejections_topic=ESCROW.rejections_topic,
-        hand_over=lambda _records: None,
-        clock=ManualClock(),
-    )
-    await consumer.consume([record_of(c) for c in commands])
-
-
 async def answers(engine: AsyncEngine) -> list[Message]:
     """Every event escrow published, in order."""
-    async with engine.connect() as conn:
-        rows = (await conn.execute(sa.select(outbox.c.value).order_by(outbox.c.id))).scalars().all()
-    events: list[Message] = []
-    for value in rows:
-        envelope = parse_envelope(value)
-        model = {m.message_type: m for m in (FundsReturned, FundsReleased, CommandRejected)}.get(envelope.type)
-        if model is not None:
-            events.append(model.model_validate(envelope.payload))
-    return events
+    return await published(engine, FundsReturned, FundsReleased, CommandRejected)
 
 
 async def books(engine: AsyncEngine, order_id: str = "o1") -> Counter[str]:
