@@ -166,6 +166,8 @@ async def show_order(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int
 
 
 STUCK_REASONS = ("waiting_on_operator", "compensating", "retrying", "no_progress")
+STUCK_SCAN_LIMIT = 10_000
+"""The open orders looked at per request, least recently moved first (the stuck ones are among them)."""
 _OPEN = [status.value for status in OrderStatus if status not in FINAL]
 
 
@@ -199,7 +201,11 @@ async def stuck_orders(engine: AsyncEngine, clock: Clock, query: Mapping[str, st
         orders.c.status.in_(_OPEN),
     )
     async with engine.connect() as conn:
-        rows = (await conn.execute(sa.select(orders).where(candidates).order_by(orders.c.updated_at))).all()
+        rows = (
+            await conn.execute(
+                sa.select(orders).where(candidates).order_by(orders.c.updated_at).limit(STUCK_SCAN_LIMIT)
+            )
+        ).all()
     found = [(reason, row) for row in rows if (reason := stuck_reason(row, quiet_since)) is not None]
     counts = Counter(reason for reason, _ in found)
     chosen = [(reason, row) for reason, row in found if wanted in (None, reason)]
@@ -208,6 +214,7 @@ async def stuck_orders(engine: AsyncEngine, clock: Clock, query: Mapping[str, st
         "minutes": minutes,
         "counts": {reason: counts.get(reason, 0) for reason in STUCK_REASONS},
         "total": len(chosen),
+        "scanned": len(rows),
         "page": page.page,
         "per_page": page.per_page,
         "orders": [{**_entry(row), "stuck": reason} for reason, row in shown],
