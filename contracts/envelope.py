@@ -160,12 +160,14 @@ def envelope_for(
     source: str,
     causation_id: uuid.UUID | None = None,
     occurred_at: datetime | None = None,
+    message_id: uuid.UUID | None = None,
 ) -> Envelope[M]:
     """Wrap a payload in a fresh envelope; type and version come from its class.
 
-    ``occurred_at`` defaults to now; a service passes the time of its own clock (X8)."""
+    ``occurred_at`` defaults to now; a service passes the time of its own clock (X8).
+    ``message_id`` defaults to a new one; a sender that must know it beforehand passes its own."""
     return Envelope[M](
-        message_id=new_message_id(),
+        message_id=message_id or new_message_id(),
         occurred_at=occurred_at or utc_now(),
         type=message.message_type,
         version=message.version,

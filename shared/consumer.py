@@ -65,7 +65,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CommandRejected, Envelope, InvalidMessage, Message, decode_message, payload_model
-from contracts.envelope import envelope_for
+from contracts.envelope import envelope_for, new_message_id
 from contracts.topics import (
     DEAD_LETTER,
     DEAD_LETTER_AT,
@@ -185,8 +185,10 @@ class HandlerContext:
         """A row for an append-only table, stored with the batch."""
         self.scope.append(journal, row)
 
-    def emit(self, message: Message, *, idempotency_key: str | None = None, topic: Topic | None = None) -> None:
-        """Queue a message caused by the one being handled; it is published after commit."""
+    def emit(self, message: Message, *, idempotency_key: str | None = None, topic: Topic | None = None) -> str:
+        """Queue a message caused by the one being handled; it is published after commit. Its
+        message id, for a handler that will only trust answers caused by it."""
+        message_id = new_message_id()
         self.emitted.append(
             outgoing(
                 message,
@@ -196,8 +198,10 @@ class HandlerContext:
                 idempotency_key=idempotency_key or f"{self.envelope.message_id}:{message.message_type}",
                 topic=topic,
                 occurred_at=self.now,
+                message_id=message_id,
             )
         )
+        return str(message_id)
 
     def refuse_keeping_changes(self, refusal: CommandRefused) -> None:
         """Answer the command with a CommandRejected, like raising ``refusal``, but keep what
@@ -224,6 +228,7 @@ def outgoing(
     causation_id: uuid.UUID | None = None,
     topic: Topic | None = None,
     occurred_at: datetime | None = None,
+    message_id: uuid.UUID | None = None,
 ) -> OutgoingRecord:
     """The Kafka record for a message: its envelope as JSON, keyed and typed."""
     envelope = envelope_for(
@@ -233,6 +238,7 @@ def outgoing(
         idempotency_key=idempotency_key,
         source=source,
         occurred_at=occurred_at,
+        message_id=message_id,
     )
     return OutgoingRecord(
         topic=(topic or message.topic).name,

@@ -41,6 +41,7 @@ orders = sa.Table(
     sa.Column("timers", sa.JSON, nullable=False),
     sa.Column("next_due_at", sa.DateTime(timezone=True), index=True),
     sa.Column("actions", sa.JSON, nullable=False),
+    sa.Column("sent", sa.JSON, nullable=False, server_default=sa.text("'{}'")),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

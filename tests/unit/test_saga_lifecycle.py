@@ -483,3 +483,25 @@ class TestRetryPolicy:
     def test_s2_a_long_retry_policy_keeps_waiting_the_maximum_interval(self) -> None:
         retry = self.policy(maximum_attempts=100)
         assert retry.delay(80, "o1") == retry.maximum_interval
+
+
+class TestAnswersOnly:
+    """X9, S5: escrow's answers are trusted only when caused by the command the saga sent."""
+
+    def test_x9_an_answer_is_trusted_only_from_the_command_the_saga_recorded(self) -> None:
+        order = Journal().order
+        order.sent = {"HoldFunds": "6f1c0d3e-0000-4000-8000-000000000001"}
+        assert order.caused_by_us("HoldFunds", "6f1c0d3e-0000-4000-8000-000000000001")
+        assert not order.caused_by_us("HoldFunds", "6f1c0d3e-0000-4000-8000-000000000002")
+        assert not order.caused_by_us("HoldFunds", None)
+
+    def test_x9_an_order_from_before_the_records_is_checked_by_money_and_parties_only(self) -> None:
+        assert Journal().order.caused_by_us("ReleaseFunds", "anything")
+
+    def test_x9_the_saga_names_the_escrow_commands_whose_answers_it_checks(self) -> None:
+        from contracts import ReleaseFunds, ReturnFunds
+        from services.saga.handlers import answer_slot
+
+        assert answer_slot(ReleaseFunds(order_id="o1")) == "ReleaseFunds"
+        assert answer_slot(ReturnFunds(order_id="o1", refund_id="r1", amount=usd(100))) == "ReturnFunds:r1"
+        assert answer_slot(CapturePayment(order_id="o1", buyer_id="b", amount=usd(1), marketplace_id="m")) is None

@@ -142,6 +142,7 @@ class Order:
     timers: dict[str, str] = field(default_factory=dict)  # Deadline -> ISO time (S4)
     next_due_at: datetime | None = None  # the earliest timer, for the deadline sweeper
     actions: list[str] = field(default_factory=list)  # operator action ids carried out (S6)
+    sent: dict[str, str] = field(default_factory=dict)  # escrow commands sent: answer slot -> message id
 
     # ------------------------------------------------------------------ placing
 
@@ -209,6 +210,12 @@ class Order:
         the price, or with ``held`` what escrow still holds of it (a release after refunds)."""
         expected = self.still_held if held else self.amount
         return amount == expected and buyer_id in (None, self.buyer_id) and seller_id in (None, self.seller_id)
+
+    def caused_by_us(self, slot: str, causation_id: object) -> bool:
+        """Whether an answer was caused by the command the saga sent for ``slot`` (X9: events only
+        as answers). An order placed before commands were recorded has nothing to compare with."""
+        expected = self.sent.get(slot)
+        return expected is None or expected == str(causation_id)
 
     def answers_refund(self, refund: Refund, *, amount: Money, buyer_id: str) -> bool:
         """Whether a refund's event is about that refund of this order: its amount, this buyer."""

@@ -15,10 +15,12 @@ from contracts import (
     DisputeOpened,
     DisputeResolved,
     FreezeFunds,
+    HoldFunds,
     Message,
     OperatorActionTaken,
     OrderStatusChanged,
     RefundPayment,
+    ReleaseFunds,
     ReturnFunds,
 )
 from services.saga.domain import Order, Step
@@ -48,7 +50,9 @@ def apply(order: Order, step: Step, ctx: HandlerContext) -> None:
     elif step.announce is not None:
         _announce(order, ctx, f"status:{order.order_id}:{order.status.value}:{step.announce}")
     for message in step.messages:
-        ctx.emit(message, idempotency_key=message_key(order.order_id, message))
+        message_id = ctx.emit(message, idempotency_key=message_key(order.order_id, message))
+        if (slot := answer_slot(message)) is not None:
+            order.sent = {**order.sent, slot: message_id}
     _audit(order, step, ctx)
 
 
@@ -97,6 +101,16 @@ def _announce(order: Order, ctx: HandlerContext, idempotency_key: str) -> None:
     )
 
 
+def answer_slot(message: Message) -> str | None:
+    """Under which name the saga remembers a command whose answer it will check the cause of:
+    escrow's answers name the command they answer (their causation id)."""
+    if isinstance(message, HoldFunds | ReleaseFunds | FreezeFunds):
+        return message.message_type
+    if isinstance(message, ReturnFunds):
+        return f"ReturnFunds:{message.refund_id}"
+    return None
+
+
 def message_key(order_id: str, message: Message) -> str:
     """One key per message the saga sends about an order: the receiving service treats a repeat
     as the same command. An order has many refunds, attempts and a dispute, each sent once."""
@@ -116,4 +130,15 @@ def message_key(order_id: str, message: Message) -> str:
 # Imported for their registrations on `handlers`.
 from services.saga.handlers import disputes, escrow, orders, payments, refunds, timers  # noqa: E402
 
-__all__ = ["apply", "disputes", "escrow", "handlers", "message_key", "orders", "payments", "refunds", "timers"]
+__all__ = [
+    "answer_slot",
+    "apply",
+    "disputes",
+    "escrow",
+    "handlers",
+    "message_key",
+    "orders",
+    "payments",
+    "refunds",
+    "timers",
+]

@@ -18,8 +18,12 @@ SENT_BY_THE_SAGA = frozenset(
 @handlers.on(FundsHeld, loads=BY_ORDER)
 def funds_held(event: FundsHeld, ctx: HandlerContext) -> None:
     order = ctx.get(ORDERS, event.order_id)
-    if order is None or not order.answers(amount=event.amount, buyer_id=event.buyer_id, seller_id=event.seller_id):
-        log.warning("hold that answers no order of ours ignored", order_id=event.order_id)
+    if (
+        order is None
+        or not order.answers(amount=event.amount, buyer_id=event.buyer_id, seller_id=event.seller_id)
+        or not order.caused_by_us("HoldFunds", ctx.envelope.causation_id)
+    ):
+        log.warning("hold that answers no HoldFunds of ours ignored", order_id=event.order_id)
         return
     apply(order, order.funds_held(ctx.now, policy(ctx)), ctx)
 
@@ -28,8 +32,12 @@ def funds_held(event: FundsHeld, ctx: HandlerContext) -> None:
 def funds_released(event: FundsReleased, ctx: HandlerContext) -> None:
     order = ctx.get(ORDERS, event.order_id)
     # Escrow releases what it still holds: the price less what went back to the buyer.
-    if order is None or not order.answers(amount=event.amount, seller_id=event.seller_id, held=True):
-        log.warning("release that answers no order of ours ignored", order_id=event.order_id)
+    if (
+        order is None
+        or not order.answers(amount=event.amount, seller_id=event.seller_id, held=True)
+        or not order.caused_by_us("ReleaseFunds", ctx.envelope.causation_id)
+    ):
+        log.warning("release that answers no ReleaseFunds of ours ignored", order_id=event.order_id)
         return
     apply(order, order.funds_released(), ctx)
 
@@ -37,7 +45,8 @@ def funds_released(event: FundsReleased, ctx: HandlerContext) -> None:
 @handlers.on(FundsFrozen, loads=[ORDERS.by("order_id"), DISPUTES.by("order_id")])
 def funds_frozen(event: FundsFrozen, ctx: HandlerContext) -> None:
     order = ctx.get(ORDERS, event.order_id)
-    if order is None:
+    if order is None or not order.caused_by_us("FreezeFunds", ctx.envelope.causation_id):
+        log.warning("freeze that answers no FreezeFunds of ours ignored", order_id=event.order_id)
         return
     apply(order, order.funds_frozen(ctx.get(DISPUTES, event.order_id), event.dispute_id), ctx)
 
@@ -51,6 +60,9 @@ def command_rejected(event: CommandRejected, ctx: HandlerContext) -> None:
     order = ctx.get(ORDERS, event.subject_id)
     if order is None or event.rejected_type not in SENT_BY_THE_SAGA:
         return  # another client's command (a quote the marketplace asked for): its answer, not ours
+    if event.rejected_type == "HoldFunds" and not order.caused_by_us("HoldFunds", event.rejected_message_id):
+        log.warning("refusal of a HoldFunds the saga did not send ignored", order_id=order.order_id)
+        return
     if event.rejected_type == "HoldFunds":
         apply(order, order.hold_refused(event.code, event.reason), ctx)
         return

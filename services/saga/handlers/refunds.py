@@ -67,7 +67,10 @@ def _advance_refund(event: RefundEvent, ctx: HandlerContext, decide: Callable[[O
     if order is None or refund is None:
         log.info("event for a refund the saga does not know", order_id=event.order_id, refund_id=event.refund_id)
         return
-    if not order.answers_refund(refund, amount=event.amount, buyer_id=event.buyer_id):
+    returned = isinstance(event, FundsReturned)
+    if not order.answers_refund(refund, amount=event.amount, buyer_id=event.buyer_id) or (
+        returned and not order.caused_by_us(f"ReturnFunds:{refund.refund_id}", ctx.envelope.causation_id)
+    ):
         log.warning(
             "event does not match the refund's amount or the order's buyer; ignored",
             order_id=event.order_id,
