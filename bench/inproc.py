@@ -59,6 +59,7 @@ from shared.db import create_engine, migrate
 from shared.logging import configure_logging
 from shared.outbox import OutboxRelay, OutgoingRecord
 from shared.service import ServiceDefinition
+from shared.signing import ensure_keyring, install, load_keyring, process_keyring
 from shared.sql import open_database
 
 RELAY_BATCH = 1000  # OutboxRelay's default batch_size
@@ -107,6 +108,8 @@ class ServiceUnderTest:
 
 async def start_service(name: str, data_dir: Path) -> ServiceUnderTest:
     definition: ServiceDefinition = importlib.import_module(f"services.{name}.app").DEFINITION
+    if not (data_dir / "keys" / "signing").exists():  # every record is signed and verified, as in a stack (X9)
+        install(load_keyring(ensure_keyring(data_dir / "keys" / "signing")))
     engine = create_engine(f"sqlite+aiosqlite:///{data_dir / f'{name}.db'}")
     await migrate(engine, definition.migrations)
     publisher = CapturingPublisher()
@@ -232,13 +235,14 @@ class Router:
 
     def command(self, message: Message, key: str) -> None:
         envelope = envelope_for(message, correlation_id=key, idempotency_key=key, source="bench")
+        record_key, value, kind = (
+            message.partition_key.encode(),
+            envelope.model_dump_json().encode(),
+            message.message_type,
+        )
+        signature = process_keyring().sign("marketplace", record_key, kind, value)
         self.publish(
-            OutgoingRecord(
-                message.topic.name,
-                message.partition_key.encode(),
-                envelope.model_dump_json().encode(),
-                ((MESSAGE_TYPE_HEADER, message.message_type.encode()),),
-            )
+            OutgoingRecord(message.topic.name, record_key, value, ((MESSAGE_TYPE_HEADER, kind.encode()), *signature))
         )
 
     def _react(self, record: OutgoingRecord) -> None:

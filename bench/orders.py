@@ -34,7 +34,8 @@ from contracts import (
 from contracts.topics import ACCOUNT_EVENTS, MESSAGE_TYPE_HEADER, ORDER_EVENTS, Topic
 from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, Phone
-from scripts.stack import ServiceProcesses
+from scripts.stack import ServiceProcesses, client_keyring
+from shared.signing import Signer
 
 # Sequential message hops on the happy path, each one produce + consume, as the flow goes:
 HAPPY_PATH_HOPS: tuple[str, ...] = (
@@ -143,8 +144,10 @@ class OrderDriver:
         self.orders: dict[str, OrderTimes] = {}
         self.counters = Counters()
         self.rejections: list[dict[str, Any]] = []
+        self._signer: Signer | None = None
 
     async def start(self) -> None:
+        self._signer = client_keyring().signer("marketplace")  # the stack's keys, once it has made them
         await self._producer.start()
         self._watcher = await tail_consumer(self._bootstrap, (ORDER_EVENTS,))
         self._pump_task = asyncio.create_task(self._pump(), name="bench-order-watcher")
@@ -175,11 +178,14 @@ class OrderDriver:
     async def _send(self, message: Message, *, correlation_id: str, idempotency_key: str) -> None:
         """Enqueue a command without waiting for its ack (failed acks are counted)."""
         envelope = envelope_for(message, correlation_id=correlation_id, idempotency_key=idempotency_key, source=SOURCE)
+        key, value, kind = message.partition_key.encode(), envelope.model_dump_json().encode(), message.message_type
+        if self._signer is None:
+            self._signer = client_keyring().signer("marketplace")
         ack = await self._producer.send(
             message.topic.name,
-            envelope.model_dump_json().encode(),
-            key=message.partition_key.encode(),
-            headers=[(MESSAGE_TYPE_HEADER, message.message_type.encode())],
+            value,
+            key=key,
+            headers=[(MESSAGE_TYPE_HEADER, kind.encode()), *self._signer.headers(key, kind, value)],
         )
         ack.add_done_callback(self._count_send_error)
 

@@ -40,6 +40,7 @@ from contracts import (
 )
 from contracts.topics import MESSAGE_TYPE_HEADER
 from scripts.onboarding import MARKETPLACE_ID
+from scripts.stack import client_keyring
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +83,17 @@ class Tracer:
 
     async def _publish(self, message: Message, order_id: str, key: str) -> None:
         envelope = envelope_for(message, correlation_id=order_id, idempotency_key=key, source=SOURCE)
+        record_key, value, kind = (
+            message.partition_key.encode(),
+            envelope.model_dump_json().encode(),
+            message.message_type,
+        )
+        signature = client_keyring().sign("marketplace", record_key, kind, value)
         await self._producer.send_and_wait(
             message.topic.name,
-            envelope.model_dump_json().encode(),
-            key=message.partition_key.encode(),
-            headers=[(MESSAGE_TYPE_HEADER, message.message_type.encode())],
+            value,
+            key=record_key,
+            headers=[(MESSAGE_TYPE_HEADER, kind.encode()), *signature],
         )
 
     async def _until_status(self, order_id: str, status: OrderStatus, timeout: float) -> None:

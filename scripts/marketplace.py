@@ -1,8 +1,10 @@
-"""A marketplace's side of TradeGuard: publish commands, watch events. Depends on contracts only."""
+"""A marketplace's side of TradeGuard: publish commands, watch events. Depends on contracts, and on
+shared.signing for the signature every record carries (SPEC X9)."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from contracts import (
 )
 from contracts.envelope import envelope_for
 from contracts.topics import MESSAGE_TYPE_HEADER
+from scripts.stack import client_keyring
+from shared.signing import PRINCIPALS, Keyring
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +52,24 @@ T = TypeVar("T")
 
 
 class Marketplace:
-    """Publishes commands the way a marketplace integration would."""
+    """Publishes commands the way a marketplace integration would, signed as the ``marketplace``
+    principal, or as ``source`` when that is a principal (``operator`` for the operators' tools).
+    ``keyring``: the stack's keys (default: :func:`scripts.stack.client_keyring`)."""
 
-    def __init__(self, bootstrap_servers: str, source: str = "marketplace") -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all")
+    def __init__(self, bootstrap_servers: str, source: str = "marketplace", keyring: Keyring | None = None) -> None:
         self.source = source
+        self.principal = source if source in PRINCIPALS else "marketplace"
+        self._keyring = keyring or client_keyring()
+        self._signer = self._keyring.signer(self.principal)
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all")
+
+    def signing_as(self, principal: str) -> Marketplace:
+        """This client's connection, publishing as another principal whose key it holds (the
+        scenarios play the operators too). Close only the original."""
+        other = copy.copy(self)
+        other.source = other.principal = principal
+        other._signer = self._keyring.signer(principal)
+        return other
 
     async def __aenter__(self) -> Self:
         await self._producer.start()
@@ -68,9 +85,15 @@ class Marketplace:
         await self.publish_raw(command.topic, command.partition_key, envelope.model_dump_json().encode(), command)
         return parse_envelope(envelope.model_dump_json())
 
-    async def publish_raw(self, topic: Topic, key: str, value: bytes, command: Command | None = None) -> None:
-        """Send bytes as they are (used to replay a record or to send a malformed one)."""
-        headers = [(MESSAGE_TYPE_HEADER, command.message_type.encode())] if command else []
+    async def publish_raw(
+        self, topic: Topic, key: str, value: bytes, command: Command | None = None, *, sign: bool = True
+    ) -> None:
+        """Send bytes as they are (used to replay a record or to send a malformed one), signed
+        as they are unless ``sign`` is false (an unsigned record, as a forger without keys sends)."""
+        kind = command.message_type.encode() if command else None
+        headers = [(MESSAGE_TYPE_HEADER, kind)] if kind else []
+        if sign:
+            headers.extend(self._signer.headers(key.encode(), kind, value))
         await self._producer.send_and_wait(topic.name, value, key=key.encode(), headers=headers)
 
 

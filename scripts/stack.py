@@ -18,12 +18,23 @@ from typing import IO
 from contracts import SealingKey
 from shared.clock import CLOCK_FILE_VARIABLE
 from shared.sealing import ensure_key_file, public_path
+from shared.signing import (
+    SIGNING_DIR_VARIABLE,
+    Keyring,
+    SigningNotConfiguredError,
+    ensure_keyring,
+    install,
+    load_keyring,
+    process_keyring,
+)
 
 SERVICES = ("account", "payment", "escrow", "notification", "saga")
 SIMULATORS = ("funding", "mailbox")
 """Processes that stand for the outside world: the funding network (card issuer, bank, vault) and
 the users' mail server (scripts/mailbox.py: SMTP into a Maildir)."""
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_DIR = ROOT / ".data"
+"""Where `make run` keeps its stack's state."""
 
 
 def free_port() -> int:
@@ -49,8 +60,8 @@ class StackLayout:
 
     One state folder (`make run`: ``.data``; tests: a temporary one) holds the account service's
     keys (the public half for clients), the SMS simulator's file (the users' phones) and the
-    clock file that moves every process's time forward (X8); its ``logs`` folder the services'
-    logs and ready files, the funding simulator's holding the vault's URL."""
+    clock file that moves every process's time forward (X8) and the signing keyring (X9); its
+    ``logs`` folder the services' logs and ready files, the funding simulator's holding the vault's URL."""
 
     state_dir: Path
     log_dir: Path
@@ -67,6 +78,13 @@ class StackLayout:
     @property
     def public_key_file(self) -> Path:
         return public_path(self.sealing_key_file)
+
+    @property
+    def signing_dir(self) -> Path:
+        """The stack's signing keyring (shared.signing): the folder ``TRADEGUARD_SIGNING_DIR``
+        names when set (the tests share one keyring between their stacks), else ``keys/signing``."""
+        named = os.environ.get(SIGNING_DIR_VARIABLE)
+        return Path(named) if named else self.state_dir / "keys" / "signing"
 
     @property
     def storage_key_file(self) -> Path:
@@ -139,9 +157,23 @@ class ServiceProcesses:
         """The public key clients seal secrets with (the key pair is made here, before any service starts)."""
         return ensure_key_file(self.layout.sealing_key_file)
 
+    @property
+    def signing_dir(self) -> Path:
+        return Path(self.extra_env.get(SIGNING_DIR_VARIABLE) or self.layout.signing_dir)
+
+    def signing_keyring(self) -> Path:
+        """Make the stack's signing keyring (before any service starts; idempotent). Unless this
+        process names its own (``TRADEGUARD_SIGNING_DIR``), its clients (a demo, the scenario
+        runner, the benchmark's driver) sign with the keys of the stack it started last."""
+        directory = ensure_keyring(self.signing_dir)
+        if not os.environ.get(SIGNING_DIR_VARIABLE):
+            install(load_keyring(directory))
+        return directory
+
     def _shared_env(self) -> dict[str, str]:
         layout = self.layout
         return {
+            SIGNING_DIR_VARIABLE: str(self.signing_dir),
             "ACCOUNT_SEALING_KEY_FILE": str(layout.sealing_key_file),
             "ACCOUNT_STORAGE_KEY_FILE": str(layout.storage_key_file),
             "ACCOUNT_SMS_OUTBOX": str(layout.sms_outbox),
@@ -158,6 +190,7 @@ class ServiceProcesses:
     def start(self, names: tuple[str, ...] = SERVICES + SIMULATORS) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.sealing_key()
+        self.signing_keyring()
         if "payment" in names:  # a second instance of another service must not point clients elsewhere
             endpoints = {
                 "payment": self.payment_url,
@@ -280,3 +313,13 @@ class ServiceProcesses:
                 msg = f"services not ready after {timeout:.0f}s; logs in {self.log_dir}"
                 raise TimeoutError(msg)
             await asyncio.sleep(0.1)
+
+
+def client_keyring(state_dir: Path = DEFAULT_STATE_DIR) -> Keyring:
+    """The keys a client of a stack signs with: this process's keyring (``TRADEGUARD_SIGNING_DIR``,
+    or the stack this process started), else that of the stack in ``state_dir`` (the operators'
+    tools beside `make run`: ``.data``)."""
+    try:
+        return process_keyring()
+    except SigningNotConfiguredError:
+        return load_keyring(StackLayout.of(state_dir).signing_dir)

@@ -24,11 +24,15 @@ class                  what it is                               what happens
 =====================  =======================================  ==========================================
 (a) the record's       cannot be decoded: empty or oversized    dead-lettered at once with the reason
 fault                  value, key or ``tg-type`` header not     (class ``record``); no retry; the batch
-                       UTF-8 (or the header twice), not JSON,   goes on without it
-                       not an envelope, unknown type or
-                       version, invalid payload, a type that
+                       UTF-8 (or the header twice), not JSON,   goes on without it; a signature's
+                       not an envelope, unknown type or         refusal is also counted by reason
+                       version, invalid payload, a type that    (``tradeguard_signatures_refused``)
                        belongs on another topic, record key
-                       not the subject
+                       not the subject; or not trusted: no
+                       signature, an unknown signer or key, a
+                       bad signature, a signer the catalogue
+                       does not let send the type
+                       (:mod:`shared.signing`)
 (b) the command's      a business rule refuses it               ``CommandRejected`` on the service's
 fault                  (:class:`~shared.errors.CommandRefused`) events topic; none of the handler's
                                                                 writes survive (its scope is discarded)
@@ -44,6 +48,12 @@ fault                  broker unavailable                       subscriber retri
                                                                 the exception and the traceback's last
                                                                 frame; the others go through
 =====================  =======================================  ==========================================
+
+Records are trusted only from their owner (SPEC X9): :func:`outgoing` signs every record it
+makes as its source's principal, and a record this service handles is verified (after the route
+lookup, so what it skips costs nothing) before any handler runs. A dead letter keeps the original
+record's headers, signature included, and is not signed again: re-driven, it verifies as the
+original did.
 
 A dead-lettered message is *not* recorded in the inbox, so once the cause is fixed it can be
 re-driven (``tradeguard dead-letters redrive``) and then takes effect exactly once.
@@ -84,6 +94,7 @@ from shared.errors import CommandRefused, SystemFault
 from shared.logging import get_logger, message_context
 from shared.observability import METRICS
 from shared.outbox import OutgoingRecord, StoredRecord, store_records
+from shared.signing import Keyring, SignatureRefused, TrustStore, process_keyring
 from shared.sql import Database, Transaction, open_database
 from shared.unit_of_work import BatchUnitOfWork, MessageScope, VersionConflict, normalize_key
 
@@ -228,9 +239,13 @@ def outgoing(
     causation_id: uuid.UUID | None = None,
     topic: Topic | None = None,
     occurred_at: datetime | None = None,
+    signer: str | None = None,
+    keyring: Keyring | None = None,
     message_id: uuid.UUID | None = None,
 ) -> OutgoingRecord:
-    """The Kafka record for a message: its envelope as JSON, keyed and typed."""
+    """The Kafka record for a message: its envelope as JSON, keyed, typed and signed as
+    ``signer`` (default: ``source``, a service's own principal) with ``keyring`` (default: the
+    process's, :func:`shared.signing.process_keyring`)."""
     envelope = envelope_for(
         message,
         correlation_id=correlation_id,
@@ -240,11 +255,15 @@ def outgoing(
         occurred_at=occurred_at,
         message_id=message_id,
     )
+    key = message.partition_key.encode()
+    value = envelope.model_dump_json().encode()
+    kind = message.message_type.encode()
+    signature = (keyring or process_keyring()).sign(signer or source, key, kind, value)
     return OutgoingRecord(
         topic=(topic or message.topic).name,
-        key=message.partition_key.encode(),
-        value=envelope.model_dump_json().encode(),
-        headers=((MESSAGE_TYPE_HEADER, message.message_type.encode()),),
+        key=key,
+        value=value,
+        headers=((MESSAGE_TYPE_HEADER, kind), *signature),
     )
 
 
@@ -324,18 +343,21 @@ class _Poison(Exception):  # internal flow control: carries the record's verdict
         self.reason = reason
 
 
-def decode_record(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery | None:
+def decode_record(
+    record: ConsumedRecord, handlers: MessageHandlers, trust: TrustStore | None = None
+) -> Delivery | None:
     """The verdict on one record; None when it is a message this service does not handle.
+    ``trust``: whose signatures count (default: the process keyring's trust store).
 
     Total: whatever the record holds, the answer is a Delivery (possibly poison) or None.
     """
     try:
-        return _decode(record, handlers)
+        return _decode(record, handlers, trust or process_keyring().trust)
     except _Poison as poison:
         return Delivery(record, poison=poison.reason)
 
 
-def _decode(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery | None:
+def _decode(record: ConsumedRecord, handlers: MessageHandlers, trust: TrustStore) -> Delivery | None:
     header_type = _type_header(record)
     if header_type is not None:
         elsewhere = _belongs_elsewhere(header_type, record.topic)
@@ -352,6 +374,7 @@ def _decode(record: ConsumedRecord, handlers: MessageHandlers) -> Delivery | Non
     if route is None:
         return None
     _check_key(record, envelope)
+    _check_signature(record, envelope, trust)
     return Delivery(record, envelope=envelope, route=route)
 
 
@@ -385,6 +408,17 @@ def _check_key(record: ConsumedRecord, envelope: Envelope[Any]) -> None:
     if record.key is None or record.key != subject.encode():
         shown = "none" if record.key is None else repr(record.key[:120].decode(errors="replace"))
         raise _Poison(f"record key {shown} is not the message's {envelope.payload.topic.key.value} {subject!r}")
+
+
+def _check_signature(record: ConsumedRecord, envelope: Envelope[Any], trust: TrustStore) -> None:
+    """Made by a principal the catalogue lets send this type, and unchanged since (SPEC X9)."""
+    try:
+        trust.check(
+            record.headers, message_type=envelope.type, topic=record.topic, key=record.key, value=record.value or b""
+        )
+    except SignatureRefused as refused:
+        METRICS.signatures_refused.labels(refused.code).inc()
+        raise _Poison(refused.reason) from None
 
 
 # ---------------------------------------------------------------------- consuming
@@ -421,8 +455,10 @@ class BatchConsumer:
         clock: Clock = SYSTEM_CLOCK,
         database: Database | None = None,
         dependencies: Any = None,
+        trust: TrustStore | None = None,
     ) -> None:
         self.name = name
+        self._trust = trust or process_keyring().trust  # no keyring: this fails here, at start
         self._dependencies = dependencies
         self._database = database or open_database(engine)
         self._handlers = handlers
@@ -436,7 +472,7 @@ class BatchConsumer:
         """Apply a batch. Raises :class:`SystemFault` when the database (or the network) is
         the problem: nothing was stored and the same batch should be offered again."""
         started = time.perf_counter()
-        deliveries = [d for r in records if (d := decode_record(r, self._handlers)) is not None]
+        deliveries = [d for r in records if (d := decode_record(r, self._handlers, self._trust)) is not None]
         METRICS.messages.labels("skipped").inc(len(records) - len(deliveries))
         METRICS.stage("decode", time.perf_counter() - started)
         if not deliveries:

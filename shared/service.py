@@ -31,6 +31,13 @@ from shared.logging import RateLimitedLog, configure_logging, get_logger
 from shared.observability import METRICS, HealthServer, ReadRoute
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
+from shared.signing import (
+    SigningNotConfiguredError,
+    install,
+    load_keyring,
+    process_keyring,
+    signing_dir_from_environment,
+)
 from shared.sql import open_database
 from shared.subscriber import Readiness, Subscriber
 
@@ -69,6 +76,13 @@ class Service:
         clock = clock or clock_from_environment()
         self.clock = clock
         self.definition = definition
+        # X9: signing is not optional. Without the stack's keyring this fails here, before any
+        # connection. As a process (run()) the keyring holds this service's key only; in-process
+        # (tests) it is the one TRADEGUARD_SIGNING_DIR names.
+        self.keyring = process_keyring()
+        if definition.name not in self.keyring.principals:
+            msg = f"the signing keyring at {self.keyring.directory} holds no key of {definition.name!r}"
+            raise SigningNotConfiguredError(msg)
         self.settings = settings
         kafka = settings.kafka
         self.engine = create_engine(settings.database_url)
@@ -89,6 +103,7 @@ class Service:
             clock=clock,
             database=self.database,
             dependencies=self.dependencies,
+            trust=self.keyring.trust,
         )
         self.subscriber = Subscriber(
             create_consumer(kafka, definition.name, gather_ms=definition.fetch_wait_ms or kafka.fetch_gather_ms),
@@ -193,4 +208,10 @@ def run(definition: ServiceDefinition, settings: ServiceSettings) -> None:
     async def serve() -> None:  # the Kafka clients must be created on the running loop
         await Service(definition, settings).serve()
 
-    asyncio.run(serve())
+    try:
+        # The process signs as this service only: it reads no other principal's private key.
+        install(load_keyring(signing_dir_from_environment(), principals=(definition.name,)))
+        asyncio.run(serve())
+    except SigningNotConfiguredError as error:
+        log.error("cannot start without the stack's signing keyring", error=str(error))  # noqa: TRY400 - the reason says it all
+        raise SystemExit(f"{definition.name}: {error}") from None

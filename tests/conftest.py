@@ -1,9 +1,13 @@
-"""Shared fixtures: one real Kafka broker and one PostgreSQL server per test run."""
+"""Shared fixtures: one real Kafka broker and one PostgreSQL server per test run, and one signing
+keyring (X9) that every stack, in-process service and client of the run shares."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -18,10 +22,29 @@ from scripts.stack import FAST_PASSWORD_HASHING, ServiceProcesses, sqlite_urls
 from shared.broker import ensure_topics
 from shared.clock import FileClock, ManualClock
 from shared.db import create_engine
+from shared.signing import SIGNING_DIR_VARIABLE, Keyring, ensure_keyring, install, process_keyring
 from tests.support.kafka import kafka_bootstrap_servers
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_SH = ROOT / "scripts" / "postgres.sh"
+_OWN_KEYRING: list[Path] = []
+
+
+def pytest_configure() -> None:
+    """Signatures are on in every test (signing is not optional): before any test module is
+    imported (some build signed records at import), the run gets its keyring, unless
+    ``TRADEGUARD_SIGNING_DIR`` already names one. Services started as processes inherit it."""
+    if not os.environ.get(SIGNING_DIR_VARIABLE):
+        directory = Path(tempfile.mkdtemp(prefix="tradeguard-signing-")) / "signing"
+        _OWN_KEYRING.append(directory.parent)
+        os.environ[SIGNING_DIR_VARIABLE] = str(directory)
+    ensure_keyring(Path(os.environ[SIGNING_DIR_VARIABLE]))
+    install(None)  # read from the environment at first use
+
+
+def pytest_unconfigure() -> None:
+    for directory in _OWN_KEYRING:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +82,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
     request.getfixturevalue("postgres_server")
     return _postgres("createdb", f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def keyring() -> Keyring:
+    """The run's signing keys, every principal's (a test signs as whoever it plays)."""
+    return process_keyring()
 
 
 @pytest.fixture

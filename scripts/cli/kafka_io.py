@@ -162,7 +162,13 @@ async def _fetch_one(consumer: AIOKafkaConsumer, letter_id: DeadLetterId) -> Dea
 
 
 async def publish_redrives(bootstrap_servers: str, redrives: Sequence[Redrive]) -> list[Published]:
-    """Publish each re-drive and wait for the broker's ack; a failure is reported, the rest still go."""
+    """Publish each re-drive and wait for the broker's ack; a failure is reported, the rest still go.
+
+    A re-drive is the original record, signature headers included (SPEC X9), and is never signed
+    again: the consumer trusts it as it would have trusted the original, for the principal that
+    made it, so an operator can re-drive a record but never vouch for one (a record that was
+    dead-lettered for its signature is dead-lettered again). The operators' own commands are
+    signed as ``operator`` by :class:`scripts.marketplace.Marketplace`."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         enable_idempotence=True,

@@ -31,6 +31,7 @@ from scripts.scenarios.outcome import ScenarioFailed
 from scripts.scenarios.registry import Scenario
 from scripts.scenarios.timeline import print_timeline
 from scripts.scenarios.world import World
+from scripts.stack import client_keyring
 from services.funding.client import VaultClient, VaultError
 from shared.clock import FileClock
 
@@ -92,7 +93,9 @@ class ScenarioRunner:
         self._key = self.stack.sealing_key()
         vault_url = self.stack.vault_url
         try:
-            self._market = await self._enter(Marketplace(self.stack.bootstrap))
+            self._market = await self._enter(
+                Marketplace(self.stack.bootstrap, keyring=client_keyring(self.stack.state_dir))
+            )
             self._watcher = await self._enter(EventWatcher(self.stack.bootstrap))
             self._vault = await self._enter(VaultClient(vault_url))
         except BaseException:

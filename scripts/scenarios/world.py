@@ -12,6 +12,7 @@ from typing import TypeVar
 from rich.console import Console
 
 from contracts import Command, CommandRejected, Message, RawEnvelope, SealingKey
+from contracts.catalogue import PRODUCERS
 from scripts.marketplace import EventWatcher, Marketplace, Seen
 from scripts.onboarding import Onboarding, Person, Phone
 from scripts.scenarios.handle import StackClock, StackMailbox, read_endpoint
@@ -99,9 +100,12 @@ class World:
     # ------------------------------------------------------------------ acting
 
     async def send(self, command: Command, *, about: str) -> RawEnvelope:
-        """Publish ``command`` in the flow of ``about`` (an account or order id) with a fresh idempotency key."""
+        """Publish ``command`` in the flow of ``about`` (an account or order id) with a fresh idempotency
+        key, signed as the marketplace or, for an operator's command, as the operators' tools (X9)."""
         key = f"{command.message_type}:{about}:{uuid.uuid4().hex}"
-        return await self.market.publish(command, correlation_id=about, idempotency_key=key)
+        owners = PRODUCERS[command.message_type]
+        client = self.market if self.market.principal in owners else self.market.signing_as(owners[0])
+        return await client.publish(command, correlation_id=about, idempotency_key=key)
 
     # ------------------------------------------------------------------ watching
 

@@ -1,10 +1,11 @@
-"""A1, A2, A4, A6, X9: no password, one-time code, PIN, TOTP secret, document number or card
-number appears in any log line, any record on any topic, or any service's database after a
-full account and payment flow against the running stack: only in the places meant to hold
-them (the user's phone, i.e. the SMS simulator's file)."""
+"""A1, A2, A4, A6, X9: no password, one-time code, PIN, TOTP secret, document number, card
+number or private signing key appears in any log line, any record on any topic, or any
+service's database after a full account and payment flow against the running stack: only in
+the places meant to hold them (the user's phone, i.e. the SMS simulator's file; the keyring)."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import secrets
@@ -37,6 +38,7 @@ from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, e164
 from scripts.stack import ServiceProcesses
 from services.funding.client import VaultClient
+from shared.signing import PRINCIPALS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
@@ -82,7 +84,7 @@ async def all_records(bootstrap: str) -> list[tuple[str, bytes]]:
         while [p for p in partitions if await consumer.position(p) < ends[p]]:
             for partition, records in (await consumer.getmany(timeout_ms=500, max_records=5000)).items():
                 for r in records:
-                    headers = b"".join(k.encode() + v for k, v in r.headers)
+                    headers = b"".join(k.encode() + (v or b"") for k, v in r.headers)  # a header may be null
                     out.append((f"{partition.topic}@{r.offset}", (r.key or b"") + (r.value or b"") + headers))
         return out
     finally:
@@ -193,6 +195,15 @@ async def test_a6_x9_secrets_never_reach_logs_topics_or_databases(
     }
     # The scanner can find what it looks for: the phone (the SMS file) holds the code.
     assert findings(used, files([stack.sms_outbox])) == [f"phone code in {stack.sms_outbox}"]
+    # Every principal's private signing key (X9): only its keyring file holds it.
+    keyring = {p: stack.signing_dir / f"{p}.json" for p in PRINCIPALS}
+    signing_keys = {
+        f"{p}'s signing key {k['key_id']}": str(k["private_key"])
+        for p, path in keyring.items()
+        for k in json.loads(path.read_text())["keys"]
+    }
+    assert len(findings(signing_keys, files(keyring.values()))) == len(signing_keys)
+    used |= signing_keys
 
     everywhere = [
         *await all_records(stack.bootstrap_servers),

@@ -22,7 +22,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from typer.testing import CliRunner, Result
 
+from contracts import FundWallet, Money
 from contracts.topics import (
+    ACCOUNT_COMMANDS,
     DEAD_LETTER,
     DEAD_LETTER_AT,
     DEAD_LETTER_CLASS,
@@ -34,6 +36,8 @@ from contracts.topics import (
 )
 from scripts.cli import app
 from scripts.cli.kafka_io import read_dead_letters
+from shared.consumer import outgoing
+from shared.signing import SIGNING_HEADERS, Keyring
 
 pytestmark = [pytest.mark.kafka]
 
@@ -370,3 +374,33 @@ async def test_x2_list_ends_promptly_on_an_empty_topic(broker: Broker, tag: str)
         await admin.delete_topics([topic])
     finally:
         await admin.close()
+
+
+async def test_x9_a_redriven_record_keeps_its_original_signature_and_still_verifies(
+    broker: Broker, tag: str, keyring: Keyring
+) -> None:
+    signed = outgoing(
+        FundWallet(account_id=f"acct-{tag}", amount=Money(amount_minor=100, currency="USD")),
+        source="marketplace",
+        correlation_id=tag,
+        idempotency_key=tag,
+    )
+    letter_id = await dead_letter(
+        broker,
+        key=signed.key,
+        value=signed.value,
+        headers=list(signed.headers),
+        service="account",
+        dead_letter_class="bug",
+        source=f"{broker.topic}/0/{unique_offset()}",
+        reason="OperationalError: the database was away",
+    )
+
+    written = await redrive(broker, letter_id)
+    record = await record_at(broker, broker.topic, 0, written["offset"])
+    assert list(record.headers) == [*signed.headers, (REDRIVE_COUNT, b"1")]  # not signed again
+    assert [k for k, _ in record.headers if k in SIGNING_HEADERS] == list(SIGNING_HEADERS)
+    signer = keyring.trust.check(
+        record.headers, message_type="FundWallet", topic=ACCOUNT_COMMANDS.name, key=record.key, value=record.value
+    )
+    assert signer == "marketplace"

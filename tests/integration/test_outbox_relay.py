@@ -1,5 +1,6 @@
 """The outbox relay against a real broker and real databases (X2): rows are published in order,
-with their keys and headers byte for byte, as soon as a commit wakes the relay, and then deleted."""
+with their keys and headers byte for byte, as soon as a commit wakes the relay, and then deleted;
+a signed record (X9) is stored with its signature and still verifies once published."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.topics import Key, Topic
+from contracts import Balance, Money, WalletFunded
+from contracts.topics import MESSAGE_TYPE_HEADER, Key, Topic
 from services.account.app import DEFINITION as ACCOUNT
 from shared.broker import ProducerPublisher, create_producer, ensure_topics
 from shared.clock import ManualClock
+from shared.consumer import outgoing
 from shared.db import migrate
 from shared.outbox import OutboxRelay, OutgoingRecord, store_records
 from shared.settings import KafkaSettings
+from shared.signing import SIGNER_HEADER, Keyring
 from shared.sql import open_database
 from shared.tables import outbox
 from tests.support.eventually import eventually
@@ -144,3 +148,35 @@ async def test_relay_keeps_rows_while_the_broker_cannot_take_them(
 
     async with migrated.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one() == 1
+
+
+async def test_x9_a_signed_record_is_stored_with_its_signature_and_verifies_once_published(  # noqa: PLR0917 - pytest passes fixtures by position
+    migrated: AsyncEngine,
+    publisher: ProducerPublisher,
+    topic: Topic,
+    kafka_bootstrap: str,
+    clock: ManualClock,
+    keyring: Keyring,
+) -> None:
+    funded = WalletFunded(
+        account_id="alice",
+        amount=Money(amount_minor=100, currency="USD"),
+        balance=Balance(amount_minor=100, currency="USD"),
+    )
+    record = outgoing(funded, source="account", correlation_id="c", idempotency_key="k", topic=topic)
+    async with open_database(migrated).transaction() as tx:
+        stored = await store_records(tx, [record], clock.now())
+    relay = OutboxRelay(migrated, publisher)
+    task = asyncio.create_task(relay.run())
+    relay.hand_over(stored)
+
+    ((key, value, headers),) = await read(kafka_bootstrap, topic, 1)
+    task.cancel()
+
+    assert dict(headers)[SIGNER_HEADER] == b"account"
+    assert (key, value, tuple(headers)) == (record.key, record.value, record.headers)
+    # The account service's events topic is where a WalletFunded is trusted; the bytes are what count.
+    signer = keyring.trust.check(
+        headers, message_type=dict(headers)[MESSAGE_TYPE_HEADER].decode(), topic=funded.topic.name, key=key, value=value
+    )
+    assert signer == "account"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from contracts import Command, Message
+from contracts.catalogue import PRODUCERS
 from shared.consumer import outgoing
 
 _offsets = itertools.count()
@@ -32,14 +33,17 @@ def record_of(
     correlation_id: str = "test",
     idempotency_key: str | None = None,
     occurred_at: datetime | None = None,
+    signer: str | None = None,
 ) -> Record:
-    """The record a producer would send for ``message`` (stamped now unless ``occurred_at``)."""
+    """The record a producer would send for ``message`` (stamped now unless ``occurred_at``),
+    signed as ``signer`` (default: the first producer the catalogue names for its type)."""
     out = outgoing(
         message,
         source="test",
         correlation_id=correlation_id,
         idempotency_key=idempotency_key or f"test-{next(_offsets)}",
         occurred_at=occurred_at,
+        signer=signer or PRODUCERS[message.message_type][0],
     )
     return Record(topic=out.topic, value=out.value, key=out.key, headers=out.headers)
 
