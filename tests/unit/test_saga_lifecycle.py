@@ -27,6 +27,7 @@ from contracts import (
     PayAgain,
     RefundPayment,
     ReleaseFunds,
+    ReturnFunds,
 )
 from services.saga.domain import (
     COMPENSATION,
@@ -44,6 +45,7 @@ from services.saga.domain import (
     refund_of,
 )
 from services.saga.domain.policy import DEFAULT_POLICY_FILE, PolicyFileInvalid
+from services.saga.handlers import answer_slot
 
 S = OrderStatus
 PRICE = 4250
@@ -499,9 +501,6 @@ class TestAnswersOnly:
         assert Journal().order.caused_by_us("ReleaseFunds", "anything")
 
     def test_x9_the_saga_names_the_escrow_commands_whose_answers_it_checks(self) -> None:
-        from contracts import ReleaseFunds, ReturnFunds
-        from services.saga.handlers import answer_slot
-
         assert answer_slot(ReleaseFunds(order_id="o1")) == "ReleaseFunds"
         assert answer_slot(ReturnFunds(order_id="o1", refund_id="r1", amount=usd(100))) == "ReturnFunds:r1"
         assert answer_slot(CapturePayment(order_id="o1", buyer_id="b", amount=usd(1), marketplace_id="m")) is None

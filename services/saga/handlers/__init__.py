@@ -18,6 +18,7 @@ from contracts import (
     HoldFunds,
     Message,
     OperatorActionTaken,
+    OrderStatus,
     OrderStatusChanged,
     RefundPayment,
     ReleaseFunds,
@@ -78,7 +79,7 @@ def _status_key(order: Order) -> str:
     key = f"status:{order.order_id}:{order.status.value}"
     if order.status in PAYING and order.attempt > 1:
         return f"{key}:{order.attempt}"
-    if order.refunded_minor and order.status.value == "cancelled":
+    if order.refunded_minor and order.status is OrderStatus.CANCELLED:
         return f"{key}:compensated"
     return key
 
