@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import create_engine
+from services.payment.app import DEFINITION as PAYMENT
+from shared.db import create_engine, migrate
+from tests.support.funding import FundingSimulator
 
 
 @pytest.fixture
@@ -19,3 +21,21 @@ async def second_instance(database_url: str) -> AsyncIterator[AsyncEngine]:
     other = create_engine(database_url)
     yield other
     await other.dispose()
+
+
+@pytest.fixture
+async def payment_db(engine: AsyncEngine) -> AsyncEngine:
+    """A test database with the payment service's schema."""
+    await migrate(engine, PAYMENT.migrations)
+    return engine
+
+
+@pytest.fixture(scope="module")
+async def simulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FundingSimulator]:
+    """The funding network simulator as a process, one per test module."""
+    process = FundingSimulator(tmp_path_factory.mktemp("funding"))
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.stop()

@@ -47,7 +47,6 @@ from contracts.payments import NetworkOutcome, NetworkRequestKind
 from services.account.app import DEFINITION as ACCOUNT
 from services.account.store import movements, wallets
 from services.funding.client import VaultClient
-from services.payment.app import DEFINITION as PAYMENT
 from services.payment.domain.network import MAX_ATTEMPTS
 from services.payment.network import HttpFundingNetwork
 from services.payment.read_api import history
@@ -149,22 +148,6 @@ class Shop:
 
 
 # --- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-async def simulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FundingSimulator]:
-    process = FundingSimulator(tmp_path_factory.mktemp("s2-funding"))
-    await process.start()
-    try:
-        yield process
-    finally:
-        await process.stop()
-
-
-@pytest.fixture
-async def payment_db(engine: AsyncEngine) -> AsyncEngine:
-    await migrate(engine, PAYMENT.migrations)
-    return engine
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from services.payment.ports import PaymentPorts
 from services.payment.store import spending_windows
 from shared.clock import ManualClock
 from shared.consumer import BatchConsumer
-from shared.db import migrate
 from shared.tables import outbox
 from tests.support.records import record_of
 
@@ -36,12 +35,6 @@ LONG_AGO = NOW - timedelta(days=60)  # an account this old has its full limits (
 
 def usd(minor: int) -> Money:
     return Money(amount_minor=minor, currency="USD")
-
-
-@pytest.fixture
-async def payment_db(engine: AsyncEngine) -> AsyncEngine:
-    await migrate(engine, PAYMENT.migrations)
-    return engine
 
 
 def consumer(engine: AsyncEngine) -> BatchConsumer:

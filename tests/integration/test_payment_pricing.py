@@ -36,7 +36,6 @@ from services.payment.ports import PaymentPorts
 from services.payment.store import campaign_budgets, payments
 from shared.clock import ManualClock
 from shared.consumer import BatchConsumer
-from shared.db import migrate
 from shared.tables import outbox
 from tests.support.records import record_of
 
@@ -83,12 +82,6 @@ def usd(minor: int) -> Money:
 
 def jpy(minor: int) -> Money:
     return Money(amount_minor=minor, currency="JPY")
-
-
-@pytest.fixture
-async def payment_db(engine: AsyncEngine) -> AsyncEngine:
-    await migrate(engine, PAYMENT.migrations)
-    return engine
 
 
 def consumer(engine: AsyncEngine, pricing: PricingRules, clock: ManualClock | None = None) -> BatchConsumer:

@@ -35,7 +35,6 @@ from contracts import (
     WalletCredited,
 )
 from services.account.app import DEFINITION as ACCOUNT
-from services.payment.app import DEFINITION as PAYMENT
 from services.payment.domain.network import MAX_ATTEMPTS
 from services.payment.network import HttpFundingNetwork
 from shared.clock import ManualClock
@@ -77,22 +76,6 @@ def of_order(order_id: str) -> Any:
 
 
 # --- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-async def simulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FundingSimulator]:
-    process = FundingSimulator(tmp_path_factory.mktemp("p6-funding"))
-    await process.start()
-    try:
-        yield process
-    finally:
-        await process.stop()
-
-
-@pytest.fixture
-async def payment_db(engine: AsyncEngine) -> AsyncEngine:
-    await migrate(engine, PAYMENT.migrations)
-    return engine
 
 
 @pytest.fixture
