@@ -203,7 +203,12 @@ class OrderDriver:
             Marketplace(self._bootstrap, source=SOURCE) as market,
         ):
             onboarding = Onboarding(
-                market, watcher, Phone(services.sms_outbox), services.sealing_key(), timeout=timeout
+                market,
+                watcher,
+                Phone(services.sms_outbox),
+                services.sealing_key(),
+                timeout=timeout,
+                payment_url=services.payment_url,
             )
             await onboarding.many(people)
         return time.perf_counter() - start

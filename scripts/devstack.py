@@ -47,7 +47,9 @@ async def demo_order(bootstrap: str, services: ServiceProcesses) -> bool:
     buyer, seller, order_id = f"buyer-{suffix}", f"seller-{suffix}", f"order-{suffix}"
     price = Money(amount_minor=12999, currency="USD")
     async with EventWatcher(bootstrap) as watcher, Marketplace(bootstrap) as market:
-        onboarding = Onboarding(market, watcher, Phone(services.sms_outbox), services.sealing_key())
+        onboarding = Onboarding(
+            market, watcher, Phone(services.sms_outbox), services.sealing_key(), payment_url=services.payment_url
+        )
         person = Person.numbered(buyer, int(suffix, 16) % 10**8, full_name="Ana Li", email=f"{buyer}@example.com")
         console.print(f"[bold]{buyer}[/] registers, proves the phone with the texted code, binds the wallet")
         await onboarding.buyer(person)

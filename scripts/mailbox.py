@@ -59,7 +59,11 @@ class LocalServer:
             self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
             self.controller.start()
             if self.ready_file is not None:
-                self.ready_file.write_text(f"smtp://127.0.0.1:{self.port} -> {self.maildir}\n")
+                # Rewritten on every restart while scenarios read it: written aside and renamed,
+                # so a reader sees the old address or the new one, never a truncated file.
+                staged = self.ready_file.with_name(self.ready_file.name + ".tmp")
+                staged.write_text(f"smtp://127.0.0.1:{self.port} -> {self.maildir}\n")
+                staged.replace(self.ready_file)
 
     def stop(self) -> None:
         if self.controller is not None:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from contracts import (
     AccountStatus,
     AccountStatusChanged,
@@ -133,6 +135,9 @@ class Onboarding:
     marketplace_id: str = MARKETPLACE_ID
     timeout: float = 30.0
     clock: Clock = SYSTEM_CLOCK
+    payment_url: str | None = None
+    """The payment service's read API: given, :meth:`buyer` returns only once the payment
+    service's copy of the buyer's limits has the level (it follows the account's events)."""
     _last_sent: dict[str, uuid.UUID] = field(default_factory=dict)
 
     async def send(self, command: Message, correlation_id: str, key: str) -> RawEnvelope:
@@ -235,6 +240,24 @@ class Onboarding:
             if not isinstance(verified.message, IdentityVerified):
                 raise CommandRefusedError(f"identity of {person.account_id} not verified: {verified.message}")
         await self.grant(person)
+        if self.payment_url is not None:
+            await self.limits_in_force(person, level)
+
+    async def limits_in_force(self, person: Person, level: VerificationLevel) -> None:
+        """Wait until the payment service counts ``person``'s payments against ``level``'s limits.
+
+        The account service announces a level; the payment service applies it when it reads
+        that event, which under load may come after the marketplace's next checkout."""
+        assert self.payment_url is not None
+        deadline = time.monotonic() + self.timeout
+        async with httpx.AsyncClient(base_url=self.payment_url, timeout=5) as client:
+            while True:
+                response = await client.get("/limits", params={"account_id": person.account_id})
+                if response.status_code == 200 and response.json()["level"] >= level.value:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the payment service has not applied {level} for {person.account_id}")
+                await asyncio.sleep(0.05)  # a read copy announces nothing: polled, as a reader would
 
     async def many(self, people: Sequence[Person], level: VerificationLevel = VerificationLevel.L1) -> None:
         """Onboard many buyers at once (the benchmark's accounts)."""

@@ -145,7 +145,14 @@ def service_db(stack_dir: Path) -> dict[str, str]:
 @pytest.fixture
 def onboarding(market: Marketplace, watcher: EventWatcher, stack: ServiceProcesses) -> Onboarding:
     """Takes people through registration and binding against the running stack."""
-    return Onboarding(market, watcher, Phone(stack.sms_outbox), stack.sealing_key(), clock=FileClock(stack.clock_file))
+    return Onboarding(
+        market,
+        watcher,
+        Phone(stack.sms_outbox),
+        stack.sealing_key(),
+        clock=FileClock(stack.clock_file),
+        payment_url=stack.payment_url,
+    )
 
 
 @pytest.fixture

@@ -125,6 +125,7 @@ class ScenarioRunner:
             self._key,
             timeout=self.timeout,
             clock=FileClock(self.stack.clock_file),
+            payment_url=self.stack.endpoint("payment"),
         )
         return World(
             market=self._market,

@@ -9,7 +9,7 @@ from pathlib import Path
 from contracts.topics import ACCOUNT_EVENTS, PAYMENT_COMMANDS, PAYMENT_EVENTS
 from services.payment.handlers import handlers
 from services.payment.ports import PaymentPorts, build_ports
-from services.payment.read_api import history
+from services.payment.read_api import history, limits
 from services.payment.settings import PaymentSettings
 from services.payment.worker import NetworkWorker
 from shared.service import Service, ServiceDefinition
@@ -27,7 +27,10 @@ DEFINITION = ServiceDefinition(
     rejections_topic=PAYMENT_EVENTS,
     migrations=Path(__file__).parent / "migrations",
     dependencies=build_ports,
-    read_api=lambda service: {"/payments": partial(history, service.engine)},
+    read_api=lambda service: {
+        "/payments": partial(history, service.engine),
+        "/limits": partial(limits, service.engine),
+    },
     workers=(run_network_worker,),
 )
 

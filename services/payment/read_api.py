@@ -11,6 +11,12 @@ refunded (P6). Readers (the CLI, the operator console) use this, never the datab
 account's payments in that status, oldest first (new ones land on the last page, so a reader
 paging through them misses none and sees none twice), in the same form: what the books audit
 (G1, scripts/audit) checks against escrow. ``status`` also narrows one account's history.
+
+``GET /limits?account_id=buyer-1``: the payment service's copy of the buyer's limits (P2): the
+verification level it has seen, the per-payment, daily and monthly limits, and what the current
+windows have spent. The copy follows the account service's events, so it may lag a moment
+behind them; a reader that needs a level to be in force (onboarding before a checkout) waits
+for it here.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import FundingType, Money
 from services.payment.domain.payments import PaymentStatus
 from services.payment.domain.pricing import Breakdown
-from services.payment.store import payments
+from services.payment.store import account_limits, payments, spending_windows
 from shared.read_api import Page, iso
 
 STATUSES = tuple(status.value for status in PaymentStatus)
@@ -105,4 +111,34 @@ async def history(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, A
         "per_page": paging.per_page,
         "total": int(total),
         "payments": [_entry(row) for row in rows],
+    }
+
+
+async def limits(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any]:
+    """One buyer's limits as this service holds them, with the spending of each stored window."""
+    account_id = query.get("account_id", "")
+    if not account_id:
+        return 400, {"error": "account_id: required"}
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(account_limits).where(account_limits.c.account_id == account_id))).first()
+        if row is None:
+            return 404, {"error": f"no limits known for account {account_id[:100]!r}"}
+        windows = (
+            await conn.execute(
+                sa.select(spending_windows)
+                .where(spending_windows.c.account_id == account_id)
+                .order_by(spending_windows.c.kind, spending_windows.c.start)
+            )
+        ).all()
+    return 200, {
+        "account_id": account_id,
+        "level": row.level,
+        "country": row.country,
+        "registered_at": iso(row.registered_at),
+        "per_payment": _money(row, "per_payment"),
+        "daily": _money(row, "daily"),
+        "monthly": _money(row, "monthly"),
+        "spent": [
+            {"window": w.kind, "start": w.start, "spent": _money(w, "spent")} for w in windows
+        ],
     }

@@ -83,3 +83,29 @@ async def test_p7_an_accounts_payments_newest_first_paged(
     assert shown.exit_code == 0, shown.output
     assert declined in shown.output
     assert "insufficient_funds" in shown.output
+
+
+async def test_p2_the_payment_services_copy_of_a_buyers_limits_and_spending(
+    stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher, onboarding: Onboarding
+) -> None:
+    n = uuid.uuid4().int % 10**8
+    buyer = Person.numbered(f"buyer-p2-{n}", n)
+    await onboarding.buyer(buyer)  # returns once the payment service applies L1 (it polls /limits)
+    await market.publish(
+        FundWallet(account_id=buyer.account_id, amount=usd(10_000)),
+        correlation_id=buyer.account_id,
+        idempotency_key=f"f-{n}",
+    )
+    await settled(market, watcher, buyer.account_id, 4_250)
+
+    response = httpx.get(f"{stack.payment_url}/limits", params={"account_id": buyer.account_id}, timeout=10)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["level"], body["per_payment"]["currency"]) == ("L1", "USD")
+    assert body["per_payment"]["amount_minor"] > 10_000  # above L0's 100.00 USD
+    assert sorted(w["window"] for w in body["spent"]) == ["day", "month"]
+    assert {w["spent"]["amount_minor"] for w in body["spent"]} == {4_250}
+
+    unknown = httpx.get(f"{stack.payment_url}/limits", params={"account_id": "nobody-p2"}, timeout=10)
+    assert unknown.status_code == 404
+    assert httpx.get(f"{stack.payment_url}/limits", timeout=10).json() == {"error": "account_id: required"}
