@@ -138,7 +138,5 @@ async def limits(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, An
         "per_payment": _money(row, "per_payment"),
         "daily": _money(row, "daily"),
         "monthly": _money(row, "monthly"),
-        "spent": [
-            {"window": w.kind, "start": w.start, "spent": _money(w, "spent")} for w in windows
-        ],
+        "spent": [{"window": w.kind, "start": w.start, "spent": _money(w, "spent")} for w in windows],
     }

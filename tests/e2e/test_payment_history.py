@@ -98,7 +98,10 @@ async def test_p2_the_payment_services_copy_of_a_buyers_limits_and_spending(
     )
     await settled(market, watcher, buyer.account_id, 4_250)
 
-    response = httpx.get(f"{stack.payment_url}/limits", params={"account_id": buyer.account_id}, timeout=10)
+    async with httpx.AsyncClient(base_url=stack.payment_url, timeout=10) as client:
+        response = await client.get("/limits", params={"account_id": buyer.account_id})
+        unknown = await client.get("/limits", params={"account_id": "nobody-p2"})
+        missing = await client.get("/limits")
     assert response.status_code == 200
     body = response.json()
     assert (body["level"], body["per_payment"]["currency"]) == ("L1", "USD")
@@ -106,6 +109,5 @@ async def test_p2_the_payment_services_copy_of_a_buyers_limits_and_spending(
     assert sorted(w["window"] for w in body["spent"]) == ["day", "month"]
     assert {w["spent"]["amount_minor"] for w in body["spent"]} == {4_250}
 
-    unknown = httpx.get(f"{stack.payment_url}/limits", params={"account_id": "nobody-p2"}, timeout=10)
     assert unknown.status_code == 404
-    assert httpx.get(f"{stack.payment_url}/limits", timeout=10).json() == {"error": "account_id: required"}
+    assert missing.json() == {"error": "account_id: required"}
