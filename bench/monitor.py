@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.orders import Counters, all_partitions
 from contracts import ALL_TOPICS
 from contracts.topics import Topic
+from shared.broker_security import ADMIN, client_options
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +88,11 @@ class OffsetReader:
     """End offsets of the tradeguard topics and the lag of each service's consumer group."""
 
     def __init__(self, bootstrap_servers: str, topics: Iterable[Topic] = ALL_TOPICS) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        # The set-up's principal: reading every service's group offsets is no service's right.
+        self._consumer = AIOKafkaConsumer(
+            **client_options(ADMIN), bootstrap_servers=bootstrap_servers, enable_auto_commit=False
+        )
+        self._admin = AIOKafkaAdminClient(**client_options(ADMIN), bootstrap_servers=bootstrap_servers)
         self._partitions = all_partitions(topics)
 
     async def start(self) -> None:

@@ -35,6 +35,7 @@ from contracts.topics import ACCOUNT_EVENTS, MESSAGE_TYPE_HEADER, ORDER_EVENTS, 
 from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, Phone
 from scripts.stack import ServiceProcesses, client_keyring
+from shared.broker_security import OPERATOR, client_options
 from shared.signing import Signer
 
 # Sequential message hops on the happy path, each one produce + consume, as the flow goes:
@@ -115,7 +116,9 @@ def all_partitions(topics: Iterable[Topic]) -> list[TopicPartition]:
 
 async def tail_consumer(bootstrap_servers: str, topics: Iterable[Topic]) -> AIOKafkaConsumer:
     """A group-less consumer positioned at the current end of every partition of ``topics``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        **client_options(OPERATOR), bootstrap_servers=bootstrap_servers, enable_auto_commit=False
+    )
     await consumer.start()
     partitions = all_partitions(topics)
     consumer.assign(partitions)

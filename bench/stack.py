@@ -22,6 +22,7 @@ from contracts import ALL_TOPICS
 from contracts.topics import Key, Topic
 from scripts.stack import FAST_PASSWORD_HASHING, ROOT, SERVICES, ServiceProcesses, sqlite_urls
 from shared.broker import ensure_topics
+from shared.broker_security import use_broker_credentials
 
 KAFKA_SH = ROOT / "scripts" / "kafka.sh"
 WORK_ROOT = ROOT / ".cache" / "bench"
@@ -124,6 +125,7 @@ async def bench_stack(
         if own_broker:
             kafka_sh("reset", broker)  # also stops a broker left behind by an aborted run
             kafka_sh("start", broker)
+            use_broker_credentials(broker.data_path)
             bootstrap_servers = broker.bootstrap_servers
         assert bootstrap_servers is not None
         await ensure_topics(bootstrap_servers, (*ALL_TOPICS, *extra_topics))

@@ -28,6 +28,7 @@ from bench.stats import summarize_ms
 from contracts import Checkout, Money, envelope_for
 from scripts.onboarding import MARKETPLACE_ID
 from shared.broker import ensure_topics
+from shared.broker_security import ADMIN, client_options
 
 PING = bench_topic("bench.ping")
 PONG = bench_topic("bench.pong")
@@ -41,6 +42,7 @@ TOPICS = (PING, PONG, RATE)
 def new_producer(bootstrap_servers: str, client_id: str = "bench") -> AIOKafkaProducer:
     """A producer configured like the services' (shared.broker.create_broker)."""
     return AIOKafkaProducer(
+        **client_options(ADMIN),  # the raw transport's own topics: the set-up's principal
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         enable_idempotence=True,
@@ -52,6 +54,7 @@ def new_producer(bootstrap_servers: str, client_id: str = "bench") -> AIOKafkaPr
 def new_group_consumer(bootstrap_servers: str, topic: str, group: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         topic,
+        **client_options(ADMIN),
         bootstrap_servers=bootstrap_servers,
         group_id=group,
         auto_offset_reset="earliest",

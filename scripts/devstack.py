@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -32,6 +33,7 @@ from scripts.marketplace import EventWatcher, Marketplace, Seen
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, Phone
 from scripts.stack import ROOT, ServiceProcesses, sqlite_urls
 from shared.broker import ensure_topics
+from shared.broker_security import use_broker_credentials
 
 console = Console() if sys.stdout.isatty() else Console(width=160)
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
@@ -39,6 +41,8 @@ BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 
 def kafka(command: str) -> None:
     subprocess.run(["bash", str(ROOT / "scripts" / "kafka.sh"), command], check=True)
+    data = Path(os.environ.get("KAFKA_DATA_DIR", ".cache/kafka/data"))
+    use_broker_credentials(data if data.is_absolute() else ROOT / data)
 
 
 async def demo_order(bootstrap: str, services: ServiceProcesses) -> bool:

@@ -26,6 +26,7 @@ from contracts import (
 from contracts.envelope import envelope_for
 from contracts.topics import MESSAGE_TYPE_HEADER
 from scripts.stack import client_keyring
+from shared.broker_security import OPERATOR, client_options
 from shared.signing import PRINCIPALS, Keyring
 
 
@@ -61,7 +62,9 @@ class Marketplace:
         self.principal = source if source in PRINCIPALS else "marketplace"
         self._keyring = keyring or client_keyring()
         self._signer = self._keyring.signer(self.principal)
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all")
+        self._producer = AIOKafkaProducer(
+            **client_options(self.principal), bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all"
+        )
 
     def signing_as(self, principal: str) -> Marketplace:
         """This client's connection, publishing as another principal whose key it holds (the
@@ -101,7 +104,10 @@ class EventWatcher:
     """Reads topics from their current end and lets callers await a matching message."""
 
     def __init__(self, bootstrap_servers: str, topics: Iterable[Topic] = ALL_TOPICS) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        # The operators' principal: the only one that may read every topic.
+        self._consumer = AIOKafkaConsumer(
+            **client_options(OPERATOR), bootstrap_servers=bootstrap_servers, enable_auto_commit=False
+        )
         self._topics = list(topics)
         self.seen: list[Seen] = []
         self.raw: list[RawRecord] = []

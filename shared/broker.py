@@ -14,22 +14,25 @@ import asyncio
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.topics import Topic
+from shared.broker_security import ADMIN, TOPIC_MAX_MESSAGE_BYTES, client_options, create_topics
 from shared.outbox import OutgoingRecord
 from shared.settings import KafkaSettings
 
-# Topics accept records well past the size a service reads (shared.consumer.MAX_RECORD_BYTES),
-# so an oversized record reaches a consumer, gets its verdict and is dead-lettered whole.
-TOPIC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 PRODUCER_MAX_REQUEST_BYTES = TOPIC_MAX_MESSAGE_BYTES + 64 * 1024
 
 
-def create_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
-    """A producer that never loses or duplicates an acknowledged record (idempotent, acks=all)."""
+class MissingTopicsError(RuntimeError):
+    """The broker lacks topics this process needs: its set-up has not run."""
+
+
+def create_producer(settings: KafkaSettings, client_id: str, principal: str) -> AIOKafkaProducer:
+    """A producer that never loses or duplicates an acknowledged record (idempotent, acks=all),
+    authenticated as ``principal`` (``shared.broker_security``)."""
     return AIOKafkaProducer(
+        **client_options(principal, settings.credentials_dir),
         bootstrap_servers=settings.bootstrap_servers,
         client_id=client_id,
         enable_idempotence=True,
@@ -40,11 +43,12 @@ def create_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer
     )
 
 
-def create_consumer(settings: KafkaSettings, group_id: str, *, gather_ms: int = 0) -> AIOKafkaConsumer:
+def create_consumer(settings: KafkaSettings, group_id: str, principal: str, *, gather_ms: int = 0) -> AIOKafkaConsumer:
     """A group consumer that hands over raw bytes and never commits on its own (subscribe it
-    with a rebalance listener once started). ``gather_ms`` > 0 lets the broker gather records
-    that long per fetch instead of answering each one at once."""
+    with a rebalance listener once started), authenticated as ``principal``. ``gather_ms`` > 0
+    lets the broker gather records that long per fetch instead of answering each one at once."""
     return AIOKafkaConsumer(
+        **client_options(principal, settings.credentials_dir),
         bootstrap_servers=settings.bootstrap_servers,
         client_id=group_id,
         group_id=group_id,
@@ -74,23 +78,31 @@ class ProducerPublisher:
         return future
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic]) -> list[str]:
-    """Create any missing topics with their declared partition counts; returns those created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic], principal: str = ADMIN) -> list[str]:
+    """Create any missing topics with their declared partition counts; returns those created.
+    Only the set-up (``admin``) may create topics: the broker refuses the services."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options(principal))
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in topics if t.name not in existing]
-        if not missing:
-            return []
-        config = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}
-        response = await admin.create_topics(
-            [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, topic_configs=config) for t in missing]
-        )
-        for name, code, *_ in response.topic_errors:
-            # Another process may have created it between our list and create: that is fine.
-            if code not in (0, TopicAlreadyExistsError.errno):
-                raise RuntimeError(f"could not create topic {name}: Kafka error code {code}")
-        return [t.name for t in missing]
+        return await create_topics(admin, topics)
     finally:
         await admin.close()
+
+
+async def require_topics(settings: KafkaSettings, topics: Iterable[Topic], principal: str) -> None:
+    """Fail unless every topic exists (and ``principal`` may see it)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, **client_options(principal, settings.credentials_dir)
+    )
+    await admin.start()
+    try:
+        visible = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    missing = sorted(t.name for t in topics if t.name not in visible)
+    if missing:
+        msg = (
+            f"topics missing, or not readable by {principal!r}: {', '.join(missing)}; the broker's set-up "
+            "(scripts/kafka.sh start, or python -m shared.broker_security provision) creates them and their ACLs"
+        )
+        raise MissingTopicsError(msg)

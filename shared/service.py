@@ -22,7 +22,8 @@ from aiokafka.errors import KafkaError
 from contracts.topics import ALL_TOPICS, Topic
 from shared import idempotency
 from shared.backoff import Backoff
-from shared.broker import ProducerPublisher, create_consumer, create_producer, ensure_topics
+from shared.broker import ProducerPublisher, create_consumer, create_producer, require_topics
+from shared.broker_security import writers_of
 from shared.clock import Clock, clock_from_environment
 from shared.consumer import SYSTEM_ERRORS, BatchConsumer, MessageHandlers
 from shared.db import create_engine, migrate
@@ -88,7 +89,7 @@ class Service:
         self.engine = create_engine(settings.database_url)
         METRICS.count_statements(self.engine)
         self.database = open_database(self.engine)
-        self.producer = create_producer(kafka, client_id=definition.name)
+        self.producer = create_producer(kafka, client_id=definition.name, principal=definition.name)
         self.relay = OutboxRelay(self.engine, ProducerPublisher(self.producer), database=self.database)
         self.readiness = Readiness(settings.ready_file)
         self.readiness.set(assigned=False)
@@ -106,7 +107,9 @@ class Service:
             trust=self.keyring.trust,
         )
         self.subscriber = Subscriber(
-            create_consumer(kafka, definition.name, gather_ms=definition.fetch_wait_ms or kafka.fetch_gather_ms),
+            create_consumer(
+                kafka, definition.name, definition.name, gather_ms=definition.fetch_wait_ms or kafka.fetch_gather_ms
+            ),
             batch_consumer,
             kafka,
             self.readiness,
@@ -132,7 +135,9 @@ class Service:
         if self.http is not None:
             await self.http.start()
         kafka = self.settings.kafka
-        await self._retrying("creating topics", lambda: ensure_topics(kafka.bootstrap_servers, ALL_TOPICS))
+        # The set-up made the topics and ACLs (shared.broker_security); a service may not.
+        needed = [t for t in ALL_TOPICS if t in self.definition.consumes or self.definition.name in writers_of(t)]
+        await self._retrying("finding its topics", lambda: require_topics(kafka, needed, self.definition.name))
         await self._retrying("migrating the database", lambda: migrate(self.engine, self.definition.migrations))
         await self._retrying("starting the producer", self.producer.start)
         await self._retrying("starting the consumer", self.subscriber.consumer.start)

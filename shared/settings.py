@@ -14,6 +14,11 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
 
     bootstrap_servers: str = Field(default="127.0.0.1:19092", description="host:port[,host:port]")
+    credentials_dir: Path | None = Field(
+        default=None,
+        description="The broker's credentials folder (<principal>.json each); "
+        "unset: KAFKA_CREDENTIALS_DIR is read when a client connects.",
+    )
     max_batch_records: int = Field(default=500, ge=1, description="Records handled per consumer batch.")
     poll_timeout_ms: int = Field(
         default=30_000,

@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from contracts.topics import DEAD_LETTER
 from scripts.cli.model import DeadLetter, DeadLetterId, Redrive
+from shared.broker_security import OPERATOR, client_options
 
 # A dead letter holds the original value, which may be a few MB; the producer checks sizes
 # before compressing, so its limit must be well above the broker's compressed one.
@@ -48,6 +49,7 @@ class Published:
 @asynccontextmanager
 async def _consumer(bootstrap_servers: str) -> AsyncIterator[AIOKafkaConsumer]:
     consumer = AIOKafkaConsumer(
+        **client_options(OPERATOR),
         bootstrap_servers=bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
@@ -170,6 +172,7 @@ async def publish_redrives(bootstrap_servers: str, redrives: Sequence[Redrive]) 
     dead-lettered for its signature is dead-lettered again). The operators' own commands are
     signed as ``operator`` by :class:`scripts.marketplace.Marketplace`."""
     producer = AIOKafkaProducer(
+        **client_options(OPERATOR),
         bootstrap_servers=bootstrap_servers,
         enable_idempotence=True,
         acks="all",

@@ -38,6 +38,7 @@ from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, e164
 from scripts.stack import ServiceProcesses
 from services.funding.client import VaultClient
+from shared.broker_security import ADMIN, client_options
 from shared.signing import PRINCIPALS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -73,7 +74,7 @@ def findings(secrets_used: dict[str, str], sources: Iterable[tuple[str, bytes]])
 
 async def all_records(bootstrap: str) -> list[tuple[str, bytes]]:
     """Every record of every topic, from the beginning: key, value and headers."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(ADMIN), bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(t.name, p) for t in ALL_TOPICS for p in range(t.partitions)]

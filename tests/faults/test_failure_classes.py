@@ -52,6 +52,7 @@ from contracts.topics import (
 from scripts.marketplace import EventWatcher, Marketplace, RawRecord, Seen
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from scripts.stack import SERVICES, ServiceProcesses
+from shared.broker_security import ADMIN, client_options
 from shared.signing import process_keyring
 from tests.support import kafka as test_kafka
 from tests.support.eventually import eventually
@@ -174,8 +175,8 @@ def consumed_topics(service: str) -> tuple[Topic, ...]:
 
 async def group_lags(bootstrap: str) -> dict[str, dict[str, int]]:
     """Per service group: partitions whose committed offset is behind the end of the log."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**client_options(ADMIN), bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(**client_options(ADMIN), bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:
@@ -285,6 +286,7 @@ async def test_x2_poison_records_in_one_producer_batch_are_dead_lettered_and_val
     }
 
     producer = AIOKafkaProducer(
+        **client_options(ADMIN),
         bootstrap_servers=stack.bootstrap_servers,
         enable_idempotence=True,
         acks="all",
@@ -332,7 +334,9 @@ async def test_x2_a_top_up_past_the_largest_balance_is_rejected_not_dead_lettere
 ) -> None:
     account = f"whale-{uuid.uuid4().hex[:10]}"
     largest, step = max_balance_minor("USD"), max_amount_minor("USD")
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(
+        **client_options(ADMIN), bootstrap_servers=stack.bootstrap_servers, enable_idempotence=True, acks="all"
+    )
     await producer.start()
     try:
         amounts = [step] * (largest // step) + ([largest % step] if largest % step else [])

@@ -44,6 +44,7 @@ from scripts.cli.timeline import fetch_saga_order
 from scripts.marketplace import EventWatcher, Marketplace, RawRecord, Seen
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from scripts.stack import ServiceProcesses
+from shared.broker_security import OPERATOR, client_options
 from shared.signing import Keyring
 from tests.support.eventually import eventually
 
@@ -59,8 +60,9 @@ def usd(minor: int) -> Money:
 
 @pytest.fixture
 async def producer(stack: ServiceProcesses) -> AsyncIterator[AIOKafkaProducer]:
-    """A client of the broker, as anyone on the network may run one (no broker authentication yet)."""
-    client = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, acks="all")
+    """A client of the broker that may write every topic (the operators' principal: an insider, or
+    stolen operator credentials) but holds no service's signing key."""
+    client = AIOKafkaProducer(**client_options(OPERATOR), bootstrap_servers=stack.bootstrap_servers, acks="all")
     await client.start()
     yield client
     await client.stop()

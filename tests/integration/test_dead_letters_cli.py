@@ -36,6 +36,7 @@ from contracts.topics import (
 )
 from scripts.cli import app
 from scripts.cli.kafka_io import read_dead_letters
+from shared.broker_security import ADMIN, client_options
 from shared.consumer import outgoing
 from shared.signing import SIGNING_HEADERS, Keyring
 
@@ -57,12 +58,16 @@ class Broker:
 @pytest.fixture(scope="module")
 async def broker(kafka_bootstrap: str) -> AsyncIterator[Broker]:
     topic = f"tradeguard.test.cli-redrive.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(ADMIN), bootstrap_servers=kafka_bootstrap)
     await admin.start()
     await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     # gzip and a large request size: the 2 MB value compresses under the broker's 1 MB limit.
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap, acks="all", compression_type="gzip", max_request_size=8 * BIG
+        **client_options(ADMIN),
+        bootstrap_servers=kafka_bootstrap,
+        acks="all",
+        compression_type="gzip",
+        max_request_size=8 * BIG,
     )
     await producer.start()
     try:
@@ -133,7 +138,9 @@ async def listed(broker: Broker, *args: str) -> dict[str, dict[str, Any]]:
 
 
 async def record_at(broker: Broker, topic: str, partition: int, offset: int) -> Any:
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker.servers, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        **client_options(ADMIN), bootstrap_servers=broker.servers, group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)
@@ -145,7 +152,7 @@ async def record_at(broker: Broker, topic: str, partition: int, offset: int) -> 
 
 
 async def end_offsets(broker: Broker) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker.servers, group_id=None)
+    consumer = AIOKafkaConsumer(**client_options(ADMIN), bootstrap_servers=broker.servers, group_id=None)
     await consumer.start()
     try:
         tps = [TopicPartition(broker.topic, p) for p in (0, 1)]
@@ -363,7 +370,7 @@ async def test_x2_redrive_refuses_bad_ids_and_publishes_nothing(broker: Broker) 
 
 async def test_x2_list_ends_promptly_on_an_empty_topic(broker: Broker, tag: str) -> None:
     topic = f"tradeguard.test.cli-empty.{tag}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.servers)
+    admin = AIOKafkaAdminClient(**client_options(ADMIN), bootstrap_servers=broker.servers)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=DEAD_LETTER.partitions, replication_factor=1)])

@@ -71,6 +71,7 @@ from services.notification.read_api import inbox, undelivered
 from services.notification.settings import NotificationSettings
 from services.notification.store import email_deliveries, notifications
 from services.notification.worker import EmailWorker
+from shared.broker_security import ADMIN, client_options
 from shared.clock import ManualClock
 from shared.consumer import BatchConsumer, outgoing
 from shared.db import migrate
@@ -795,7 +796,9 @@ async def test_n1_n2_over_the_broker_a_failure_read_before_the_registration_is_m
     """The payment's events and the account's are on two topics: nothing orders one before the other."""
     buyer, order_id = fresh("buyer"), fresh("order")
     price = Money(amount_minor=5000, currency="JPY")
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(
+        **client_options(ADMIN), bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all"
+    )
     await producer.start()
 
     async def publish(message: Message, source: str) -> None:

@@ -17,6 +17,7 @@ from contracts import Balance, Money, WalletFunded
 from contracts.topics import MESSAGE_TYPE_HEADER, Key, Topic
 from services.account.app import DEFINITION as ACCOUNT
 from shared.broker import ProducerPublisher, create_producer, ensure_topics
+from shared.broker_security import ADMIN, client_options
 from shared.clock import ManualClock
 from shared.consumer import outgoing
 from shared.db import migrate
@@ -40,7 +41,7 @@ async def topic(kafka_bootstrap: str) -> Topic:
 @pytest.fixture
 async def publisher(kafka_bootstrap: str) -> AsyncIterator[ProducerPublisher]:
     producer: AIOKafkaProducer = create_producer(
-        KafkaSettings(bootstrap_servers=kafka_bootstrap), client_id="relay-test"
+        KafkaSettings(bootstrap_servers=kafka_bootstrap), client_id="relay-test", principal=ADMIN
     )
     await producer.start()
     yield ProducerPublisher(producer)
@@ -59,7 +60,9 @@ async def _rows_left(engine: AsyncEngine) -> int:
 
 
 async def read(kafka_bootstrap: str, topic: Topic, count: int) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
-    consumer = AIOKafkaConsumer(topic.name, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic.name, **client_options(ADMIN), bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
     await consumer.start()
     got: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = []
     try:

@@ -23,6 +23,8 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared.broker_security import use_broker_credentials
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
     from types import ModuleType
@@ -105,6 +107,7 @@ def _local_broker() -> Iterator[str]:
     # reset also stops a broker left behind by an aborted earlier run.
     _kafka_sh("reset", env)
     _kafka_sh("start", env)
+    use_broker_credentials(TEST_DATA_DIR)  # the services the tests start inherit it
     try:
         yield f"127.0.0.1:{TEST_PORT}"
     finally:

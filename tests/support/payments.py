@@ -27,6 +27,7 @@ from services.payment.network import FundingNetwork
 from services.payment.ports import PaymentPorts
 from services.payment.worker import NetworkWorker
 from shared.broker import create_producer
+from shared.broker_security import ADMIN, client_options
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.consumer import BatchConsumer, ConsumedRecord, is_system_failure
 from shared.errors import SystemFault
@@ -111,7 +112,7 @@ class PaymentDriver:
 
 async def _answers_consumer(bootstrap: str) -> AIOKafkaConsumer:
     """A consumer of the payment commands topic positioned at its end: it sees only what comes next."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(ADMIN), bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     partitions = [TopicPartition(PAYMENT_COMMANDS.name, p) for p in range(PAYMENT_COMMANDS.partitions)]
     consumer.assign(partitions)
@@ -134,7 +135,9 @@ async def _pump(consumer: AIOKafkaConsumer, driver: PaymentDriver) -> None:
 async def network_loop(driver: PaymentDriver, bootstrap: str) -> AsyncIterator[None]:
     """The network worker and the answer pump, running until the block ends."""
     consumer = await _answers_consumer(bootstrap)
-    producer = create_producer(KafkaSettings(bootstrap_servers=bootstrap), client_id="payment-test-worker")
+    producer = create_producer(
+        KafkaSettings(bootstrap_servers=bootstrap), client_id="payment-test-worker", principal="payment"
+    )
     await producer.start()
     worker = NetworkWorker(driver.engine, producer, driver.ports, driver.clock)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(_pump(consumer, driver))]

@@ -1,0 +1,386 @@
+"""Who may talk to the broker, and what each may do there (SPEC X9, issue 18).
+
+The broker (``scripts/kafka.sh``) takes SASL/SCRAM-SHA-512 only and runs the KRaft
+``StandardAuthorizer`` with ``allow.everyone.if.no.acl.found=false``: a client without
+credentials cannot connect, and a connected principal may do only what an ACL allows.
+
+**Principals** (:data:`BROKER_PRINCIPALS`): one per service, the marketplace integration, and
+``operator`` for the operators' tools (the CLI, the scenario runner's and the tests' watchers,
+the benchmark's monitor). ``admin``, the broker's super user, is used only by the set-up
+(:func:`provision`) and by tests that build their own topics.
+
+**Credentials** live in one folder per broker (``<broker data>/credentials``, named to clients
+by ``KAFKA_CREDENTIALS_DIR``; mode 0700, files 0600): ``<principal>.json`` holding
+``{"username", "password"}``. :func:`provision` makes the missing ones and (re)registers every
+one with the broker, so it is idempotent and safe to run on every start.
+
+**ACLs** come from the topic catalogue (:func:`acl_bindings`, shown in ``contracts/TOPICS.md``):
+
+* a principal may WRITE a topic when the catalogue names it a producer of a message type on it
+  (its own events topic for a service's ``CommandRejected``; the dead-letter topic for every
+  service that consumes);
+* it may READ a topic the catalogue says it consumes, and its consumer group (prefixed by its
+  name, so several instances and test groups share the rule);
+* ``operator`` may READ every topic (timelines, dead letters) and WRITE every topic (re-driving
+  a dead letter puts the original record back where it came from). Writing a topic is not
+  enough to be believed: the record's signature (``shared.signing``) must be its producer's.
+
+Nothing here logs or prints a password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import secrets
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.protocol.admin import CreateAclsRequest_v1, CreateAclsResponse_v1
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import (
+    CompactArray,
+    CompactBytes,
+    CompactString,
+    Int8,
+    Int16,
+    Int32,
+    Schema,
+    TaggedFields,
+)
+
+from contracts.catalogue import CONSUMERS, DEAD_LETTER_PRODUCERS, PRODUCERS, REJECTIONS, producers_of
+from contracts.topics import ALL_TOPICS, DEAD_LETTER, Topic
+
+CREDENTIALS_DIR_VARIABLE = "KAFKA_CREDENTIALS_DIR"
+"""Names the folder of the broker's credentials; every client process needs it."""
+
+MECHANISM = "SCRAM-SHA-512"
+ADMIN = "admin"
+OPERATOR = "operator"
+SCRAM_ITERATIONS = 4096  # Kafka's least for SCRAM-SHA-512
+TOPIC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+"""Topics accept records well past the size a service reads (``shared.consumer.MAX_RECORD_BYTES``),
+so an oversized record reaches a consumer, gets its verdict and is dead-lettered whole."""
+
+BROKER_PRINCIPALS: tuple[str, ...] = tuple(
+    sorted(
+        {name for names in PRODUCERS.values() for name in names}
+        | {name for names in CONSUMERS.values() for name in names}
+        | {OPERATOR}
+    )
+)
+"""Every principal that connects, besides the set-up's ``admin``."""
+
+SERVICES: tuple[str, ...] = tuple(sorted(REJECTIONS))
+
+
+class BrokerSecurityError(Exception):
+    """This process cannot authenticate, or the broker refused the set-up."""
+
+
+# ---------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """One principal's SCRAM username and password."""
+
+    username: str
+    password: str = field(repr=False)
+
+    def client_options(self) -> dict[str, Any]:
+        """The keyword arguments every aiokafka client of this principal takes."""
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": MECHANISM,
+            "sasl_plain_username": self.username,
+            "sasl_plain_password": self.password,
+        }
+
+
+DEV_CREDENTIALS_DIR = Path(__file__).resolve().parents[1] / ".cache" / "kafka" / "data" / "credentials"
+"""Those of `make run`'s broker (scripts/kafka.sh's default data folder), as the default
+bootstrap servers are its address: the CLI finds the running stack with no set-up."""
+
+
+def credentials_dir(directory: Path | str | None = None) -> Path:
+    """``directory``, else the folder ``KAFKA_CREDENTIALS_DIR`` names, else `make run`'s."""
+    chosen = directory or os.environ.get(CREDENTIALS_DIR_VARIABLE)
+    if not chosen and DEV_CREDENTIALS_DIR.is_dir():
+        return DEV_CREDENTIALS_DIR
+    if not chosen:
+        msg = (
+            f"{CREDENTIALS_DIR_VARIABLE} is not set: the broker takes authenticated clients only, so this process "
+            "needs the broker's credentials folder (scripts/kafka.sh makes it: <KAFKA_DATA_DIR>/credentials)"
+        )
+        raise BrokerSecurityError(msg)
+    return Path(chosen)
+
+
+def use_broker_credentials(kafka_data_dir: Path) -> Path:
+    """Point this process (and the processes it starts) at the credentials of the broker that
+    ``scripts/kafka.sh`` runs in ``kafka_data_dir``, unless ``KAFKA_CREDENTIALS_DIR`` names others."""
+    chosen = os.environ.setdefault(CREDENTIALS_DIR_VARIABLE, str(kafka_data_dir / "credentials"))
+    return Path(chosen)
+
+
+def read_credentials(principal: str, directory: Path | str | None = None) -> Credentials:
+    """``principal``'s credentials from the broker's credentials folder."""
+    path = credentials_dir(directory) / f"{principal}.json"
+    try:
+        data = json.loads(path.read_text())
+        return Credentials(str(data["username"]), str(data["password"]))
+    except FileNotFoundError:
+        msg = f"no credentials of {principal!r} at {path}: scripts/kafka.sh start makes them for every principal"
+        raise BrokerSecurityError(msg) from None
+    except (ValueError, KeyError, TypeError):
+        raise BrokerSecurityError(f"{path} is not a credentials file ({{'username', 'password'}})") from None
+
+
+def client_options(principal: str, directory: Path | str | None = None) -> dict[str, Any]:
+    """What an aiokafka producer, consumer or admin client of ``principal`` is given to connect."""
+    return read_credentials(principal, directory).client_options()
+
+
+def _ensure_all_credentials(directory: Path) -> list[Credentials]:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return [_ensure_credentials(directory, principal) for principal in BROKER_PRINCIPALS]
+
+
+def _ensure_credentials(directory: Path, principal: str) -> Credentials:
+    path = directory / f"{principal}.json"
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"username": principal, "password": secrets.token_urlsafe(32)}, out)
+        try:
+            os.link(temporary, path)  # two set-ups at once: the first file wins
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    return read_credentials(principal, directory)
+
+
+# ---------------------------------------------------------------------- ACLs from the catalogue
+
+
+class ResourceType(IntEnum):  # Kafka's codes
+    TOPIC = 2
+    GROUP = 3
+
+
+class Operation(IntEnum):
+    READ = 3
+    WRITE = 4
+    DESCRIBE = 8
+
+
+class PatternType(IntEnum):
+    LITERAL = 3
+    PREFIXED = 4
+
+
+ALLOW = 3
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AclBinding:
+    """One permission: ``principal`` may do ``operation`` on the resource."""
+
+    principal: str
+    resource_type: ResourceType
+    resource_name: str
+    pattern: PatternType
+    operation: Operation
+
+    def __str__(self) -> str:
+        star = "*" if self.pattern is PatternType.PREFIXED else ""
+        return f"{self.principal}: {self.operation.name} {self.resource_type.name.lower()} {self.resource_name}{star}"
+
+
+def writers_of(topic: Topic) -> tuple[str, ...]:
+    """Who may write ``topic``: its producers in the catalogue, the services that dead-letter or
+    refuse on it, and the operators' tools."""
+    names = set(producers_of(topic)) | {OPERATOR}
+    names |= {service for service, own in REJECTIONS.items() if own.name == topic.name}
+    if topic.name == DEAD_LETTER.name:
+        names |= set(DEAD_LETTER_PRODUCERS)
+    return tuple(sorted(names))
+
+
+def readers_of(topic: Topic) -> tuple[str, ...]:
+    """Who may read ``topic``: its consumers in the catalogue and the operators' tools."""
+    return tuple(sorted({*CONSUMERS.get(topic.name, ()), OPERATOR}))
+
+
+def acl_bindings(topics: Iterable[Topic] = ALL_TOPICS) -> list[AclBinding]:
+    """Every ACL the broker holds, from the catalogue."""
+    bindings: set[AclBinding] = set()
+    for topic in topics:
+        for principal in writers_of(topic):
+            for operation in (Operation.WRITE, Operation.DESCRIBE):
+                bindings.add(AclBinding(principal, ResourceType.TOPIC, topic.name, PatternType.LITERAL, operation))
+        for principal in readers_of(topic):
+            for operation in (Operation.READ, Operation.DESCRIBE):
+                bindings.add(AclBinding(principal, ResourceType.TOPIC, topic.name, PatternType.LITERAL, operation))
+    for principal in BROKER_PRINCIPALS:  # its consumer group(s): a service's group is its name
+        bindings.add(AclBinding(principal, ResourceType.GROUP, principal, PatternType.PREFIXED, Operation.READ))
+    return sorted(bindings)
+
+
+# ---------------------------------------------------------------------- the set-up
+
+
+class _AlterUserScramCredentialsResponse(Response):  # type: ignore[misc]  # aiokafka ships no types
+    API_KEY = 51
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        (
+            "results",
+            CompactArray(
+                ("user", CompactString("utf-8")),
+                ("error_code", Int16),
+                ("error_message", CompactString("utf-8")),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("tags", TaggedFields),
+    )
+
+
+class _AlterUserScramCredentialsStruct(RequestStruct):  # type: ignore[misc]  # aiokafka ships no types
+    # KIP-554; aiokafka has no client for it, so its wire format is written here (v0, flexible).
+    FLEXIBLE_VERSION: ClassVar[bool] = True
+    API_KEY = 51
+    API_VERSION = 0
+    RESPONSE_TYPE = _AlterUserScramCredentialsResponse
+    SCHEMA = Schema(
+        ("deletions", CompactArray(("name", CompactString("utf-8")), ("mechanism", Int8), ("tags", TaggedFields))),
+        (
+            "upsertions",
+            CompactArray(
+                ("name", CompactString("utf-8")),
+                ("mechanism", Int8),
+                ("iterations", Int32),
+                ("salt", CompactBytes),
+                ("salted_password", CompactBytes),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("tags", TaggedFields),
+    )
+
+
+class _AlterUserScramCredentials(Request[_AlterUserScramCredentialsStruct]):  # type: ignore[misc]  # aiokafka ships no types
+    API_KEY = 51
+
+    def __init__(self, credentials: Sequence[Credentials]) -> None:
+        self._credentials = credentials
+
+    def build(self, request_struct_class: type[_AlterUserScramCredentialsStruct]) -> _AlterUserScramCredentialsStruct:
+        upsertions: list[tuple[str, int, int, bytes, bytes, dict[int, bytes]]] = []
+        for each in self._credentials:
+            salt = secrets.token_bytes(32)
+            # The broker keeps only what SCRAM derives from this (RFC 5802's Hi(): PBKDF2).
+            salted = hashlib.pbkdf2_hmac("sha512", each.password.encode(), salt, SCRAM_ITERATIONS)
+            upsertions.append((each.username, 2, SCRAM_ITERATIONS, salt, salted, {}))  # 2: SCRAM-SHA-512
+        return request_struct_class([], upsertions, {})
+
+
+class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]  # aiokafka ships no types
+    API_KEY = 30
+
+    def __init__(self, bindings: Sequence[AclBinding]) -> None:
+        self._bindings = bindings
+
+    def build(self, request_struct_class: type[CreateAclsRequest_v1]) -> CreateAclsRequest_v1:
+        return request_struct_class(
+            [
+                (b.resource_type, b.resource_name, b.pattern, f"User:{b.principal}", "*", b.operation, ALLOW)
+                for b in self._bindings
+            ]
+        )
+
+
+def _errors(pairs: Iterable[tuple[str, int, str | None]]) -> list[str]:
+    return [f"{name}: error {code} {message or ''}".strip() for name, code, message in pairs if code != 0]
+
+
+async def provision(bootstrap_servers: str, directory: Path) -> list[str]:
+    """Credentials for every principal, the catalogue's topics and its ACLs; idempotent.
+    Returns the topics it created."""
+    everyone = _ensure_all_credentials(directory)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options(ADMIN, directory))
+    await admin.start()
+    try:
+        # aiokafka's admin client has no call for these two requests; its request path does.
+        scram = await admin._send_request(_AlterUserScramCredentials(everyone))
+        assert isinstance(scram, _AlterUserScramCredentialsResponse)
+        failures = _errors((user, code, message) for user, code, message, _ in scram.results)
+        acls = await admin._send_request(_CreateAcls(acl_bindings()))
+        assert isinstance(acls, CreateAclsResponse_v1)
+        failures += _errors(("ACL", code, message) for code, message in acls.creation_responses)
+        if failures:
+            raise BrokerSecurityError("the broker refused the set-up: " + "; ".join(failures))
+        return await create_topics(admin, ALL_TOPICS)
+    finally:
+        await admin.close()
+
+
+async def create_topics(admin: AIOKafkaAdminClient, topics: Iterable[Topic]) -> list[str]:
+    """Create any missing topics with their declared partition counts; returns those created."""
+    existing = set(await admin.list_topics())
+    missing = [t for t in topics if t.name not in existing]
+    if not missing:
+        return []
+    config = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}
+    response = await admin.create_topics(
+        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, topic_configs=config) for t in missing]
+    )
+    for name, code, *_ in response.topic_errors:
+        # Another process may have created it between our list and create: that is fine.
+        if code not in (0, TopicAlreadyExistsError.errno):
+            raise BrokerSecurityError(f"could not create topic {name}: Kafka error code {code}")
+    return [t.name for t in missing]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m shared.broker_security provision|acls``."""
+    parser = argparse.ArgumentParser(prog="python -m shared.broker_security", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    provisioning = commands.add_parser("provision", help="credentials, topics and ACLs (what kafka.sh start runs)")
+    provisioning.add_argument("--bootstrap-servers", required=True)
+    provisioning.add_argument("--credentials", type=Path, required=True, help="the broker's credentials folder")
+    commands.add_parser("acls", help="print the ACLs the catalogue gives each principal")
+    args = parser.parse_args(argv)
+    if args.command == "acls":
+        sys.stdout.write("".join(f"{binding}\n" for binding in acl_bindings()))
+        return 0
+    try:
+        created = asyncio.run(provision(args.bootstrap_servers, args.credentials))
+    except (BrokerSecurityError, OSError) as error:
+        sys.stderr.write(f"broker set-up failed: {error}\n")
+        return 1
+    sys.stdout.write(
+        f"broker secured: {len(BROKER_PRINCIPALS)} principals, {len(acl_bindings())} ACLs"
+        + (f", {len(created)} topics created" if created else "")
+        + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
