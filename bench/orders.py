@@ -31,11 +31,12 @@ from contracts import (
     WalletFunded,
     envelope_for,
 )
+from contracts.catalogue import OPERATOR
 from contracts.topics import ACCOUNT_EVENTS, MESSAGE_TYPE_HEADER, ORDER_EVENTS, Topic
 from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, Phone
 from scripts.stack import ServiceProcesses, client_keyring
-from shared.broker_security import OPERATOR, client_options
+from shared.broker_security import client_options
 from shared.signing import Signer
 
 # Sequential message hops on the happy path, each one produce + consume, as the flow goes:

@@ -214,6 +214,26 @@ def consumers_of(topic: Topic) -> tuple[str, ...]:
     return tuple(sorted(CONSUMERS[topic.name]))
 
 
+OPERATOR = "operator"
+"""The operators' tools: they read every topic and may re-drive a dead letter to any topic
+(the record keeps its producer's signature, so writing is not being believed)."""
+
+
+def writers_of(topic: Topic) -> tuple[str, ...]:
+    """The principals the broker lets write ``topic`` (its ACLs, issue 18)."""
+    return tuple(sorted({*producers_of(topic), OPERATOR}))
+
+
+def readers_of(topic: Topic) -> tuple[str, ...]:
+    """The principals the broker lets read ``topic``."""
+    return tuple(sorted({*consumers_of(topic), OPERATOR}))
+
+
+def broker_principals() -> tuple[str, ...]:
+    """Every principal that connects to the broker (besides the set-up's super user)."""
+    return tuple(sorted({name for topic in ALL_TOPICS for name in (*writers_of(topic), *readers_of(topic))}))
+
+
 def key_field(message: type[Message]) -> str:
     """The payload field whose value is the record key."""
     return "subject_id" if message is CommandRejected else message.topic.key.value
@@ -406,8 +426,30 @@ def topics_markdown() -> str:
             "CommandRejected is published on the events topic of the service that refused the command, "
             "keyed by its subject_id. JSON messages carry their type in the `tg-type` header."
         ),
+        *_acl_markdown(),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _acl_markdown() -> list[str]:
+    lines = [
+        "",
+        "## Broker ACLs",
+        "",
+        (
+            "The broker authenticates every client (SASL/SCRAM-SHA-512) and allows each principal only this "
+            "(`shared/broker_security.py` applies it; its super user `admin` is the set-up's alone). A principal "
+            "may join only consumer groups whose names start with its own."
+        ),
+        "",
+        "| Principal | Writes | Reads |",
+        "| --- | --- | --- |",
+    ]
+    for principal in broker_principals():
+        writes = [f"`{t.name}`" for t in ALL_TOPICS if principal in writers_of(t)]
+        reads = [f"`{t.name}`" for t in ALL_TOPICS if principal in readers_of(t)]
+        lines.append(f"| {principal} | {', '.join(writes) or '-'} | {', '.join(reads) or '-'} |")
+    return lines
 
 
 # --- files -----------------------------------------------------------------------------------

@@ -23,10 +23,11 @@ from contracts import (
     decode_message,
     parse_envelope,
 )
+from contracts.catalogue import OPERATOR
 from contracts.envelope import envelope_for
 from contracts.topics import MESSAGE_TYPE_HEADER
 from scripts.stack import client_keyring
-from shared.broker_security import OPERATOR, client_options
+from shared.broker_security import client_options
 from shared.signing import PRINCIPALS, Keyring
 
 

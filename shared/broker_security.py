@@ -58,28 +58,22 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from contracts.catalogue import CONSUMERS, DEAD_LETTER_PRODUCERS, PRODUCERS, REJECTIONS, producers_of
-from contracts.topics import ALL_TOPICS, DEAD_LETTER, Topic
+from contracts.catalogue import REJECTIONS, broker_principals, readers_of, writers_of
+from contracts.topics import ALL_TOPICS, Topic
 
 CREDENTIALS_DIR_VARIABLE = "KAFKA_CREDENTIALS_DIR"
 """Names the folder of the broker's credentials; every client process needs it."""
 
 MECHANISM = "SCRAM-SHA-512"
 ADMIN = "admin"
-OPERATOR = "operator"
 SCRAM_ITERATIONS = 4096  # Kafka's least for SCRAM-SHA-512
 TOPIC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """Topics accept records well past the size a service reads (``shared.consumer.MAX_RECORD_BYTES``),
 so an oversized record reaches a consumer, gets its verdict and is dead-lettered whole."""
 
-BROKER_PRINCIPALS: tuple[str, ...] = tuple(
-    sorted(
-        {name for names in PRODUCERS.values() for name in names}
-        | {name for names in CONSUMERS.values() for name in names}
-        | {OPERATOR}
-    )
-)
+BROKER_PRINCIPALS: tuple[str, ...] = broker_principals()
 """Every principal that connects, besides the set-up's ``admin``."""
+
 
 SERVICES: tuple[str, ...] = tuple(sorted(REJECTIONS))
 
@@ -208,21 +202,6 @@ class AclBinding:
     def __str__(self) -> str:
         star = "*" if self.pattern is PatternType.PREFIXED else ""
         return f"{self.principal}: {self.operation.name} {self.resource_type.name.lower()} {self.resource_name}{star}"
-
-
-def writers_of(topic: Topic) -> tuple[str, ...]:
-    """Who may write ``topic``: its producers in the catalogue, the services that dead-letter or
-    refuse on it, and the operators' tools."""
-    names = set(producers_of(topic)) | {OPERATOR}
-    names |= {service for service, own in REJECTIONS.items() if own.name == topic.name}
-    if topic.name == DEAD_LETTER.name:
-        names |= set(DEAD_LETTER_PRODUCERS)
-    return tuple(sorted(names))
-
-
-def readers_of(topic: Topic) -> tuple[str, ...]:
-    """Who may read ``topic``: its consumers in the catalogue and the operators' tools."""
-    return tuple(sorted({*CONSUMERS.get(topic.name, ()), OPERATOR}))
 
 
 def acl_bindings(topics: Iterable[Topic] = ALL_TOPICS) -> list[AclBinding]:

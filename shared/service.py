@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 
+from contracts.catalogue import writers_of
 from contracts.topics import ALL_TOPICS, Topic
 from shared import idempotency
 from shared.backoff import Backoff
 from shared.broker import ProducerPublisher, create_consumer, create_producer, require_topics
-from shared.broker_security import writers_of
 from shared.clock import Clock, clock_from_environment
 from shared.consumer import SYSTEM_ERRORS, BatchConsumer, MessageHandlers
 from shared.db import create_engine, migrate

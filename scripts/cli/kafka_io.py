@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
+from contracts.catalogue import OPERATOR
 from contracts.topics import DEAD_LETTER
 from scripts.cli.model import DeadLetter, DeadLetterId, Redrive
-from shared.broker_security import OPERATOR, client_options
+from shared.broker_security import client_options
 
 # A dead letter holds the original value, which may be a few MB; the producer checks sizes
 # before compressing, so its limit must be well above the broker's compressed one.

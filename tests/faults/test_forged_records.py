@@ -31,6 +31,7 @@ from contracts import (
     WalletCredited,
     WalletFunded,
 )
+from contracts.catalogue import OPERATOR
 from contracts.envelope import envelope_for
 from contracts.topics import (
     DEAD_LETTER,
@@ -44,7 +45,7 @@ from scripts.cli.timeline import fetch_saga_order
 from scripts.marketplace import EventWatcher, Marketplace, RawRecord, Seen
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from scripts.stack import ServiceProcesses
-from shared.broker_security import OPERATOR, client_options
+from shared.broker_security import client_options
 from shared.signing import Keyring
 from tests.support.eventually import eventually
 

@@ -20,17 +20,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, TopicAuthorizationFailedError
 
+from contracts.catalogue import readers_of, writers_of
 from contracts.topics import ALL_TOPICS, ORDER_COMMANDS, PAYMENT_EVENTS, Topic
-from shared.broker_security import (
-    ADMIN,
-    BROKER_PRINCIPALS,
-    SERVICES,
-    acl_bindings,
-    client_options,
-    provision,
-    readers_of,
-    writers_of,
-)
+from shared.broker_security import ADMIN, BROKER_PRINCIPALS, SERVICES, acl_bindings, client_options, provision
 from tests.support.kafka import KAFKA_SH, REPO_ROOT
 
 pytestmark = [pytest.mark.kafka]

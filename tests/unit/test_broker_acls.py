@@ -3,18 +3,16 @@ change that widens a principal's rights fails here before it reaches a broker.""
 
 from __future__ import annotations
 
+from contracts.catalogue import OPERATOR, readers_of, writers_of
 from contracts.topics import ALL_TOPICS, DEAD_LETTER
 from shared.broker_security import (
     ADMIN,
     BROKER_PRINCIPALS,
-    OPERATOR,
     SERVICES,
     Credentials,
     Operation,
     ResourceType,
     acl_bindings,
-    readers_of,
-    writers_of,
 )
 
 
