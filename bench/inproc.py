@@ -76,6 +76,7 @@ class FakeRecord:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
+    timestamp_type: int = 0  # CreateTime, as the producer stamped it
 
 
 class CapturingPublisher:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.protocol.admin import CreateAclsRequest_v1, CreateAclsResponse_v1
 from aiokafka.protocol.api import Request, RequestStruct, Response
@@ -314,9 +315,36 @@ async def provision(bootstrap_servers: str, directory: Path) -> list[str]:
         failures += _errors(("ACL", code, message) for code, message in acls.creation_responses)
         if failures:
             raise BrokerSecurityError("the broker refused the set-up: " + "; ".join(failures))
-        return await create_topics(admin, ALL_TOPICS)
+        created = await create_topics(admin, ALL_TOPICS)
+        await configure_topics(admin, ALL_TOPICS)
+        return created
     finally:
         await admin.close()
+
+
+def topic_config(topic: Topic) -> dict[str, str]:
+    """A topic's settings. Command topics are stamped by the broker on arrival (LogAppendTime),
+    so a consumer can tell how long after it was signed a command reached the broker: the
+    replay window (``shared.consumer.REPLAY_WINDOW``)."""
+    config = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}
+    if topic.name.endswith(".commands"):
+        config["message.timestamp.type"] = "LogAppendTime"
+    return config
+
+
+async def configure_topics(admin: AIOKafkaAdminClient, topics: Iterable[Topic]) -> None:
+    """Give existing topics their settings (a broker made before a setting was added)."""
+    responses = await admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, t.name, configs=topic_config(t)) for t in topics]
+    )
+    failures = [
+        f"{name}: error {code} {message or ''}".strip()
+        for response in responses
+        for code, message, _type, name in response.resources
+        if code != 0
+    ]
+    if failures:
+        raise BrokerSecurityError("the broker refused the topic settings: " + "; ".join(failures))
 
 
 async def create_topics(admin: AIOKafkaAdminClient, topics: Iterable[Topic]) -> list[str]:
@@ -325,9 +353,11 @@ async def create_topics(admin: AIOKafkaAdminClient, topics: Iterable[Topic]) -> 
     missing = [t for t in topics if t.name not in existing]
     if not missing:
         return []
-    config = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}
     response = await admin.create_topics(
-        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, topic_configs=config) for t in missing]
+        [
+            NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, topic_configs=topic_config(t))
+            for t in missing
+        ]
     )
     for name, code, *_ in response.topic_errors:
         # Another process may have created it between our list and create: that is fine.

@@ -32,7 +32,11 @@ fault                  value, key or ``tg-type`` header not     (class ``record`
                        signature, an unknown signer or key, a
                        bad signature, a signer the catalogue
                        does not let send the type
-                       (:mod:`shared.signing`)
+                       (:mod:`shared.signing`); or replayed:
+                       a command of the marketplace or the
+                       operators that reached the broker more
+                       than ``REPLAY_WINDOW`` after it was
+                       signed (counted as ``stale``)
 (b) the command's      a business rule refuses it               ``CommandRejected`` on the service's
 fault                  (:class:`~shared.errors.CommandRefused`) events topic; none of the handler's
                                                                 writes survive (its scope is discarded)
@@ -75,6 +79,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CommandRejected, Envelope, InvalidMessage, Message, decode_message, payload_model
+from contracts.catalogue import REJECTIONS
 from contracts.envelope import envelope_for, new_message_id
 from contracts.topics import (
     DEAD_LETTER,
@@ -94,7 +99,7 @@ from shared.errors import CommandRefused, SystemFault
 from shared.logging import get_logger, message_context
 from shared.observability import METRICS
 from shared.outbox import OutgoingRecord, StoredRecord, store_records
-from shared.signing import Keyring, SignatureRefused, TrustStore, process_keyring
+from shared.signing import PRINCIPALS, Keyring, SignatureRefused, TrustStore, process_keyring
 from shared.sql import Database, Transaction, open_database
 from shared.unit_of_work import BatchUnitOfWork, MessageScope, VersionConflict, normalize_key
 
@@ -143,6 +148,8 @@ class ConsumedRecord(Protocol):
     def offset(self) -> int: ...
     @property
     def timestamp(self) -> int: ...
+    @property
+    def timestamp_type(self) -> int: ...
     @property
     def key(self) -> bytes | None: ...
     @property
@@ -374,7 +381,8 @@ def _decode(record: ConsumedRecord, handlers: MessageHandlers, trust: TrustStore
     if route is None:
         return None
     _check_key(record, envelope)
-    _check_signature(record, envelope, trust)
+    signer = _check_signature(record, envelope, trust)
+    _check_fresh(record, envelope, signer)
     return Delivery(record, envelope=envelope, route=route)
 
 
@@ -410,15 +418,46 @@ def _check_key(record: ConsumedRecord, envelope: Envelope[Any]) -> None:
         raise _Poison(f"record key {shown} is not the message's {envelope.payload.topic.key.value} {subject!r}")
 
 
-def _check_signature(record: ConsumedRecord, envelope: Envelope[Any], trust: TrustStore) -> None:
-    """Made by a principal the catalogue lets send this type, and unchanged since (SPEC X9)."""
+def _check_signature(record: ConsumedRecord, envelope: Envelope[Any], trust: TrustStore) -> str:
+    """Made by a principal the catalogue lets send this type, and unchanged since (SPEC X9);
+    returns that principal."""
     try:
-        trust.check(
+        return trust.check(
             record.headers, message_type=envelope.type, topic=record.topic, key=record.key, value=record.value or b""
         )
     except SignatureRefused as refused:
         METRICS.signatures_refused.labels(refused.code).inc()
         raise _Poison(refused.reason) from None
+
+
+REPLAY_WINDOW_MS = 5 * 60 * 1000
+"""How long after it was signed a command from outside the services may reach the broker."""
+LOG_APPEND_TIME = 1  # Kafka's timestamp type: stamped by the broker on arrival
+_OUTSIDE_PRINCIPALS = frozenset(PRINCIPALS) - frozenset(REJECTIONS)  # the marketplace, the operators
+
+
+def _check_fresh(record: ConsumedRecord, envelope: Envelope[Any], signer: str) -> None:
+    """A marketplace or operator command must reach the broker within the window of its signed
+    ``occurred_at`` (either way: a clock ahead must not stretch it). A copy captured and sent
+    again later carries its old stamp under a new arrival time, and is refused here.
+
+    Measured against the broker's arrival stamp (command topics are LogAppendTime), not against
+    this service's clock: a consumer catching up after a pause, or a clock moved by a scenario
+    (X8), makes no command stale. The services' own records are not checked: an outbox may
+    publish long after it committed, and their signatures already bind them to their producer.
+    """
+    if signer not in _OUTSIDE_PRINCIPALS or record.timestamp_type != LOG_APPEND_TIME:
+        return
+    signed_ms = int(envelope.occurred_at.timestamp() * 1000)
+    late_ms = record.timestamp - signed_ms
+    if abs(late_ms) > REPLAY_WINDOW_MS:
+        METRICS.signatures_refused.labels("stale").inc()
+        when = "after" if late_ms > 0 else "before"
+        raise _Poison(
+            f"stale: signed at {envelope.occurred_at.isoformat()}, reached the broker {abs(late_ms) / 1000:.0f} s "
+            f"{when} that (the window is {REPLAY_WINDOW_MS // 1000} s): a replayed or delayed command; "
+            "send it again, with the same idempotency key"
+        )
 
 
 # ---------------------------------------------------------------------- consuming

@@ -37,9 +37,10 @@ class Metrics:
         self.batches = Counter("tradeguard_batches", "Batches applied.")
         self.signatures_refused = Counter(
             "tradeguard_signatures_refused",
-            "Records dead-lettered because their signature proves no allowed producer made them, by reason.",
+            "Records dead-lettered because their signature proves no allowed producer made them, "
+            "or because they were replayed late, by reason.",
             ["reason"],
-        )  # unsigned, malformed, unknown_signer, unknown_key, bad_signature, not_allowed (shared.signing)
+        )  # unsigned, malformed, unknown_signer, unknown_key, bad_signature, not_allowed (shared.signing); stale
         self.statements = Counter("tradeguard_sql_statements", "SQL statements run on the service's database.")
         self.system_faults = Counter(
             "tradeguard_system_faults", "Batches retried because the database or broker failed."

@@ -10,6 +10,7 @@ import asyncio
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -76,12 +77,15 @@ class Forger:
         self._producer = producer
         self._keyring = keyring
 
-    def record(self, message: Message, signer: str | None) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    def record(
+        self, message: Message, signer: str | None, occurred_at: datetime | None = None
+    ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         envelope = envelope_for(
             message,
             correlation_id=f"forged-{uuid.uuid4().hex[:8]}",
             idempotency_key=f"forged-{uuid.uuid4()}",
             source=signer or "mallory",
+            occurred_at=occurred_at,
         )
         key, value, kind = message.partition_key.encode(), envelope.model_dump_json().encode(), message.message_type
         headers = [(MESSAGE_TYPE_HEADER, kind.encode())]
@@ -276,3 +280,20 @@ async def test_x9_a_signed_command_changed_in_one_byte_is_dead_lettered(
         lambda s: isinstance(s.message, WalletFunded) and s.message.account_id == account, timeout=60
     )
     assert funded.message.balance.amount_minor == 100  # type: ignore[attr-defined]
+
+
+async def test_x9_a_signed_command_replayed_after_the_window_is_dead_lettered_and_moves_no_money(
+    stack: ServiceProcesses, watcher: EventWatcher, forger: Forger, service_db: dict[str, str]
+) -> None:
+    """A FundWallet the marketplace really signed, captured and sent again six minutes later."""
+    account = f"replayed-{uuid.uuid4().hex[:10]}"
+    fund = FundWallet(account_id=account, amount=usd(50_000))
+    captured = forger.record(fund, "marketplace", occurred_at=datetime.now(UTC) - timedelta(minutes=6))
+    replayed = await forger.send(fund.topic.name, *captured)
+    letter = await refused(watcher, replayed, "account", "stale: signed at")
+    assert "reached the broker 36" in letter.headers[DEAD_LETTER_REASON].decode()  # 360 s late, give or take
+    # The same command signed now goes through: the window, not the command, refused it.
+    fresh = await forger.send(fund.topic.name, *forger.record(fund, "marketplace"))
+    await watcher.wait_for(lambda s: isinstance(s.message, WalletFunded) and s.message.account_id == account)
+    assert wallets(service_db, account) == {account: 50_000}
+    assert fresh != replayed

@@ -25,6 +25,7 @@ class Record:
     offset: int = field(default_factory=lambda: next(_offsets))
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
+    timestamp_type: int = 0  # CreateTime; 1 is the broker's LogAppendTime
 
 
 def record_of(
