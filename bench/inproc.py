@@ -46,6 +46,7 @@ from contracts import (
     VerifyPhone,
     envelope_for,
 )
+from contracts.catalogue import party_actor
 from contracts.sealing import Purpose
 from contracts.topics import MESSAGE_TYPE_HEADER
 from scripts.onboarding import MARKETPLACE_ID, Person
@@ -235,7 +236,9 @@ class Router:
         self._react(record)
 
     def command(self, message: Message, key: str) -> None:
-        envelope = envelope_for(message, correlation_id=key, idempotency_key=key, source="bench")
+        envelope = envelope_for(
+            message, correlation_id=key, idempotency_key=key, source="bench", actor=party_actor(message)
+        )
         record_key, value, kind = (
             message.partition_key.encode(),
             envelope.model_dump_json().encode(),

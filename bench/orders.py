@@ -31,7 +31,7 @@ from contracts import (
     WalletFunded,
     envelope_for,
 )
-from contracts.catalogue import OPERATOR
+from contracts.catalogue import OPERATOR, party_actor
 from contracts.topics import ACCOUNT_EVENTS, MESSAGE_TYPE_HEADER, ORDER_EVENTS, Topic
 from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, Phone
@@ -181,7 +181,13 @@ class OrderDriver:
 
     async def _send(self, message: Message, *, correlation_id: str, idempotency_key: str) -> None:
         """Enqueue a command without waiting for its ack (failed acks are counted)."""
-        envelope = envelope_for(message, correlation_id=correlation_id, idempotency_key=idempotency_key, source=SOURCE)
+        envelope = envelope_for(
+            message,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+            source=SOURCE,
+            actor=party_actor(message),
+        )
         key, value, kind = message.partition_key.encode(), envelope.model_dump_json().encode(), message.message_type
         if self._signer is None:
             self._signer = client_keyring().signer("marketplace")

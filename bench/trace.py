@@ -38,6 +38,7 @@ from contracts import (
     envelope_for,
     parse_envelope,
 )
+from contracts.catalogue import party_actor
 from contracts.topics import MESSAGE_TYPE_HEADER
 from scripts.onboarding import MARKETPLACE_ID
 from scripts.stack import client_keyring
@@ -82,7 +83,9 @@ class Tracer:
         await self._producer.stop()
 
     async def _publish(self, message: Message, order_id: str, key: str) -> None:
-        envelope = envelope_for(message, correlation_id=order_id, idempotency_key=key, source=SOURCE)
+        envelope = envelope_for(
+            message, correlation_id=order_id, idempotency_key=key, source=SOURCE, actor=party_actor(message)
+        )
         record_key, value, kind = (
             message.partition_key.encode(),
             envelope.model_dump_json().encode(),

@@ -45,7 +45,7 @@ from contracts.disputes import (
     OpenDispute,
     ResolveDispute,
 )
-from contracts.envelope import Command, Envelope, Event, Message, RawEnvelope, envelope_for
+from contracts.envelope import Actor, ActorRole, Command, Envelope, Event, Message, RawEnvelope, envelope_for
 from contracts.escrow import (
     FreezeFunds,
     FundsFrozen,
@@ -156,6 +156,8 @@ __all__ = [
     "AccountRegistered",
     "AccountStatus",
     "AccountStatusChanged",
+    "Actor",
+    "ActorRole",
     "AddBankAccount",
     "AddCard",
     "AnswerDispute",

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from contracts import MESSAGE_TYPES
-from contracts.envelope import Envelope, Message
+from contracts.envelope import Actor, ActorRole, Envelope, Message
 from contracts.rejections import CommandRejected
 from contracts.topics import (
     ACCOUNT_EVENTS,
@@ -51,7 +51,7 @@ KAFKA_BINDING_VERSION = "0.4.0"
 # 0.6.0: the saga (issue 10) and disputes (issue 9): retries and paying again (attempt numbers on the
 # payment's commands and answers), timers (OrderDeadlineReached), protection reminders and extension,
 # disputes (open, answer, resolve; FreezeFunds/FundsFrozen), operator actions on orders, new statuses.
-CONTRACTS_VERSION = "0.6.0"
+CONTRACTS_VERSION = "0.7.0"
 
 # Who publishes each message type. "marketplace" is the client side (scripts/marketplace.py): its
 # checkout and its app gateway, which sends the account holder's commands; "operator" is the
@@ -151,6 +151,32 @@ REJECTIONS: dict[str, Topic] = {
     "escrow": ESCROW_EVENTS,
     "notification": NOTIFICATION_EVENTS,
 }
+
+# Whose consent a command needs (X9): the marketplace acts for the person it authenticated,
+# named in the envelope's ``actor``; the actor must have this role and be the party the payload
+# names in this field. The marketplace's signature vouches for the actor; where SPEC A6 asks for
+# a security check (a PIN or one-time code above the threshold) the payload carries it too and the
+# account service verifies it. Refunds (the seller's or the marketplace's to give) and the
+# operators' decisions keep their own rules.
+CONSENT: dict[str, tuple[ActorRole, str]] = {
+    "Checkout": (ActorRole.BUYER, "buyer_id"),
+    "PayAgain": (ActorRole.BUYER, "buyer_id"),
+    "ConfirmReceipt": (ActorRole.BUYER, "buyer_id"),
+    "ExtendProtection": (ActorRole.BUYER, "buyer_id"),
+    "OpenDispute": (ActorRole.BUYER, "buyer_id"),
+    "AnswerDispute": (ActorRole.SELLER, "seller_id"),
+}
+
+
+def party_actor(message: Message, session_id: str | None = None) -> Actor | None:
+    """The actor a marketplace names when it sends ``message`` for the party the payload names
+    (after authenticating that person); None for a command that needs no one's consent."""
+    needed = CONSENT.get(message.message_type)
+    if needed is None:
+        return None
+    role, field = needed
+    return Actor(account_id=getattr(message, field), role=role, session_id=session_id)
+
 
 # Who reads each topic (by topic name).
 CONSUMERS: dict[str, tuple[str, ...]] = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
@@ -108,6 +109,29 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class ActorRole(StrEnum):
+    """The side of the order the marketplace acts for."""
+
+    BUYER = "buyer"
+    SELLER = "seller"
+
+
+class Actor(BaseModel):
+    """The person the marketplace authenticated and sends a command for (X9, the buyer's consent).
+
+    The marketplace's principal vouches for it with its signature; a command that moves a buyer's
+    money or gives up their protection is refused unless its actor is that buyer
+    (``contracts.catalogue.CONSENT``)."""
+
+    model_config = STRICT
+
+    account_id: str = Field(min_length=1, max_length=100, description="Whom the marketplace authenticated.")
+    role: Annotated[ActorRole, AcceptJsonForm()] = Field(description="Which side of the order they are.")
+    session_id: str | None = Field(
+        default=None, max_length=200, description="The marketplace's session or request id, for the audit trail."
+    )
+
+
 class Envelope(BaseModel, Generic[P]):
     """Metadata shared by every message, around a typed payload."""
 
@@ -131,6 +155,9 @@ class Envelope(BaseModel, Generic[P]):
         examples=["checkout:order-7f3a"],
     )
     source: str = Field(min_length=1, description="The service or client that produced it.", examples=["saga"])
+    actor: Actor | None = Field(
+        default=None, description="Whom the marketplace acts for: required where the buyer's (or seller's) consent is."
+    )
     payload: P
 
     @model_validator(mode="after")
@@ -161,6 +188,7 @@ def envelope_for(
     causation_id: uuid.UUID | None = None,
     occurred_at: datetime | None = None,
     message_id: uuid.UUID | None = None,
+    actor: Actor | None = None,
 ) -> Envelope[M]:
     """Wrap a payload in a fresh envelope; type and version come from its class.
 
@@ -175,5 +203,6 @@ def envelope_for(
         causation_id=causation_id,
         idempotency_key=idempotency_key,
         source=source,
+        actor=actor,
         payload=message,
     )

@@ -23,8 +23,8 @@ from contracts import (
     decode_message,
     parse_envelope,
 )
-from contracts.catalogue import OPERATOR
-from contracts.envelope import envelope_for
+from contracts.catalogue import OPERATOR, party_actor
+from contracts.envelope import Actor, envelope_for
 from contracts.topics import MESSAGE_TYPE_HEADER
 from scripts.stack import client_keyring
 from shared.broker_security import client_options
@@ -51,6 +51,13 @@ class RawRecord:
 
 
 T = TypeVar("T")
+
+
+class Unset:
+    """No value given (None is a value: no actor)."""
+
+
+UNSET = Unset()
 
 
 class Marketplace:
@@ -82,9 +89,18 @@ class Marketplace:
     async def __aexit__(self, *_: object) -> None:
         await self._producer.stop()
 
-    async def publish(self, command: Command, *, correlation_id: str, idempotency_key: str) -> RawEnvelope:
+    async def publish(
+        self, command: Command, *, correlation_id: str, idempotency_key: str, actor: Actor | Unset | None = UNSET
+    ) -> RawEnvelope:
+        """Send ``command`` as the marketplace does for the person it authenticated: by default the
+        party the command names (the buyer of a ``ConfirmReceipt``: X9, the buyer's consent);
+        ``actor`` names someone else (a seller's session), or None for no one."""
         envelope = envelope_for(
-            command, correlation_id=correlation_id, idempotency_key=idempotency_key, source=self.source
+            command,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+            source=self.source,
+            actor=party_actor(command) if isinstance(actor, Unset) else actor,
         )
         await self.publish_raw(command.topic, command.partition_key, envelope.model_dump_json().encode(), command)
         return parse_envelope(envelope.model_dump_json())

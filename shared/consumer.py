@@ -78,7 +78,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts import CommandRejected, Envelope, InvalidMessage, Message, decode_message, payload_model
+from contracts import Actor, CommandRejected, Envelope, InvalidMessage, Message, decode_message, payload_model
 from contracts.catalogue import REJECTIONS
 from contracts.envelope import envelope_for, new_message_id
 from contracts.topics import (
@@ -94,6 +94,7 @@ from contracts.topics import (
 from shared import idempotency, inbox
 from shared.aggregates import Aggregate, Journal, Key, Load, Row
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.consent import check_consent
 from shared.crash import crash_if_asked
 from shared.errors import CommandRefused, SystemFault
 from shared.logging import get_logger, message_context
@@ -249,10 +250,11 @@ def outgoing(
     signer: str | None = None,
     keyring: Keyring | None = None,
     message_id: uuid.UUID | None = None,
+    actor: Actor | None = None,
 ) -> OutgoingRecord:
     """The Kafka record for a message: its envelope as JSON, keyed, typed and signed as
     ``signer`` (default: ``source``, a service's own principal) with ``keyring`` (default: the
-    process's, :func:`shared.signing.process_keyring`)."""
+    process's, :func:`shared.signing.process_keyring`); ``actor``: whom a marketplace acts for."""
     envelope = envelope_for(
         message,
         correlation_id=correlation_id,
@@ -261,6 +263,7 @@ def outgoing(
         source=source,
         occurred_at=occurred_at,
         message_id=message_id,
+        actor=actor,
     )
     key = message.partition_key.encode()
     value = envelope.model_dump_json().encode()
@@ -698,6 +701,7 @@ class BatchConsumer:
                     rejections_topic=self._rejections_topic,
                 )
                 try:
+                    check_consent(envelope)
                     delivery.route.handler(envelope.payload, context)
                 except CommandRefused as refusal:
                     scope.discard()

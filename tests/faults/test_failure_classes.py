@@ -37,6 +37,7 @@ from contracts import (
     OrderStatusChanged,
     WalletFunded,
 )
+from contracts.catalogue import party_actor
 from contracts.envelope import envelope_for
 from contracts.money import max_amount_minor, max_balance_minor
 from contracts.topics import (
@@ -113,7 +114,9 @@ async def place(market: Marketplace, order: Order) -> None:
 
 
 def envelope_bytes(command: FundWallet | Checkout | ConfirmReceipt, correlation_id: str, key: str) -> bytes:
-    envelope = envelope_for(command, correlation_id=correlation_id, idempotency_key=key, source="marketplace")
+    envelope = envelope_for(
+        command, correlation_id=correlation_id, idempotency_key=key, source="marketplace", actor=party_actor(command)
+    )
     return envelope.model_dump_json().encode()
 
 

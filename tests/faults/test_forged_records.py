@@ -18,7 +18,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts import (
+    Actor,
+    ActorRole,
     Checkout,
+    CommandRejected,
     ConfirmReceipt,
     CreditWallet,
     FundsReleased,
@@ -127,6 +130,10 @@ async def refused(watcher: EventWatcher, source: bytes, consumer: str, reason: s
     assert letter.headers[DEAD_LETTER_CLASS] == b"record"
     assert reason in letter.headers[DEAD_LETTER_REASON].decode(), letter.headers[DEAD_LETTER_REASON]
     return letter
+
+
+def answer_to(message_id: uuid.UUID, kind: type[Message]) -> Callable[[Seen], bool]:
+    return lambda seen: isinstance(seen.message, kind) and seen.envelope.causation_id == message_id
 
 
 def status_of(order_id: str, *statuses: OrderStatus) -> Callable[[Seen], bool]:
@@ -238,6 +245,18 @@ async def test_x9_a_confirm_receipt_from_a_principal_that_may_not_send_it_is_dea
     assert not [s for s in watcher.about(order_id) if isinstance(s.message, FundsReleased)]
     assert wallets(service_db, seller).get(seller, 0) == 0
     assert await refusals_counted(stack.saga_url, "not_allowed") == counted + 1
+
+    # Through the marketplace, but for the seller's session, or for no one: the buyer's consent is missing.
+    confirm = ConfirmReceipt(order_id=order_id, buyer_id=buyer.account_id)
+    for actor, code in (
+        (Actor(account_id=seller, role=ActorRole.SELLER), "consent_mismatch"),
+        (None, "consent_missing"),
+    ):
+        sent = await market.publish(confirm, correlation_id=order_id, idempotency_key=f"{code}-{run}", actor=actor)
+        rejected = await watcher.wait_for(answer_to(sent.message_id, CommandRejected))
+        assert rejected.message.code == code  # type: ignore[attr-defined]
+    assert (await saga_order(stack, order_id))["status"] == OrderStatus.IN_ESCROW
+    assert wallets(service_db, seller).get(seller, 0) == 0
 
     # The buyer's own confirmation, through the marketplace, still releases it: once.
     await market.publish(

@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from contracts import Command, Message
-from contracts.catalogue import PRODUCERS
+from contracts import Actor, Command, Message
+from contracts.catalogue import PRODUCERS, party_actor
+from scripts.marketplace import UNSET, Unset
 from shared.consumer import outgoing
 
 _offsets = itertools.count()
@@ -35,9 +36,11 @@ def record_of(
     idempotency_key: str | None = None,
     occurred_at: datetime | None = None,
     signer: str | None = None,
+    actor: Actor | Unset | None = UNSET,
 ) -> Record:
     """The record a producer would send for ``message`` (stamped now unless ``occurred_at``),
-    signed as ``signer`` (default: the first producer the catalogue names for its type)."""
+    signed as ``signer`` (default: the first producer the catalogue names for its type), for
+    ``actor`` (default: the party the command names, where it needs their consent)."""
     out = outgoing(
         message,
         source="test",
@@ -45,6 +48,7 @@ def record_of(
         idempotency_key=idempotency_key or f"test-{next(_offsets)}",
         occurred_at=occurred_at,
         signer=signer or PRODUCERS[message.message_type][0],
+        actor=party_actor(message) if isinstance(actor, Unset) else actor,
     )
     return Record(topic=out.topic, value=out.value, key=out.key, headers=out.headers)
 
