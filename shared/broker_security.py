@@ -59,7 +59,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from contracts.catalogue import REJECTIONS, broker_principals, readers_of, writers_of
+from contracts.catalogue import OPERATOR, REJECTIONS, broker_principals, readers_of, writers_of
 from contracts.topics import ALL_TOPICS, Topic
 
 CREDENTIALS_DIR_VARIABLE = "KAFKA_CREDENTIALS_DIR"
@@ -205,8 +205,13 @@ class AclBinding:
         return f"{self.principal}: {self.operation.name} {self.resource_type.name.lower()} {self.resource_name}{star}"
 
 
+TOPIC_PREFIX = "tradeguard."
+
+
 def acl_bindings(topics: Iterable[Topic] = ALL_TOPICS) -> list[AclBinding]:
-    """Every ACL the broker holds, from the catalogue."""
+    """Every ACL the broker holds, from the catalogue. The operators' rights are one prefixed
+    rule over every ``tradeguard.`` topic, so a topic made later (a test's, a new one) is theirs
+    to inspect and re-drive to as well."""
     bindings: set[AclBinding] = set()
     for topic in topics:
         for principal in writers_of(topic):
@@ -215,6 +220,9 @@ def acl_bindings(topics: Iterable[Topic] = ALL_TOPICS) -> list[AclBinding]:
         for principal in readers_of(topic):
             for operation in (Operation.READ, Operation.DESCRIBE):
                 bindings.add(AclBinding(principal, ResourceType.TOPIC, topic.name, PatternType.LITERAL, operation))
+    bindings = {b for b in bindings if b.principal != OPERATOR}
+    for operation in (Operation.READ, Operation.WRITE, Operation.DESCRIBE):
+        bindings.add(AclBinding(OPERATOR, ResourceType.TOPIC, TOPIC_PREFIX, PatternType.PREFIXED, operation))
     for principal in BROKER_PRINCIPALS:  # its consumer group(s): a service's group is its name
         bindings.add(AclBinding(principal, ResourceType.GROUP, principal, PatternType.PREFIXED, Operation.READ))
     return sorted(bindings)

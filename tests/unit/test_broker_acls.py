@@ -11,6 +11,7 @@ from shared.broker_security import (
     SERVICES,
     Credentials,
     Operation,
+    PatternType,
     ResourceType,
     acl_bindings,
 )
@@ -75,3 +76,10 @@ def test_x9_a_password_is_never_shown() -> None:
     secret = Credentials("saga", "s3cret-value")
     assert "s3cret-value" not in repr(secret)
     assert "s3cret-value" not in str(secret)
+
+
+def test_x9_the_operators_rights_cover_every_tradeguard_topic_by_prefix() -> None:
+    operator = [b for b in acl_bindings() if b.principal == OPERATOR]
+    assert {(b.resource_name, b.pattern, b.operation) for b in operator} == {
+        ("tradeguard.", PatternType.PREFIXED, op) for op in (Operation.READ, Operation.WRITE, Operation.DESCRIBE)
+    } | {("operator", PatternType.PREFIXED, Operation.READ)}
