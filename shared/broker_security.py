@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -152,19 +154,33 @@ def _ensure_all_credentials(directory: Path) -> list[Credentials]:
     return [_ensure_credentials(directory, principal) for principal in BROKER_PRINCIPALS]
 
 
+def usernames_of(principal: str) -> tuple[str, str]:
+    """The two SCRAM users a principal alternates between, so that during a rotation both the
+    old password and the new one are valid (SCRAM keeps one password per user)."""
+    return principal, f"{principal}-2"
+
+
+def _write_credentials(path: Path, credentials: Credentials, *, exclusive: bool) -> None:
+    """Mode 0600, whole or not at all; ``exclusive``: only if no file is there yet (two set-ups
+    at once: the first file wins)."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"username": credentials.username, "password": credentials.password}, out)
+    try:
+        if exclusive:
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        else:
+            temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def _ensure_credentials(directory: Path, principal: str) -> Credentials:
     path = directory / f"{principal}.json"
     if not path.exists():
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump({"username": principal, "password": secrets.token_urlsafe(32)}, out)
-        try:
-            os.link(temporary, path)  # two set-ups at once: the first file wins
-        except FileExistsError:
-            pass
-        finally:
-            temporary.unlink()
+        _write_credentials(path, Credentials(principal, secrets.token_urlsafe(32)), exclusive=True)
     return read_credentials(principal, directory)
 
 
@@ -228,6 +244,15 @@ def acl_bindings(topics: Iterable[Topic] = ALL_TOPICS) -> list[AclBinding]:
     return sorted(bindings)
 
 
+def broker_acls() -> list[AclBinding]:
+    """:func:`acl_bindings` for each of the SCRAM users of each principal (:func:`usernames_of`)."""
+    return sorted(
+        dataclasses.replace(binding, principal=username)
+        for binding in acl_bindings()
+        for username in usernames_of(binding.principal)
+    )
+
+
 # ---------------------------------------------------------------------- the set-up
 
 
@@ -275,8 +300,9 @@ class _AlterUserScramCredentialsStruct(RequestStruct):  # type: ignore[misc]  # 
 class _AlterUserScramCredentials(Request[_AlterUserScramCredentialsStruct]):  # type: ignore[misc]  # aiokafka ships no types
     API_KEY = 51
 
-    def __init__(self, credentials: Sequence[Credentials]) -> None:
+    def __init__(self, credentials: Sequence[Credentials], deletions: Sequence[str] = ()) -> None:
         self._credentials = credentials
+        self._deletions = deletions
 
     def build(self, request_struct_class: type[_AlterUserScramCredentialsStruct]) -> _AlterUserScramCredentialsStruct:
         upsertions: list[tuple[str, int, int, bytes, bytes, dict[int, bytes]]] = []
@@ -285,7 +311,8 @@ class _AlterUserScramCredentials(Request[_AlterUserScramCredentialsStruct]):  # 
             # The broker keeps only what SCRAM derives from this (RFC 5802's Hi(): PBKDF2).
             salted = hashlib.pbkdf2_hmac("sha512", each.password.encode(), salt, SCRAM_ITERATIONS)
             upsertions.append((each.username, 2, SCRAM_ITERATIONS, salt, salted, {}))  # 2: SCRAM-SHA-512
-        return request_struct_class([], upsertions, {})
+        deletions: list[tuple[str, int, dict[int, bytes]]] = [(username, 2, {}) for username in self._deletions]
+        return request_struct_class(deletions, upsertions, {})
 
 
 class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]  # aiokafka ships no types
@@ -307,18 +334,63 @@ def _errors(pairs: Iterable[tuple[str, int, str | None]]) -> list[str]:
     return [f"{name}: error {code} {message or ''}".strip() for name, code, message in pairs if code != 0]
 
 
+async def _alter_scram(
+    admin: AIOKafkaAdminClient, upserts: Sequence[Credentials], deletions: Sequence[str] = ()
+) -> list[str]:
+    """Register (or replace) these users' SCRAM credentials and delete those; the failures."""
+    response = await admin._send_request(_AlterUserScramCredentials(upserts, deletions))
+    assert isinstance(response, _AlterUserScramCredentialsResponse)
+    return _errors((user, code, message) for user, code, message, _ in response.results)
+
+
+async def _as_admin(bootstrap_servers: str, directory: Path) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options(ADMIN, directory))
+    await admin.start()
+    return admin
+
+
+async def rotate_password(bootstrap_servers: str, directory: Path, principal: str) -> str:
+    """Give ``principal`` a new password under its other SCRAM user and point its credentials file
+    at it; returns that user. The old user's password stays valid (connections made with it,
+    and processes that have not re-read the file, keep working) until :func:`retire_password`."""
+    current = read_credentials(principal, directory)
+    first, second = usernames_of(principal)
+    fresh = Credentials(second if current.username == first else first, secrets.token_urlsafe(32))
+    admin = await _as_admin(bootstrap_servers, directory)
+    try:
+        failures = await _alter_scram(admin, [fresh])
+    finally:
+        await admin.close()
+    if failures:
+        raise BrokerSecurityError(f"the broker refused {principal}'s new password: " + "; ".join(failures))
+    _write_credentials(directory / f"{principal}.json", fresh, exclusive=False)
+    return fresh.username
+
+
+async def retire_password(bootstrap_servers: str, directory: Path, principal: str) -> str:
+    """Delete the SCRAM user ``principal``'s credentials file no longer names (after its processes
+    restarted on the new one); returns it. New connections with the old password are refused."""
+    current = read_credentials(principal, directory).username
+    old = next(name for name in usernames_of(principal) if name != current)
+    admin = await _as_admin(bootstrap_servers, directory)
+    try:
+        failures = await _alter_scram(admin, [], [old])
+    finally:
+        await admin.close()
+    if failures:
+        raise BrokerSecurityError(f"the broker could not retire {old}: " + "; ".join(failures))
+    return old
+
+
 async def provision(bootstrap_servers: str, directory: Path) -> list[str]:
     """Credentials for every principal, the catalogue's topics and its ACLs; idempotent.
     Returns the topics it created."""
     everyone = _ensure_all_credentials(directory)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options(ADMIN, directory))
-    await admin.start()
+    admin = await _as_admin(bootstrap_servers, directory)
     try:
-        # aiokafka's admin client has no call for these two requests; its request path does.
-        scram = await admin._send_request(_AlterUserScramCredentials(everyone))
-        assert isinstance(scram, _AlterUserScramCredentialsResponse)
-        failures = _errors((user, code, message) for user, code, message, _ in scram.results)
-        acls = await admin._send_request(_CreateAcls(acl_bindings()))
+        failures = await _alter_scram(admin, everyone)
+        # aiokafka's admin client has no call for this request; its request path does.
+        acls = await admin._send_request(_CreateAcls(broker_acls()))
         assert isinstance(acls, CreateAclsResponse_v1)
         failures += _errors(("ACL", code, message) for code, message in acls.creation_responses)
         if failures:
@@ -382,17 +454,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     provisioning.add_argument("--bootstrap-servers", required=True)
     provisioning.add_argument("--credentials", type=Path, required=True, help="the broker's credentials folder")
     commands.add_parser("acls", help="print the ACLs the catalogue gives each principal")
+    for name, what in (("rotate", "a new password, the old one valid until retired"), ("retire", "the old password")):
+        rotation = commands.add_parser(name, help=what)
+        rotation.add_argument("principal", choices=BROKER_PRINCIPALS)
+        rotation.add_argument("--bootstrap-servers", required=True)
+        rotation.add_argument("--credentials", type=Path, required=True, help="the broker's credentials folder")
     args = parser.parse_args(argv)
     if args.command == "acls":
         sys.stdout.write("".join(f"{binding}\n" for binding in acl_bindings()))
         return 0
     try:
+        if args.command == "rotate":
+            user = asyncio.run(rotate_password(args.bootstrap_servers, args.credentials, args.principal))
+            sys.stdout.write(f"{args.principal}: new password for user {user}; restart its processes, then retire\n")
+            return 0
+        if args.command == "retire":
+            user = asyncio.run(retire_password(args.bootstrap_servers, args.credentials, args.principal))
+            sys.stdout.write(f"{args.principal}: user {user} retired\n")
+            return 0
         created = asyncio.run(provision(args.bootstrap_servers, args.credentials))
     except (BrokerSecurityError, OSError) as error:
-        sys.stderr.write(f"broker set-up failed: {error}\n")
+        sys.stderr.write(f"broker {args.command} failed: {error}\n")
         return 1
     sys.stdout.write(
-        f"broker secured: {len(BROKER_PRINCIPALS)} principals, {len(acl_bindings())} ACLs"
+        f"broker secured: {len(BROKER_PRINCIPALS)} principals, {len(broker_acls())} ACLs"
         + (f", {len(created)} topics created" if created else "")
         + "\n"
     )

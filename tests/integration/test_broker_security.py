@@ -22,7 +22,16 @@ from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError,
 
 from contracts.catalogue import readers_of, writers_of
 from contracts.topics import ALL_TOPICS, ORDER_COMMANDS, PAYMENT_EVENTS, Topic
-from shared.broker_security import ADMIN, BROKER_PRINCIPALS, SERVICES, acl_bindings, client_options, provision
+from shared.broker_security import (
+    ADMIN,
+    BROKER_PRINCIPALS,
+    SERVICES,
+    acl_bindings,
+    client_options,
+    provision,
+    retire_password,
+    rotate_password,
+)
 from tests.support.kafka import KAFKA_SH, REPO_ROOT
 
 pytestmark = [pytest.mark.kafka]
@@ -178,3 +187,25 @@ async def test_x9_the_set_up_is_idempotent_and_keeps_credentials_private(secured
     assert all(json.loads(text)["password"] not in repr(acl_bindings()) for text in after.values())
     # Still the same passwords after the second set-up: clients connect as before.
     assert await _send(secured, secured.options("saga"), "tradeguard.order.events") == "sent"
+
+
+async def test_x9_a_password_rotation_keeps_both_passwords_valid_until_the_old_one_is_retired(
+    secured: SecuredBroker,
+) -> None:
+    old = secured.options("marketplace")
+    user = await rotate_password(secured.servers, secured.credentials, "marketplace")
+    new = secured.options("marketplace")
+    assert (old["sasl_plain_username"], user, new["sasl_plain_username"]) == ("marketplace", "marketplace-2", user)
+    assert old["sasl_plain_password"] != new["sasl_plain_password"]
+    # Both valid, with the same rights: processes not restarted yet keep connecting.
+    for options in (old, new):
+        assert await _send(secured, options, ORDER_COMMANDS.name) == "sent"
+        assert await _send(secured, options, PAYMENT_EVENTS.name) == "TopicAuthorizationFailedError"
+
+    assert await retire_password(secured.servers, secured.credentials, "marketplace") == "marketplace"
+    assert await _send(secured, old, ORDER_COMMANDS.name) == "KafkaConnectionError"
+    assert await _send(secured, new, ORDER_COMMANDS.name) == "sent"
+    # The next rotation goes back to the first user, with a password never used before.
+    assert await rotate_password(secured.servers, secured.credentials, "marketplace") == "marketplace"
+    assert secured.options("marketplace")["sasl_plain_password"] != old["sasl_plain_password"]
+    assert await _send(secured, secured.options("marketplace"), ORDER_COMMANDS.name) == "sent"
