@@ -10,15 +10,11 @@ import random
 import re
 import secrets
 import uuid
-from collections.abc import Iterable
-from pathlib import Path
 
 import pyotp
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts import (
-    ALL_TOPICS,
     AddCard,
     Checkout,
     EnrolTotp,
@@ -38,8 +34,8 @@ from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, e164
 from scripts.stack import ServiceProcesses
 from services.funding.client import VaultClient
-from shared.broker_security import ADMIN, client_options
 from shared.signing import PRINCIPALS
+from tests.support.secrets_scan import all_records, files, findings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
@@ -59,41 +55,6 @@ def pin() -> str:
         value = f"{secrets.randbelow(10**6):06d}"
         if len(set(value)) > 2 and value not in "01234567890" and value not in "09876543210":
             return value
-
-
-def findings(secrets_used: dict[str, str], sources: Iterable[tuple[str, bytes]]) -> list[str]:
-    """Where each secret appears, as text or digits (not as the fractional seconds of a timestamp)."""
-    found = []
-    for where, data in sources:
-        text = data.decode("utf-8", errors="replace")
-        for name, value in secrets_used.items():
-            if re.search(rf"(?<![.\d]){re.escape(value)}(?!\d)", text):
-                found.append(f"{name} in {where}")
-    return found
-
-
-async def all_records(bootstrap: str) -> list[tuple[str, bytes]]:
-    """Every record of every topic, from the beginning: key, value and headers."""
-    consumer = AIOKafkaConsumer(**client_options(ADMIN), bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(t.name, p) for t in ALL_TOPICS for p in range(t.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        out: list[tuple[str, bytes]] = []
-        while [p for p in partitions if await consumer.position(p) < ends[p]]:
-            for partition, records in (await consumer.getmany(timeout_ms=500, max_records=5000)).items():
-                for r in records:
-                    headers = b"".join(k.encode() + (v or b"") for k, v in r.headers)  # a header may be null
-                    out.append((f"{partition.topic}@{r.offset}", (r.key or b"") + (r.value or b"") + headers))
-        return out
-    finally:
-        await consumer.stop()
-
-
-def files(paths: Iterable[Path]) -> list[tuple[str, bytes]]:
-    return [(str(p), p.read_bytes()) for p in paths if p.is_file()]
 
 
 async def test_a6_x9_secrets_never_reach_logs_topics_or_databases(

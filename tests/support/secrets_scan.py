@@ -1,0 +1,48 @@
+"""Scanning a stack's logs, topics and databases for secrets (X9, A6): shared by the tests that
+look for a password, a code, a card number or a key where it must never be."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from contracts import ALL_TOPICS
+from shared.broker_security import ADMIN, client_options
+
+
+def findings(secrets_used: dict[str, str], sources: Iterable[tuple[str, bytes]]) -> list[str]:
+    """Where each secret appears, as text or digits (not as the fractional seconds of a timestamp)."""
+    found = []
+    for where, data in sources:
+        text = data.decode("utf-8", errors="replace")
+        for name, value in secrets_used.items():
+            if re.search(rf"(?<![.\d]){re.escape(value)}(?!\d)", text):
+                found.append(f"{name} in {where}")
+    return found
+
+
+async def all_records(bootstrap: str) -> list[tuple[str, bytes]]:
+    """Every record of every topic, from the beginning: key, value and headers."""
+    consumer = AIOKafkaConsumer(**client_options(ADMIN), bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t.name, p) for t in ALL_TOPICS for p in range(t.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        out: list[tuple[str, bytes]] = []
+        while [p for p in partitions if await consumer.position(p) < ends[p]]:
+            for partition, records in (await consumer.getmany(timeout_ms=500, max_records=5000)).items():
+                for r in records:
+                    headers = b"".join(k.encode() + (v or b"") for k, v in r.headers)  # a header may be null
+                    out.append((f"{partition.topic}@{r.offset}", (r.key or b"") + (r.value or b"") + headers))
+        return out
+    finally:
+        await consumer.stop()
+
+
+def files(paths: Iterable[Path]) -> list[tuple[str, bytes]]:
+    return [(str(p), p.read_bytes()) for p in paths if p.is_file()]
