@@ -103,7 +103,7 @@ class Service:
             clock=clock,
             database=self.database,
             dependencies=self.dependencies,
-            trust=self.keyring.trust,
+            verifier=self.keyring.verifier(definition.name),
         )
         self.subscriber = Subscriber(
             create_consumer(kafka, definition.name, gather_ms=definition.fetch_wait_ms or kafka.fetch_gather_ms),
