@@ -244,7 +244,7 @@ class Router:
             envelope.model_dump_json().encode(),
             message.message_type,
         )
-        signature = process_keyring().sign("marketplace", record_key, kind, value)
+        signature = process_keyring().sign("marketplace", message.topic.name, record_key, kind, value)
         self.publish(
             OutgoingRecord(message.topic.name, record_key, value, ((MESSAGE_TYPE_HEADER, kind.encode()), *signature))
         )

@@ -195,7 +195,7 @@ class OrderDriver:
             message.topic.name,
             value,
             key=key,
-            headers=[(MESSAGE_TYPE_HEADER, kind.encode()), *self._signer.headers(key, kind, value)],
+            headers=[(MESSAGE_TYPE_HEADER, kind.encode()), *self._signer.headers(message.topic.name, key, kind, value)],
         )
         ack.add_done_callback(self._count_send_error)
 

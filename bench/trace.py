@@ -91,7 +91,7 @@ class Tracer:
             envelope.model_dump_json().encode(),
             message.message_type,
         )
-        signature = client_keyring().sign("marketplace", record_key, kind, value)
+        signature = client_keyring().sign("marketplace", message.topic.name, record_key, kind, value)
         await self._producer.send_and_wait(
             message.topic.name,
             value,

@@ -113,7 +113,7 @@ class Marketplace:
         kind = command.message_type.encode() if command else None
         headers = [(MESSAGE_TYPE_HEADER, kind)] if kind else []
         if sign:
-            headers.extend(self._signer.headers(key.encode(), kind, value))
+            headers.extend(self._signer.headers(topic.name, key.encode(), kind, value))
         await self._producer.send_and_wait(topic.name, value, key=key.encode(), headers=headers)
 
 

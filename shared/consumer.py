@@ -54,10 +54,10 @@ fault                  broker unavailable                       subscriber retri
 =====================  =======================================  ==========================================
 
 Records are trusted only from their owner (SPEC X9): :func:`outgoing` signs every record it
-makes as its source's principal, and a record this service handles is verified (after the route
-lookup, so what it skips costs nothing) before any handler runs. A dead letter keeps the original
-record's headers, signature included, and is not signed again: re-driven, it verifies as the
-original did.
+makes as its source's principal (one MAC per consumer of its topic), and a record this service
+handles is verified, by the MAC made for this service, after the route lookup (so what it skips
+costs nothing) and before any handler runs. A dead letter keeps the original record's headers,
+MACs included, and is not signed again: re-driven, it verifies as the original did.
 
 A dead-lettered message is *not* recorded in the inbox, so once the cause is fixed it can be
 re-driven (``tradeguard dead-letters redrive``) and then takes effect exactly once.
@@ -100,7 +100,7 @@ from shared.errors import CommandRefused, SystemFault
 from shared.logging import get_logger, message_context
 from shared.observability import METRICS
 from shared.outbox import OutgoingRecord, StoredRecord, store_records
-from shared.signing import PRINCIPALS, Keyring, SignatureRefused, TrustStore, process_keyring
+from shared.signing import PRINCIPALS, Keyring, SignatureRefused, Verifier, process_keyring
 from shared.sql import Database, Transaction, open_database
 from shared.unit_of_work import BatchUnitOfWork, MessageScope, VersionConflict, normalize_key
 
@@ -268,9 +268,10 @@ def outgoing(
     key = message.partition_key.encode()
     value = envelope.model_dump_json().encode()
     kind = message.message_type.encode()
-    signature = (keyring or process_keyring()).sign(signer or source, key, kind, value)
+    name = (topic or message.topic).name
+    signature = (keyring or process_keyring()).sign(signer or source, name, key, kind, value)
     return OutgoingRecord(
-        topic=(topic or message.topic).name,
+        topic=name,
         key=key,
         value=value,
         headers=((MESSAGE_TYPE_HEADER, kind), *signature),
@@ -353,21 +354,20 @@ class _Poison(Exception):  # internal flow control: carries the record's verdict
         self.reason = reason
 
 
-def decode_record(
-    record: ConsumedRecord, handlers: MessageHandlers, trust: TrustStore | None = None
-) -> Delivery | None:
+def decode_record(record: ConsumedRecord, handlers: MessageHandlers, verifier: Verifier) -> Delivery | None:
     """The verdict on one record; None when it is a message this service does not handle.
-    ``trust``: whose signatures count (default: the process keyring's trust store).
+    ``verifier``: the consuming principal's (:meth:`shared.signing.Keyring.verifier`), which
+    checks the MAC made for it.
 
     Total: whatever the record holds, the answer is a Delivery (possibly poison) or None.
     """
     try:
-        return _decode(record, handlers, trust or process_keyring().trust)
+        return _decode(record, handlers, verifier)
     except _Poison as poison:
         return Delivery(record, poison=poison.reason)
 
 
-def _decode(record: ConsumedRecord, handlers: MessageHandlers, trust: TrustStore) -> Delivery | None:
+def _decode(record: ConsumedRecord, handlers: MessageHandlers, verifier: Verifier) -> Delivery | None:
     header_type = _type_header(record)
     if header_type is not None:
         elsewhere = _belongs_elsewhere(header_type, record.topic)
@@ -384,7 +384,7 @@ def _decode(record: ConsumedRecord, handlers: MessageHandlers, trust: TrustStore
     if route is None:
         return None
     _check_key(record, envelope)
-    signer = _check_signature(record, envelope, trust)
+    signer = _check_signature(record, envelope, verifier)
     _check_fresh(record, envelope, signer)
     return Delivery(record, envelope=envelope, route=route)
 
@@ -421,11 +421,11 @@ def _check_key(record: ConsumedRecord, envelope: Envelope[Any]) -> None:
         raise _Poison(f"record key {shown} is not the message's {envelope.payload.topic.key.value} {subject!r}")
 
 
-def _check_signature(record: ConsumedRecord, envelope: Envelope[Any], trust: TrustStore) -> str:
+def _check_signature(record: ConsumedRecord, envelope: Envelope[Any], verifier: Verifier) -> str:
     """Made by a principal the catalogue lets send this type, and unchanged since (SPEC X9);
     returns that principal."""
     try:
-        return trust.check(
+        return verifier.check(
             record.headers, message_type=envelope.type, topic=record.topic, key=record.key, value=record.value or b""
         )
     except SignatureRefused as refused:
@@ -497,10 +497,11 @@ class BatchConsumer:
         clock: Clock = SYSTEM_CLOCK,
         database: Database | None = None,
         dependencies: Any = None,
-        trust: TrustStore | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.name = name
-        self._trust = trust or process_keyring().trust  # no keyring: this fails here, at start
+        # The MACs made for this service (its name is its principal); no keyring: this fails here, at start.
+        self._verifier = verifier or process_keyring().verifier(name)
         self._dependencies = dependencies
         self._database = database or open_database(engine)
         self._handlers = handlers
@@ -514,7 +515,7 @@ class BatchConsumer:
         """Apply a batch. Raises :class:`SystemFault` when the database (or the network) is
         the problem: nothing was stored and the same batch should be offered again."""
         started = time.perf_counter()
-        deliveries = [d for r in records if (d := decode_record(r, self._handlers, self._trust)) is not None]
+        deliveries = [d for r in records if (d := decode_record(r, self._handlers, self._verifier)) is not None]
         METRICS.messages.labels("skipped").inc(len(records) - len(deliveries))
         METRICS.stage("decode", time.perf_counter() - started)
         if not deliveries:

@@ -104,7 +104,7 @@ class Service:
             clock=clock,
             database=self.database,
             dependencies=self.dependencies,
-            trust=self.keyring.trust,
+            verifier=self.keyring.verifier(definition.name),
         )
         self.subscriber = Subscriber(
             create_consumer(

@@ -157,13 +157,16 @@ async def test_a6_x9_secrets_never_reach_logs_topics_or_databases(
     }
     # The scanner can find what it looks for: the phone (the SMS file) holds the code.
     assert findings(used, files([stack.sms_outbox])) == [f"phone code in {stack.sms_outbox}"]
-    # Every principal's private signing key (X9): only its keyring file holds it.
+    # Every principal's receive secrets and send keys (X9): only its keyring file holds them.
     keyring = {p: stack.signing_dir / f"{p}.json" for p in PRINCIPALS}
-    signing_keys = {
-        f"{p}'s signing key {k['key_id']}": str(k["private_key"])
-        for p, path in keyring.items()
-        for k in json.loads(path.read_text())["keys"]
-    }
+    signing_keys: dict[str, str] = {}
+    for p, path in keyring.items():
+        held = json.loads(path.read_text())
+        for k in held["receive_secrets"]:
+            signing_keys[f"{p}'s receive secret {k['key_id']}"] = str(k["secret"])
+        for consumer, keys in held["send_keys"].items():
+            for k in keys:
+                signing_keys[f"{p}'s send key {k['key_id']} for {consumer}"] = str(k["key"])
     assert len(findings(signing_keys, files(keyring.values()))) == len(signing_keys)
     used |= signing_keys
 

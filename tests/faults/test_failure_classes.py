@@ -120,9 +120,9 @@ def envelope_bytes(command: FundWallet | Checkout | ConfirmReceipt, correlation_
     return envelope.model_dump_json().encode()
 
 
-def signed_headers(key: bytes, kind: str, value: bytes) -> list[tuple[str, bytes]]:
-    """The headers the marketplace sends with a record: its type and its signature (X9)."""
-    return [(MESSAGE_TYPE_HEADER, kind.encode()), *process_keyring().sign("marketplace", key, kind, value)]
+def signed_headers(topic: str, key: bytes, kind: str, value: bytes) -> list[tuple[str, bytes]]:
+    """The headers the marketplace sends with a record on ``topic``: its type and its MACs (X9)."""
+    return [(MESSAGE_TYPE_HEADER, kind.encode()), *process_keyring().sign("marketplace", topic, key, kind, value)]
 
 
 async def complete(market: Marketplace, watcher: EventWatcher, orders: list[Order], timeout: float = 60) -> None:
@@ -301,7 +301,7 @@ async def test_x2_poison_records_in_one_producer_batch_are_dead_lettered_and_val
 
         def checkout(o: Order) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
             key, value = o.order_id.encode(), envelope_bytes(o.checkout(), o.order_id, f"checkout-{o.run}")
-            return key, value, signed_headers(key, Checkout.message_type, value)
+            return key, value, signed_headers(Checkout.topic.name, key, Checkout.message_type, value)
 
         # Queued without awaiting any acknowledgement in between, within one linger window: the
         # small records share a producer batch (the 2 MB one exceeds batch_size and goes alone).
@@ -347,7 +347,7 @@ async def test_x2_a_top_up_past_the_largest_balance_is_rejected_not_dead_lettere
         for n, amount in enumerate(amounts):
             command = FundWallet(account_id=account, amount=usd(amount))
             value = envelope_bytes(command, account, f"fill-{account}-{n}")
-            headers = signed_headers(account.encode(), command.message_type, value)
+            headers = signed_headers(command.topic.name, account.encode(), command.message_type, value)
             futures.append(await producer.send(command.topic.name, value, key=account.encode(), headers=headers))
         await asyncio.gather(*futures)
     finally:

@@ -93,7 +93,7 @@ class Forger:
         key, value, kind = message.partition_key.encode(), envelope.model_dump_json().encode(), message.message_type
         headers = [(MESSAGE_TYPE_HEADER, kind.encode())]
         if signer is not None:
-            headers.extend(self._keyring.sign(signer, key, kind, value))
+            headers.extend(self._keyring.sign(signer, message.topic.name, key, kind, value))
         return key, value, headers
 
     async def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> bytes:

@@ -5,6 +5,7 @@ a signed record (X9) is stored with its signature and still verifies once publis
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
@@ -23,7 +24,7 @@ from shared.consumer import outgoing
 from shared.db import migrate
 from shared.outbox import OutboxRelay, OutgoingRecord, store_records
 from shared.settings import KafkaSettings
-from shared.signing import SIGNER_HEADER, Keyring
+from shared.signing import SIGNER_HEADER, Keyring, recipients
 from shared.sql import open_database
 from shared.tables import outbox
 from tests.support.eventually import eventually
@@ -166,7 +167,9 @@ async def test_x9_a_signed_record_is_stored_with_its_signature_and_verifies_once
         amount=Money(amount_minor=100, currency="USD"),
         balance=Balance(amount_minor=100, currency="USD"),
     )
-    record = outgoing(funded, source="account", correlation_id="c", idempotency_key="k", topic=topic)
+    # MACed for the readers of the account service's events topic, sent to this test's own topic.
+    made = outgoing(funded, source="account", correlation_id="c", idempotency_key="k")
+    record = dataclasses.replace(made, topic=topic.name)
     async with open_database(migrated).transaction() as tx:
         stored = await store_records(tx, [record], clock.now())
     relay = OutboxRelay(migrated, publisher)
@@ -178,8 +181,10 @@ async def test_x9_a_signed_record_is_stored_with_its_signature_and_verifies_once
 
     assert dict(headers)[SIGNER_HEADER] == b"account"
     assert (key, value, tuple(headers)) == (record.key, record.value, record.headers)
-    # The account service's events topic is where a WalletFunded is trusted; the bytes are what count.
-    signer = keyring.trust.check(
-        headers, message_type=dict(headers)[MESSAGE_TYPE_HEADER].decode(), topic=funded.topic.name, key=key, value=value
-    )
-    assert signer == "account"
+    # The account service's events topic is where a WalletFunded is trusted; the bytes are what
+    # count, for each of its readers.
+    kind = dict(headers)[MESSAGE_TYPE_HEADER].decode()
+    for reader in recipients(funded.topic.name):
+        verifier = keyring.verifier(reader)
+        signer = verifier.check(headers, message_type=kind, topic=funded.topic.name, key=key, value=value)
+        assert signer == "account"
