@@ -1,6 +1,8 @@
 """X9 (issue 18): credentials rotate while orders flow. The saga's and the payment service's
 broker passwords are replaced mid-flow (each restarted on its new one, then the old ones
-retired), and every order still completes: nothing lost, nothing valid refused, no dead letter."""
+retired), and so is the saga's signing secret (the producers that restart MAC with the new one,
+the others go on with the old one, both taken), and every order still completes: nothing lost,
+nothing valid refused, no dead letter."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from contracts.topics import DEAD_LETTER
 from scripts.marketplace import EventWatcher, Marketplace, Seen
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from scripts.stack import ServiceProcesses
+from shared import signing
 from shared.broker_security import credentials_dir, read_credentials, retire_password, rotate_password
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -82,6 +85,7 @@ async def test_x9_broker_passwords_rotate_while_orders_flow_and_nothing_valid_is
     # valid), the saga restarts on its new one at once.
     for principal in before:
         await rotate_password(stack.bootstrap_servers, directory, principal)
+    new_key = signing.rotate(stack.signing_dir, "saga")
     await asyncio.to_thread(stack.stop_one, "saga")
     stack.start_one("saga")
     second = await wave(market, buyers, run, 2)
@@ -94,6 +98,7 @@ async def test_x9_broker_passwords_rotate_while_orders_flow_and_nothing_valid_is
 
     await confirm_all(market, watcher, first + second + third)
     after = {p: read_credentials(p).username for p in before}
+    assert signing.load_keyring(stack.signing_dir, ["saga"]).verifier("saga").key_ids()[0] == new_key
     assert all(after[p] != before[p] for p in before), (before, after)
     ours = {order_id for order_id, _ in first + second + third}
     assert not [r for r in watcher.raw if r.topic == DEAD_LETTER.name]
