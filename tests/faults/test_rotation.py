@@ -98,7 +98,7 @@ async def test_x9_broker_passwords_rotate_while_orders_flow_and_nothing_valid_is
 
     await confirm_all(market, watcher, first + second + third)
     after = {p: read_credentials(p).username for p in before}
-    assert signing.load_keyring(stack.signing_dir, ["saga"]).verifier("saga").key_ids()[0] == new_key
+    assert signing.load_keyring(stack.signing_dir, ["saga"]).verifier("saga").key_ids[0] == new_key
     assert all(after[p] != before[p] for p in before), (before, after)
     ours = {order_id for order_id, _ in first + second + third}
     assert not [r for r in watcher.raw if r.topic == DEAD_LETTER.name]
