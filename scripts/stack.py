@@ -27,6 +27,7 @@ from shared.signing import (
     load_keyring,
     process_keyring,
 )
+from shared.tracing import TRACES_DIR_VARIABLE
 
 SERVICES = ("account", "payment", "escrow", "notification", "saga")
 SIMULATORS = ("funding", "mailbox")
@@ -174,6 +175,7 @@ class ServiceProcesses:
         layout = self.layout
         return {
             SIGNING_DIR_VARIABLE: str(self.signing_dir),
+            TRACES_DIR_VARIABLE: str(self.log_dir),  # traces-<service>.jsonl beside the logs (X5)
             "ACCOUNT_SEALING_KEY_FILE": str(layout.sealing_key_file),
             "ACCOUNT_STORAGE_KEY_FILE": str(layout.storage_key_file),
             "ACCOUNT_SMS_OUTBOX": str(layout.sms_outbox),

@@ -91,7 +91,7 @@ from contracts.topics import (
     MESSAGE_TYPE_HEADER,
     Topic,
 )
-from shared import idempotency, inbox
+from shared import idempotency, inbox, tracing
 from shared.aggregates import Aggregate, Journal, Key, Load, Row
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.consent import check_consent
@@ -274,7 +274,7 @@ def outgoing(
         topic=name,
         key=key,
         value=value,
-        headers=((MESSAGE_TYPE_HEADER, kind), *signature),
+        headers=((MESSAGE_TYPE_HEADER, kind), *signature, *tracing.traceparent()),
     )
 
 
@@ -689,7 +689,14 @@ class BatchConsumer:
         assert delivery.envelope is not None
         assert delivery.route is not None
         envelope = delivery.envelope
-        with message_context(envelope.correlation_id, delivery.message_id, envelope.type):
+        traced = tracing.handling(
+            delivery.record.headers,
+            envelope.type,
+            topic=delivery.record.topic,
+            message_id=delivery.message_id,
+            correlation_id=envelope.correlation_id,
+        )
+        with traced as trace_id, message_context(envelope.correlation_id, delivery.message_id, envelope.type, trace_id):
             error: Exception | None = None
             for attempt in range(1, self._attempts + 1):
                 scope = uow.scope()

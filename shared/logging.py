@@ -100,11 +100,15 @@ class RateLimitedLog:
 
 
 @contextmanager
-def message_context(correlation_id: str, message_id: str, message_type: str) -> Iterator[None]:
-    """Bind a message's ids to every log line written while it is handled."""
-    with structlog.contextvars.bound_contextvars(
-        correlation_id=correlation_id, message_id=message_id, message_type=message_type
-    ):
+def message_context(
+    correlation_id: str, message_id: str, message_type: str, trace_id: str | None = None
+) -> Iterator[None]:
+    """Bind a message's ids (and its trace's, when traces are recorded) to every log line written
+    while it is handled."""
+    ids = {"correlation_id": correlation_id, "message_id": message_id, "message_type": message_type}
+    if trace_id is not None:
+        ids["trace_id"] = trace_id
+    with structlog.contextvars.bound_contextvars(**ids):
         yield
 
 

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from contracts.catalogue import writers_of
 from contracts.topics import ALL_TOPICS, Topic
-from shared import idempotency
+from shared import idempotency, tracing
 from shared.backoff import Backoff
 from shared.broker import ProducerPublisher, create_consumer, create_producer, require_topics
 from shared.clock import Clock, clock_from_environment
@@ -213,6 +213,7 @@ def run(definition: ServiceDefinition, settings: ServiceSettings) -> None:
     async def serve() -> None:  # the Kafka clients must be created on the running loop
         await Service(definition, settings).serve()
 
+    traces = tracing.configure(definition.name)  # X5: recorded where TRADEGUARD_TRACES_DIR says
     try:
         # The process signs as this service only: it reads no other principal's private key.
         install(load_keyring(signing_dir_from_environment(), principals=(definition.name,)))
@@ -220,3 +221,6 @@ def run(definition: ServiceDefinition, settings: ServiceSettings) -> None:
     except SigningNotConfiguredError as error:
         log.error("cannot start without the stack's signing keyring", error=str(error))  # noqa: TRY400 - the reason says it all
         raise SystemExit(f"{definition.name}: {error}") from None
+    finally:
+        if traces is not None:
+            traces.shutdown()  # the last spans reach their file
