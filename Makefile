@@ -6,7 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 UV_RUN = $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup run demo scenarios audit timeline test test-fast lint format contracts bench bench-smoke kafka-stop clean
+.PHONY: help setup run demo scenarios audit timeline test test-fast lint format contracts asyncapi-docs bench bench-smoke kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ format:  ## apply ruff's fixes and formatting
 
 contracts:  ## regenerate JSON Schemas, AsyncAPI and the topic table from the models
 	@$(UV_RUN) python scripts/export_contracts.py
+
+asyncapi-docs:  ## render contracts/asyncapi.json as a page to browse (.cache/asyncapi-docs/index.html; needs node)
+	@test -f tools/asyncapi/node_modules/@asyncapi/react-component/package.json || \
+		npm ci --prefix tools/asyncapi --ignore-scripts --no-audit --no-fund --loglevel=error
+	@node tools/asyncapi/docs.mjs
 
 bench: setup  ## throughput and latency benchmark (several minutes); writes bench/results/
 	@$(UV_RUN) python -m bench.run

@@ -1,4 +1,4 @@
-"""The published catalogue of the contracts: JSON Schemas, an AsyncAPI document and a topic table.
+"""The published catalogue of the contracts: JSON Schemas, a topic table and (contracts/asyncapi.py) AsyncAPI.
 
 Pure data and functions: who publishes and who consumes what is written down here,
 next to the messages, so the generated files (``scripts/export_contracts.py``) can say
@@ -11,9 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
-
 from contracts import MESSAGE_TYPES
 from contracts.envelope import Actor, ActorRole, Envelope, Message
 from contracts.rejections import CommandRejected
@@ -21,11 +18,12 @@ from contracts.topics import (
     ACCOUNT_EVENTS,
     ALL_TOPICS,
     DEAD_LETTER,
+    DEAD_LETTER_AT,
+    DEAD_LETTER_CLASS,
     DEAD_LETTER_CONSUMER,
     DEAD_LETTER_REASON,
     DEAD_LETTER_SOURCE,
     ESCROW_EVENTS,
-    MESSAGE_TYPE_HEADER,
     NOTIFICATION_EVENTS,
     ORDER_EVENTS,
     PAYMENT_EVENTS,
@@ -34,8 +32,6 @@ from contracts.topics import (
 
 JsonDict = dict[str, Any]
 
-ASYNCAPI_VERSION = "2.6.0"
-KAFKA_BINDING_VERSION = "0.4.0"
 # info.version of the AsyncAPI document and the name of the released baseline (contracts/released/<version>/).
 # A breaking change fails `scripts/export_contracts.py --check` and tests/unit/test_contracts.py until this is
 # bumped and `--release` moves the baseline. 0.2.0: the strict wire (issue 22): no coercion, ISO 4217 codes
@@ -198,11 +194,11 @@ DEAD_LETTER_PRODUCERS: tuple[str, ...] = ("account", "escrow", "notification", "
 
 DEAD_LETTER_HEADERS: dict[str, str] = {
     DEAD_LETTER_REASON: "Why the record could not be processed.",
+    DEAD_LETTER_CLASS: "record (it could not be read) or bug (its handler kept failing).",
     DEAD_LETTER_SOURCE: "Where it was read: topic/partition/offset.",
     DEAD_LETTER_CONSUMER: "The consumer that gave up on it.",
+    DEAD_LETTER_AT: "When, ISO 8601 in UTC.",
 }
-
-_COMPONENT_REF = "#/components/schemas/{model}"
 
 
 # --- what is where ---------------------------------------------------------------------------
@@ -268,7 +264,7 @@ def key_field(message: type[Message]) -> str:
 # --- JSON Schema -----------------------------------------------------------------------------
 
 
-def _pin(schema: JsonDict, message: type[Message]) -> JsonDict:
+def pin_envelope(schema: JsonDict, message: type[Message]) -> JsonDict:
     """Title the envelope schema after its payload and fix the envelope's type and version."""
     properties = schema["properties"]
     for field, value in (("type", message.message_type), ("version", message.version)):
@@ -280,143 +276,12 @@ def _pin(schema: JsonDict, message: type[Message]) -> JsonDict:
 
 def message_schema(message: type[Message]) -> JsonDict:
     """The standalone JSON Schema of one message as it travels: the envelope around its payload."""
-    schema = _pin(Envelope[message].model_json_schema(), message)  # type: ignore[valid-type]
+    schema = pin_envelope(Envelope[message].model_json_schema(), message)  # type: ignore[valid-type]
     return {"$schema": "https://json-schema.org/draft/2020-12/schema"} | schema
 
 
 def message_schemas() -> dict[str, JsonDict]:
     return {schema_name(m): message_schema(m) for m in MESSAGE_TYPES}
-
-
-def _component_schemas() -> JsonDict:
-    """Every envelope schema plus the models they share, referencing each other in components."""
-    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-        (Envelope[m], "validation")  # type: ignore[valid-type]
-        for m in MESSAGE_TYPES
-    ]
-    refs, defs = models_json_schema(models, ref_template=_COMPONENT_REF)
-    schemas: JsonDict = dict(defs["$defs"])
-    for message, model in zip(MESSAGE_TYPES, models, strict=True):
-        envelope_def = refs[model]["$ref"].rsplit("/", 1)[-1]
-        schemas[schema_name(message)] = _pin(schemas.pop(envelope_def), message)
-    return schemas
-
-
-# --- AsyncAPI --------------------------------------------------------------------------------
-
-
-def _summary(message: type[Message]) -> JsonDict:
-    doc = message.__doc__  # not inherited: a payload without a docstring has no summary
-    return {"summary": doc.strip().splitlines()[0]} if doc else {}
-
-
-def _message_component(message: type[Message]) -> JsonDict:
-    field = key_field(message)
-    return {
-        "messageId": schema_name(message),
-        "name": message.message_type,
-        "title": f"{message.message_type} v{message.version}",
-        **_summary(message),
-        "contentType": "application/json",
-        "headers": {
-            "type": "object",
-            "properties": {
-                MESSAGE_TYPE_HEADER: {
-                    "type": "string",
-                    "const": message.message_type,
-                    "description": "The payload type, so consumers can skip what they do not handle unparsed.",
-                },
-            },
-        },
-        "payload": {"$ref": _COMPONENT_REF.format(model=schema_name(message))},
-        "bindings": {
-            "kafka": {
-                "key": {"type": "string", "description": f"The payload's {field}."},
-                "bindingVersion": KAFKA_BINDING_VERSION,
-            },
-        },
-        "x-producers": list(PRODUCERS[message.message_type]),
-    }
-
-
-_DEAD_LETTER_MESSAGE: JsonDict = {
-    "messageId": "DeadLetter",
-    "name": "DeadLetter",
-    "title": "Dead-lettered record",
-    "summary": "A record no consumer could process: its original key and bytes, unchanged.",
-    "contentType": "application/octet-stream",
-    "headers": {
-        "type": "object",
-        "properties": {name: {"type": "string", "description": text} for name, text in DEAD_LETTER_HEADERS.items()},
-        "required": list(DEAD_LETTER_HEADERS),
-    },
-    "payload": {"description": "The original record value, byte for byte (often not valid JSON)."},
-    "bindings": {
-        "kafka": {
-            "key": {"type": "string", "description": "The key of the original record."},
-            "bindingVersion": KAFKA_BINDING_VERSION,
-        },
-    },
-    "x-producers": list(DEAD_LETTER_PRODUCERS),
-}
-
-
-def _message_refs(topic: Topic) -> list[str]:
-    if topic == DEAD_LETTER:
-        return ["DeadLetter"]
-    return [schema_name(m) for m in messages_on(topic)]
-
-
-def _operation(topic: Topic, action: str, services: tuple[str, ...]) -> JsonDict:
-    verb = "Published" if action == "publish" else "Consumed"
-    summary = f"{verb} by {', '.join(services)}." if services else f"{verb} by no service; for operators."
-    return {
-        "operationId": f"{topic.name}.{action}",
-        "summary": summary,
-        "tags": [{"name": service} for service in services],
-        "message": {"oneOf": [{"$ref": f"#/components/messages/{name}"} for name in _message_refs(topic)]},
-    }
-
-
-def _channel(topic: Topic) -> JsonDict:
-    return {
-        "description": topic.description,
-        "bindings": {
-            "kafka": {
-                "topic": topic.name,
-                "partitions": topic.partitions,
-                "x-key": topic.key.value,
-                "bindingVersion": KAFKA_BINDING_VERSION,
-            },
-        },
-        "publish": _operation(topic, "publish", producers_of(topic)),
-        "subscribe": _operation(topic, "subscribe", consumers_of(topic)),
-    }
-
-
-def asyncapi() -> JsonDict:
-    """An AsyncAPI 2.6 document of the whole system: every topic, its messages, producers and consumers.
-
-    ``publish``/``subscribe`` name the services that write/read the channel (tagged by service),
-    rather than one application's view.
-    """
-    return {
-        "asyncapi": ASYNCAPI_VERSION,
-        "id": "urn:tradeguard:contracts",
-        "info": {
-            "title": "TradeGuard",
-            "version": CONTRACTS_VERSION,
-            "description": "Payment and escrow for marketplaces: the Kafka topics and the messages on them. "
-            "Every JSON message is an envelope with the payload under `payload`.",
-        },
-        "defaultContentType": "application/json",
-        "channels": {topic.name: _channel(topic) for topic in ALL_TOPICS},
-        "components": {
-            "messages": {schema_name(m): _message_component(m) for m in MESSAGE_TYPES}
-            | {"DeadLetter": _DEAD_LETTER_MESSAGE},
-            "schemas": _component_schemas(),
-        },
-    }
 
 
 # --- topic table -----------------------------------------------------------------------------
@@ -488,6 +353,8 @@ def render_json(document: Any) -> str:
 
 def rendered_files() -> dict[str, str]:
     """Every generated file, by path relative to the ``contracts`` directory."""
+    from contracts.asyncapi import asyncapi  # it renders from this module's tables: imported when used
+
     files = {f"schemas/{name}.json": render_json(schema) for name, schema in message_schemas().items()}
     files["asyncapi.json"] = render_json(asyncapi())
     files["TOPICS.md"] = topics_markdown()
