@@ -34,7 +34,16 @@ from contracts.catalogue import (
 )
 from contracts.envelope import Command, Envelope, Message
 from contracts.rejections import CommandRejected
-from contracts.topics import ALL_TOPICS, DEAD_LETTER, MESSAGE_TYPE_HEADER, REDRIVE_COUNT, Topic
+from contracts.topics import (
+    ALL_TOPICS,
+    DEAD_LETTER,
+    MAC_HEADER_PREFIX,
+    MESSAGE_TYPE_HEADER,
+    REDRIVE_COUNT,
+    SIGNER_HEADER,
+    TRACEPARENT_HEADER,
+    Topic,
+)
 
 JsonDict = dict[str, Any]
 
@@ -121,12 +130,18 @@ def _message_headers(message: type[Message]) -> JsonDict:
             "Set on a record an operator re-drove from the dead letters: how many times.", pattern="^[0-9]+$"
         ),
     }
+    properties[SIGNER_HEADER] = _header("The principal that made the record (X9).", pattern="^[a-z]+$")
+    properties[TRACEPARENT_HEADER] = _header("W3C trace context of the span that sent it (X5), when traced.")
     return {
         "type": "object",
-        # The producer's signature headers come too; their names and scheme are shared/signing.py's.
-        "description": "Kafka record headers. Every record also carries its producer's signature (docs/security.md).",
+        "description": (
+            "Kafka record headers. Every record is signed by its producer: `tg-signer` names it and one "
+            "`tg-mac-<consumer>` per consumer of the topic carries `<key id>:<HMAC-SHA256, base64url>` "
+            "made with the key only that producer and that consumer hold (docs/security.md)."
+        ),
         "properties": properties,
-        "required": [MESSAGE_TYPE_HEADER],
+        "patternProperties": {f"^{MAC_HEADER_PREFIX}[a-z]+$": _header("`<key id>:<MAC>` for that consumer.")},
+        "required": [MESSAGE_TYPE_HEADER, SIGNER_HEADER],
     }
 
 

@@ -134,3 +134,9 @@ DEAD_LETTER_HEADER_NAMES = (
 REDRIVE_COUNT = "tg-redrive-count"
 # Header naming the message type, so consumers can skip what they do not handle unparsed.
 MESSAGE_TYPE_HEADER = "tg-type"
+SIGNER_HEADER = "tg-signer"
+"""The principal that made the record (X9, shared/signing.py)."""
+MAC_HEADER_PREFIX = "tg-mac-"
+"""``tg-mac-<consumer>``: the MAC its producer made for that consumer of the record's topic."""
+TRACEPARENT_HEADER = "traceparent"
+"""W3C trace context of the span that sent the record (X5, shared/tracing.py), when traced."""

@@ -27,6 +27,7 @@ from contracts.catalogue import OPERATOR, party_actor
 from contracts.envelope import Actor, envelope_for
 from contracts.topics import MESSAGE_TYPE_HEADER
 from scripts.stack import client_keyring
+from shared.broker import stop_consumer
 from shared.broker_security import client_options
 from shared.signing import PRINCIPALS, Keyring
 
@@ -144,7 +145,7 @@ class EventWatcher:
     async def __aexit__(self, *_: object) -> None:
         if self._task is not None:
             self._task.cancel()
-        await self._consumer.stop()
+        await stop_consumer(self._consumer)
 
     async def _pump(self) -> None:
         while True:

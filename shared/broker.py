@@ -65,6 +65,18 @@ def create_consumer(settings: KafkaSettings, group_id: str, principal: str, *, g
     )
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop ``consumer`` even when a fetch was backing off after a broker error: aiokafka 0.14's
+    fetcher re-raises that fetch's cancellation from ``stop()``. A cancellation of our own task
+    still propagates."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
 class ProducerPublisher:
     """Sends outbox records through a started producer; ``send`` returns the ack future."""
 

@@ -73,14 +73,11 @@ from typing import Any
 
 from contracts.catalogue import CONSUMERS, PRODUCERS, REJECTIONS
 from contracts.sealing import b64, unb64
-from contracts.topics import MESSAGE_TYPE_HEADER
+from contracts.topics import MAC_HEADER_PREFIX, MESSAGE_TYPE_HEADER, SIGNER_HEADER
 
 SIGNING_DIR_VARIABLE = "TRADEGUARD_SIGNING_DIR"
 """Names the stack's keyring folder; every process of a stack needs it."""
 
-SIGNER_HEADER = "tg-signer"
-MAC_HEADER_PREFIX = "tg-mac-"
-"""``tg-mac-<consumer>``: the MAC made for that consumer of the record's topic."""
 
 RECEIVERS: tuple[str, ...] = tuple(sorted({name for names in CONSUMERS.values() for name in names}))
 """Every principal that reads topics: each has receive secrets, every producer a key for it."""

@@ -30,8 +30,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from contracts.topics import TRACEPARENT_HEADER
+
 TRACES_DIR_VARIABLE = "TRADEGUARD_TRACES_DIR"
-TRACEPARENT = "traceparent"
+TRACEPARENT = TRACEPARENT_HEADER
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _tracer = trace.get_tracer("tradeguard")

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import Balance, Money, WalletFunded
-from contracts.topics import MESSAGE_TYPE_HEADER, Key, Topic
+from contracts.topics import MESSAGE_TYPE_HEADER, SIGNER_HEADER, Key, Topic
 from services.account.app import DEFINITION as ACCOUNT
 from shared.broker import ProducerPublisher, create_producer, ensure_topics
 from shared.broker_security import ADMIN, client_options
@@ -24,7 +24,7 @@ from shared.consumer import outgoing
 from shared.db import migrate
 from shared.outbox import OutboxRelay, OutgoingRecord, store_records
 from shared.settings import KafkaSettings
-from shared.signing import SIGNER_HEADER, Keyring, recipients
+from shared.signing import Keyring, recipients
 from shared.sql import open_database
 from shared.tables import outbox
 from tests.support.eventually import eventually

@@ -38,9 +38,11 @@ from contracts.topics import (
     DEAD_LETTER,
     DEAD_LETTER_REASON,
     DEAD_LETTER_SOURCE,
+    MAC_HEADER_PREFIX,
     MESSAGE_TYPE_HEADER,
     ORDER_EVENTS,
     PAYMENT_EVENTS,
+    SIGNER_HEADER,
 )
 from scripts.cli.model import DeadLetter, DeadLetterId, plan_redrive
 from services.account.app import DEFINITION as ACCOUNT
@@ -54,7 +56,6 @@ from shared.service import Service
 from shared.signing import (
     PRINCIPALS,
     RECEIVERS,
-    SIGNER_HEADER,
     Keyring,
     SignatureRefused,
     SigningNotConfiguredError,
@@ -423,7 +424,7 @@ def test_x9_no_reason_names_a_key(ring: Keyring, keyring_dir: Path) -> None:
     record = signed(ring, "marketplace", PaymentCaptured(order_id="o-1", buyer_id="b", amount=usd(1)))
     changed = Record(topic=record.topic, value=(record.value or b"") + b" ", key=record.key, headers=record.headers)
     verifier = ring.verifier("saga")
-    macs = [v.decode().split(":")[1] for k, v in record.headers if k.startswith(signing.MAC_HEADER_PREFIX)]
+    macs = [v.decode().split(":")[1] for k, v in record.headers if k.startswith(MAC_HEADER_PREFIX)]
     for reason in (refusal(verifier, record).reason, refusal(verifier, changed, "PaymentCaptured").reason):
         assert not any(key in reason for key in every_key(keyring_dir))
         assert not any(mac in reason for mac in macs)
