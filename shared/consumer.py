@@ -526,6 +526,9 @@ class BatchConsumer:
             if is_system_failure(error):
                 raise SystemFault(f"{type(error).__name__}: {getattr(error, 'orig', None) or error}") from error
             raise
+        committed_ms = time.time() * 1000
+        for delivery in deliveries:  # broker timestamp to effects committed: the hop as a client sees it
+            METRICS.end_to_end.observe(max(0.0, committed_ms - delivery.record.timestamp) / 1000)
         if stored:
             self._hand_over(stored)
         for effect in effects:

@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -50,6 +50,21 @@ class Metrics:
         )
         self.stages = Histogram(
             "tradeguard_hop_stage_seconds", "Time spent in each stage of one hop.", ["stage"], buckets=_STAGE_BUCKETS
+        )
+        self.end_to_end = Histogram(
+            "tradeguard_end_to_end_seconds",
+            "From a record's broker timestamp to its effects committed here, per record applied.",
+            buckets=_STAGE_BUCKETS,
+        )
+        self.outbox_backlog = Gauge(
+            "tradeguard_outbox_backlog_records",
+            "Records committed to the outbox and not yet acknowledged by the broker.",
+        )
+        self.outbox_oldest_age = Gauge(
+            "tradeguard_outbox_oldest_age_seconds", "How long the oldest record of the outbox backlog has waited."
+        )
+        self.consumer_lag = Gauge(
+            "tradeguard_consumer_lag_records", "Records on a partition not yet read, by topic.", ["topic"]
         )
         self._stage_children: dict[str, Any] = {}
 

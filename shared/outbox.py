@@ -109,7 +109,20 @@ class OutboxRelay:
         self._delete_due: float | None = None
         self._scan_table = True  # rows a previous run left behind
         self._errors = RateLimitedLog(log, interval=10.0)
+        self._in_flight: tuple[float, int] | None = None  # (handed over at, records) of the batch awaiting acks
         self.published = 0
+        METRICS.outbox_backlog.set_function(self.backlog)
+        METRICS.outbox_oldest_age.set_function(self.oldest_age)
+
+    def backlog(self) -> int:
+        """Records handed over and not yet acknowledged (X5: ``tradeguard_outbox_backlog_records``)."""
+        waiting = sum(len(stored) for _, stored in self._handed_over)
+        return waiting + (self._in_flight[1] if self._in_flight else 0)
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest of them has waited."""
+        oldest = self._in_flight[0] if self._in_flight else self._handed_over[0][0] if self._handed_over else None
+        return 0.0 if oldest is None else time.perf_counter() - oldest
 
     def hand_over(self, stored: list[StoredRecord]) -> None:
         """Records of a transaction that just committed: publish them now."""
@@ -160,11 +173,16 @@ class OutboxRelay:
             # per relay round, however many small batches the consumer committed meanwhile.
             batch: list[StoredRecord] = []
             now = time.perf_counter()
+            first = self._handed_over[0][0]
             while self._handed_over and len(batch) < self._batch_size:
                 handed_at, stored = self._handed_over.popleft()
                 METRICS.stage("handover", now - handed_at)
                 batch.extend(stored)
-            await self._publish(batch)
+            self._in_flight = (first, len(batch))
+            try:
+                await self._publish(batch)
+            finally:
+                self._in_flight = None
 
     async def publish_pending(self) -> int:
         """Publish every row in the table not yet published, in id order; returns how many."""
