@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -95,6 +95,8 @@ class Subscriber:
         self._batch_consumer = batch_consumer
         self._settings = settings
         self._errors = RateLimitedLog(log, interval=10.0)
+        self._lag: dict[TopicPartition, int] = {}
+        self._lag_topics: set[str] = set()
         self.listener = _Rebalance(self)
 
     async def run(self) -> None:
@@ -112,6 +114,7 @@ class Subscriber:
                 await backoff.wait()
                 continue
             backoff.reset()
+            self._record_lag(batches)
             records = [record for partition in batches.values() for record in partition]
             if not records:
                 continue
@@ -122,6 +125,19 @@ class Subscriber:
             if await self._apply(records):
                 METRICS.batches.inc()
                 self.offsets.stored(self.consumer, records)
+
+    def _record_lag(self, batches: Mapping[TopicPartition, Sequence[ConsumedRecord]]) -> None:
+        """X5 ``tradeguard_consumer_lag_records``: what the broker holds beyond the records just
+        fetched, per topic. A poll that came back empty found every partition caught up."""
+        if not batches:
+            self._lag.clear()
+        for partition, fetched in batches.items():
+            end = self.consumer.highwater(partition)
+            if fetched and end is not None:
+                self._lag[partition] = max(0, end - fetched[-1].offset - 1)
+        for topic in {p.topic for p in self._lag} | self._lag_topics:
+            METRICS.consumer_lag.labels(topic).set(sum(n for p, n in self._lag.items() if p.topic == topic))
+        self._lag_topics |= {p.topic for p in self._lag}
 
     async def _apply(self, records: list[ConsumedRecord]) -> bool:
         """Apply until stored; False when every record's partition was taken away meanwhile."""

@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from contracts import Checkout, ConfirmReceipt, FundWallet, Money, OrderStatus, OrderStatusChanged
@@ -101,3 +102,47 @@ async def test_x5_an_orders_checkout_is_one_trace_across_at_least_three_services
 
 async def _async(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return value
+
+
+def samples(page: str, name: str) -> dict[str, float]:
+    """Every sample of metric ``name`` on a Prometheus page, by its label set."""
+    found = {}
+    for line in page.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            found[series.removeprefix(name)] = float(value)
+    return found
+
+
+async def test_x5_each_service_exposes_its_flow_latency_and_backlog_metrics(
+    stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher, onboarding: Onboarding
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    buyer, order_id = Person.numbered(f"buyer-mx-{run}", int(run, 16) % 10**8), f"order-mx-{run}"
+    await onboarding.buyer(buyer)
+    usd = Money(amount_minor=1500, currency="USD")
+    await market.publish(
+        FundWallet(account_id=buyer.account_id, amount=usd), correlation_id=order_id, idempotency_key=run
+    )
+    checkout = Checkout(
+        marketplace_id=MARKETPLACE_ID, order_id=order_id, buyer_id=buyer.account_id, seller_id=f"s-{run}", amount=usd
+    )
+    await market.publish(checkout, correlation_id=order_id, idempotency_key=f"checkout-{run}")
+    await watcher.wait_for(
+        lambda s: (
+            isinstance(s.message, OrderStatusChanged)
+            and s.message.order_id == order_id
+            and s.message.status is OrderStatus.IN_ESCROW
+        ),
+        timeout=60,
+    )
+    async with httpx.AsyncClient(timeout=10) as client:
+        for url in (stack.saga_url, stack.payment_url, stack.escrow_url, stack.notification_url):
+            page = (await client.get(f"{url}/metrics")).text
+            assert samples(page, "tradeguard_messages_total").get('{outcome="handled"}', 0) > 0, url
+            assert samples(page, "tradeguard_end_to_end_seconds_count")[""] > 0, url
+            assert samples(page, "tradeguard_end_to_end_seconds_bucket")['{le="+Inf"}'] > 0, url
+            # The outbox's backlog is measured (and empty once the order rests in escrow).
+            assert samples(page, "tradeguard_outbox_backlog_records") == {"": 0.0}, url
+            assert "tradeguard_outbox_oldest_age_seconds" in page, url
+            assert samples(page, "tradeguard_consumer_lag_records"), url
