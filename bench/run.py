@@ -431,6 +431,21 @@ def _sustain_rate(search: dict[str, Any] | None, config: BenchConfig) -> float:
 # ---------------------------------------------------------------- summary
 
 
+def _signing_figures(results: dict[str, Any], cpu_phase: dict[str, Any] | None) -> dict[str, Any]:
+    """What signing and verifying cost per order (X9), and its share of the stack's CPU per order."""
+    signing = (results.get("trace") or {}).get("signing")
+    if not signing:
+        return {}
+    cpu_ms = (cpu_phase["cpu_ms_per_completed_order"] or {}).get("all_measured") if cpu_phase else None
+    share = signing["us_per_order"] / 1000 / cpu_ms if cpu_ms else None
+    return {
+        "signing_us_per_order": signing["us_per_order"],
+        "signing_share_of_cpu_per_order": _round(share, 4),
+        "signing_macs_per_order": signing["macs_made_per_order"],
+        "signing_verifications_per_order": signing["verifications_per_order"],
+    }
+
+
 def summarize(results: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
     """Headline figures, ratios and target verdicts from the raw results."""
     phases = {p["name"]: p for p in results["phases"]}
@@ -483,6 +498,7 @@ def summarize(results: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
         if cpu_phase
         else None,
         "cpu_ms_per_order_phase": cpu_phase["name"] if cpu_phase else None,
+        **_signing_figures(results, cpu_phase),
         "hops_to_in_escrow": HOPS_TO_IN_ESCROW,
         "hops_to_completed": HOPS_TO_COMPLETED,
         "e2e_ratio_fixed": _round(e2e_fixed),

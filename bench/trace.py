@@ -38,10 +38,11 @@ from contracts import (
     envelope_for,
     parse_envelope,
 )
-from contracts.catalogue import party_actor
+from contracts.catalogue import CONSUMERS, REJECTIONS, party_actor
 from contracts.topics import MESSAGE_TYPE_HEADER
 from scripts.onboarding import MARKETPLACE_ID
 from scripts.stack import client_keyring
+from shared.signing import PRINCIPALS
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +158,39 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
 
+SIGNING_REPEATS = 200
+
+
+def signing_cost(observed: list[Observed]) -> dict[str, Any]:
+    """X9's price for one order, measured on its own records: each signed once by its producer
+    (one MAC per consumer of its topic) and verified by every service that reads the topic (an
+    upper bound: a service verifies only the types it handles), timed with the stack's keys."""
+    ring = client_keyring()
+    work = []
+    for o in observed:
+        signer = o.envelope.source if o.envelope.source in PRINCIPALS else "marketplace"
+        value, key = o.envelope.model_dump_json().encode(), o.envelope.correlation_id.encode()
+        readers = [r for r in CONSUMERS.get(o.topic, ()) if r in REJECTIONS]  # the services
+        work.append((signer, o.topic, key, o.envelope.type, value, readers))
+    started = time.perf_counter()
+    macs = verifications = 0
+    for _ in range(SIGNING_REPEATS):
+        macs = verifications = 0
+        for signer, topic, key, kind, value, readers in work:
+            headers = [(MESSAGE_TYPE_HEADER, kind.encode()), *ring.sign(signer, topic, key, kind, value)]
+            macs += len(headers) - 2
+            for reader in readers:
+                ring.verifier(reader).check(headers, message_type=kind, topic=topic, key=key, value=value)
+                verifications += 1
+    seconds = (time.perf_counter() - started) / SIGNING_REPEATS
+    return {
+        "records_per_order": len(work),
+        "macs_made_per_order": macs,
+        "verifications_per_order": verifications,
+        "us_per_order": round(seconds * 1e6, 1),
+    }
+
+
 async def trace(
     bootstrap_servers: str, run_id: str, buyer: str, seller: str, *, count: int, timeout: float = 30.0
 ) -> dict[str, Any]:
@@ -169,6 +203,7 @@ async def trace(
         "orders": len(orders),
         "checkout_to_completed_ms_p50": _ms(percentile(e2e, 50)) if e2e else None,
         "hops": hop_breakdown(orders),
+        "signing": signing_cost(orders[-1]) if orders else None,
         "definitions": {
             "handling_ms": "created(message) - readable(cause): service fetch + handler until emit",
             "publish_ms": "readable(message) - created(message): commit + outbox relay + produce + consumer fetch",
