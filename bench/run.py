@@ -437,10 +437,10 @@ def _signing_figures(results: dict[str, Any], cpu_phase: dict[str, Any] | None) 
     if not signing:
         return {}
     cpu_ms = (cpu_phase["cpu_ms_per_completed_order"] or {}).get("all_measured") if cpu_phase else None
-    share = signing["us_per_order"] / 1000 / cpu_ms if cpu_ms else None
+    percent = 100 * signing["us_per_order"] / 1000 / cpu_ms if cpu_ms else None
     return {
         "signing_us_per_order": signing["us_per_order"],
-        "signing_share_of_cpu_per_order": _round(share, 4),
+        "signing_percent_of_cpu_per_order": _round(percent, 2),
         "signing_macs_per_order": signing["macs_made_per_order"],
         "signing_verifications_per_order": signing["verifications_per_order"],
     }
