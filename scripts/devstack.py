@@ -2,12 +2,23 @@
 
 python -m scripts.devstack run    # demo, then keep everything up until Ctrl-C
 python -m scripts.devstack demo   # demo, then stop everything; exit 0 iff the order completed
+
+SIGINT or SIGTERM, to this process alone (``kill PID``) or to its whole group (Ctrl-C), at any
+moment stops every service and simulator (SIGTERM, then SIGKILL after 15 s) and the Kafka
+broker this run started; a broker that was running before it is someone else's and is left
+alone. `run` then exits 0; an interrupted `demo` 128 + the signal's number.
+
+Environment: ``KAFKA_DATA_DIR``, ``KAFKA_PORT`` and ``KAFKA_CONTROLLER_PORT`` as scripts/kafka.sh
+reads them (the bootstrap servers are ``127.0.0.1:$KAFKA_PORT`` unless
+``KAFKA_BOOTSTRAP_SERVERS`` says otherwise); ``TRADEGUARD_STATE_DIR``: the stack's state folder
+(default ``.data``), so a second stack (a test's) keeps its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,18 +42,83 @@ from contracts import (
 )
 from scripts.marketplace import EventWatcher, Marketplace, Seen
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, Phone
-from scripts.stack import ROOT, ServiceProcesses, sqlite_urls
+from scripts.stack import DEFAULT_STATE_DIR, ROOT, ServiceProcesses, sqlite_urls
 from shared.broker import ensure_topics
 from shared.broker_security import use_broker_credentials
 
 console = Console() if sys.stdout.isatty() else Console(width=160)
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{os.environ.get('KAFKA_PORT', '19092')}"
+STATE_DIR_VARIABLE = "TRADEGUARD_STATE_DIR"
+KAFKA_SH = ROOT / "scripts" / "kafka.sh"
 
 
-def kafka(command: str) -> None:
-    subprocess.run(["bash", str(ROOT / "scripts" / "kafka.sh"), command], check=True)
+def state_dir() -> Path:
+    """The stack's state folder: ``TRADEGUARD_STATE_DIR``, else ``.data``."""
+    named = os.environ.get(STATE_DIR_VARIABLE)
+    return Path(named).resolve() if named else DEFAULT_STATE_DIR
+
+
+def kafka_data_dir() -> Path:
+    """The broker's folder as scripts/kafka.sh finds it (a relative one is the repo root's)."""
     data = Path(os.environ.get("KAFKA_DATA_DIR", ".cache/kafka/data"))
-    use_broker_credentials(data if data.is_absolute() else ROOT / data)
+    return data if data.is_absolute() else ROOT / data
+
+
+class LocalBroker:
+    """The broker scripts/kafka.sh runs; :meth:`stop` stops it only if :meth:`start` started it."""
+
+    def __init__(self) -> None:
+        self.ours = False
+
+    async def start(self) -> None:
+        # Decided before starting, so a start cut short by a signal still stops what it began.
+        self.ours = await _kafka_sh("status", quiet=True) != 0
+        if await _kafka_sh("start") != 0:
+            raise RuntimeError("scripts/kafka.sh start failed (its output is above)")
+        use_broker_credentials(kafka_data_dir())
+
+    def stop(self) -> None:
+        if not self.ours:
+            console.print("leaving the Kafka broker running: it was running before this stack started")
+            return
+        console.print("stopping the Kafka broker...")
+        # In a session of its own: a second Ctrl-C must not cut the stop short.
+        subprocess.run(["bash", str(KAFKA_SH), "stop"], check=False, start_new_session=True)
+        self.ours = False
+
+
+async def _kafka_sh(command: str, *, quiet: bool = False) -> int:
+    """scripts/kafka.sh ``command``; its exit code. In a session of its own, so a terminal's
+    Ctrl-C does not cut it short; cancelled, it is stopped with whatever it started."""
+    output = asyncio.subprocess.DEVNULL if quiet else None
+    process = await asyncio.create_subprocess_exec(
+        "bash", str(KAFKA_SH), command, stdout=output, stderr=output, start_new_session=True
+    )
+    try:
+        return await process.wait()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)  # the script, the broker it launched, its set-up
+        await process.wait()
+        raise
+
+
+class CancelOnSignal:
+    """SIGINT and SIGTERM cancel the task that made this (its ``finally`` stops the stack); the
+    first is kept in :attr:`received`, later ones (during the clean-up) change nothing."""
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if self.received is None and self._task is not None:
+            self.received = signum
+            console.print(f"{signum.name}: stopping the stack...")
+            self._task.cancel()
 
 
 async def demo_order(bootstrap: str, services: ServiceProcesses) -> bool:
@@ -132,10 +208,13 @@ def _summary(seen: Seen) -> dict[str, str]:
 
 
 async def main(mode: str) -> int:
+    signals = CancelOnSignal()
     console.rule("TradeGuard local stack")
-    kafka("start")
-    services = ServiceProcesses(BOOTSTRAP, sqlite_urls(ROOT / ".data"), ROOT / ".data" / "logs")
+    state = state_dir()
+    broker = LocalBroker()
+    services = ServiceProcesses(BOOTSTRAP, sqlite_urls(state), state / "logs")
     try:
+        await broker.start()
         await ensure_topics(BOOTSTRAP, ALL_TOPICS)
         services.start()
         console.print(f"started {', '.join(f'{n} (pid {p.pid})' for n, p in services.processes.items())}")
@@ -143,15 +222,19 @@ async def main(mode: str) -> int:
         console.print("every service has joined its consumer group")
         completed = await demo_order(BOOTSTRAP, services)
         if mode == "run":
-            console.print(f"Stack is running (Kafka on {BOOTSTRAP}, logs in .data/logs). Press Ctrl-C to stop.")
+            console.print(f"Stack is running (Kafka on {BOOTSTRAP}, logs in {state / 'logs'}). Press Ctrl-C to stop.")
             await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        if signals.received is None:
+            raise
+        return 0 if mode == "run" else 128 + signals.received
+    else:
         return 0 if completed else 1
     finally:
-        # A second Ctrl-C must not cut the clean-up short and leave processes behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Blocking on purpose: a signal now only queues, so it cannot cut the clean-up short.
         console.print("stopping services...")
         services.stop()
-        kafka("stop")
+        broker.stop()
 
 
 if __name__ == "__main__":

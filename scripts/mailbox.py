@@ -69,6 +69,8 @@ class LocalServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+        if self.ready_file is not None:  # a stale one would tell the next stack's start it is up
+            self.ready_file.unlink(missing_ok=True)
 
 
 async def serve(server: LocalServer) -> None:

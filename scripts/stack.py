@@ -270,34 +270,50 @@ class ServiceProcesses:
         }
         log = (self.log_dir / f"{name}.log").open("ab")
         self._logs.append(log)
+        # One a killed process left would say "ready" before this one is.
+        self._ready_file(name).unlink(missing_ok=True)
+        # Each in a session of its own: Ctrl-C in a terminal (SIGINT to the whole foreground
+        # group) reaches only the process that started them, which stops each once, in order
+        # (a second signal would make a service exit at once, mid-stop).
         self.processes[name] = subprocess.Popen(
-            self._command(name), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            self._command(name), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def _ready_file(self, name: str) -> Path:
         return self.layout.ready_file(name)
 
     def stop_one(self, name: str, timeout: float = 15.0) -> int | None:
+        """SIGTERM (unless it already ended), up to ``timeout`` seconds for it to stop, then SIGKILL;
+        its exit code. Its ready file is gone after this, however it ended."""
         process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return process.returncode if process else None
-        process.send_signal(signal.SIGTERM)
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        return self._reap(name, process, timeout)
+
+    def _reap(self, name: str, process: subprocess.Popen[bytes], timeout: float) -> int:
         try:
             return process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             return process.wait()
+        finally:
+            self._ready_file(name).unlink(missing_ok=True)
 
-    def stop(self) -> None:
-        for process in self.processes.values():
+    def stop(self, timeout: float = 15.0) -> dict[str, int]:
+        """Stop every process: SIGTERM to all at once (once: a second signal makes a service exit
+        at once, mid-stop), up to ``timeout`` seconds for them, then SIGKILL; their exit codes."""
+        processes, self.processes = self.processes, {}
+        for process in processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for name in list(self.processes):
-            self.stop_one(name, timeout=max(0.1, deadline - time.monotonic()))
+        deadline = time.monotonic() + timeout
+        codes = {name: self._reap(name, p, max(0.1, deadline - time.monotonic())) for name, p in processes.items()}
         for log in self._logs:
             log.close()
         self._logs.clear()
+        return codes
 
     def check_alive(self) -> None:
         """Raise if a service died, naming it and pointing at its log."""

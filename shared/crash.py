@@ -3,7 +3,8 @@
 ``TRADEGUARD_CRASH_AT=<service>:<point>:<message type>`` (for example
 ``saga:after_store:PaymentCaptured``) makes that service's batch consumer SIGKILL its own
 process when a batch holding that message type reaches ``point``; ``TRADEGUARD_CRASH_MARK`` names a file made just before, so the restarted
-process (same environment) carries on. Points:
+process (same environment) carries on. ``TRADEGUARD_CRASH_SIGNAL=SIGTERM`` (or ``SIGINT``) sends
+that signal instead: the clean stop asked for with a batch in hand (issue 12). Points:
 
 - ``before_store``: the batch was received and handled, nothing stored (the effects and the
   offsets are lost with the process: the broker delivers the records again);
@@ -22,6 +23,7 @@ from pathlib import Path
 
 CRASH_AT = "TRADEGUARD_CRASH_AT"
 CRASH_MARK = "TRADEGUARD_CRASH_MARK"
+CRASH_SIGNAL = "TRADEGUARD_CRASH_SIGNAL"
 POINTS = ("before_store", "after_store")
 
 
@@ -36,4 +38,4 @@ def crash_if_asked(service: str, point: str, message_types: Iterable[str]) -> No
     if mark.exists():
         return
     mark.write_text(f"{point}:{wanted_type}\n")
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.Signals[os.environ.get(CRASH_SIGNAL, "SIGKILL")])

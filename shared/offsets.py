@@ -12,7 +12,6 @@ rebalance only means a redelivery, which the inbox recognises.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -36,6 +35,7 @@ class OffsetCommitter:
         self._interval = interval
         self._pending: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._pausing = False
 
     def stored(self, consumer: Committer, records: Iterable[ConsumedRecord]) -> None:
         """Records whose effects are committed to the database: their offsets may be committed."""
@@ -46,10 +46,14 @@ class OffsetCommitter:
             self._task = asyncio.create_task(self._commit_all(consumer))
 
     async def commit_now(self, consumer: Committer) -> None:
-        """Commit everything stored, now (before partitions are revoked, at shutdown)."""
+        """Commit everything stored, now (before partitions are revoked, at shutdown): a commit
+        in flight is awaited, the pause after it is not."""
         if self._task is not None:
-            with contextlib.suppress(Exception):
-                await self._task
+            if self._pausing:
+                self._task.cancel()
+            await asyncio.wait({self._task})
+            if not self._task.cancelled():
+                self._task.exception()  # retrieved: a commit that failed only means a redelivery
         if self._pending:
             await self._commit_all(consumer, pause=False)
 
@@ -62,4 +66,8 @@ class OffsetCommitter:
                 # e.g. partitions revoked by a rebalance: their new owner redelivers, the inbox dedupes.
                 log.warning("offset commit failed; records will be redelivered", error=repr(error))
             if pause:
-                await asyncio.sleep(self._interval)
+                self._pausing = True
+                try:
+                    await asyncio.sleep(self._interval)
+                finally:
+                    self._pausing = False

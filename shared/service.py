@@ -3,19 +3,26 @@ feeds its batch consumer, the outbox relay, and the health endpoint.
 
 Each service is a :class:`ServiceDefinition` (name, handlers, topics, migrations) run by
 :class:`Service`; ``python -m services.<name>`` calls :func:`run`, which serves until SIGINT
-or SIGTERM and then stops in order: stop consuming, commit stored offsets, publish what is
-committed, close the producer and the database.
+or SIGTERM (either, also while still starting) and then stops in order (:meth:`Service.stop`):
+stop fetching, let the batch in hand finish or abandon it (redelivered), commit the offsets of
+what was applied, leave the consumer group, publish what the outbox holds, close the producer,
+the HTTP endpoint and the database; then the process exits 0. Every step is bounded, so a
+broker or database that does not answer delays the stop by seconds, not forever; a second
+signal during the stop ends the process at once (exit 128 + the signal's number; the first one
+repeated within SAME_SIGNAL_SECONDS is not a second one).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import gc
+import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiokafka.errors import KafkaError
 
@@ -44,6 +51,31 @@ from shared.subscriber import Readiness, Subscriber
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+STOP_GRACE_SECONDS = 5.0
+"""How long a stop lets the batch in hand finish; one still running then is abandoned (its
+transaction rolls back, its offsets stay uncommitted, the group redelivers it)."""
+STOP_STEP_SECONDS = 3.0
+"""The longest any other step of a stop waits (a commit, LeaveGroup, the outbox's flush, a close)."""
+SAME_SIGNAL_SECONDS = 0.25
+"""A repeat of the first signal this soon is the same request: Ctrl-C in a terminal reaches a
+process run by ``uv run`` twice (the group's, and uv's forwarded copy). Later, or another signal,
+is a second one: the process exits at once."""
+
+
+class StopSignals:
+    """What each SIGINT or SIGTERM a service gets means: the first, stop in order; the same one
+    again within SAME_SIGNAL_SECONDS, nothing (a repeat); any other while stopping, exit at once."""
+
+    def __init__(self) -> None:
+        self._first: tuple[signal.Signals, float] | None = None
+
+    def meaning(self, signum: signal.Signals, now: float) -> Literal["stop", "repeat", "exit"]:
+        if self._first is None:
+            self._first = (signum, now)
+            return "stop"
+        first, at = self._first
+        return "repeat" if signum == first and now - at < SAME_SIGNAL_SECONDS else "exit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +160,7 @@ class Service:
             else None
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
         self._startup_errors = RateLimitedLog(log, interval=10.0)
 
     async def start(self) -> None:
@@ -153,6 +186,7 @@ class Service:
         ]
         if self.sweeper is not None:
             self._tasks.append(asyncio.create_task(self.sweeper.run(), name=f"{name}-deadlines"))
+        self._started = True
         log.info("service started", consumes=[t.name for t in self.definition.consumes])
 
     async def _prune_idempotency_keys(self) -> None:
@@ -176,33 +210,74 @@ class Service:
                 await backoff.wait()
 
     async def stop(self) -> None:
+        """Stop in order; see the module docstring. Safe on a service whose start was cut short."""
+        began = time.monotonic()
         self.readiness.set(assigned=False)
-        await self.subscriber.stop()  # no batch is in flight after this: the loop ends at its next poll
+        await self.subscriber.stop(grace=STOP_GRACE_SECONDS, bound=STOP_STEP_SECONDS)
+        self.readiness.set(assigned=False)  # a rebalance during the stop may have assigned it again
         for task in self._tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        with contextlib.suppress(Exception):
-            await self.relay.publish_pending()  # hand over what is committed before the producer closes
-            await self.relay.delete_published()
-        with contextlib.suppress(Exception):
-            await self.producer.stop()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=STOP_STEP_SECONDS)
+        for task in self._tasks:  # a task's failure was logged where it happened; retrieved so it is not again
+            if task.done() and not task.cancelled():
+                task.exception()
+        if self._started:
+            # What is committed but unpublished goes out before the producer closes; what does
+            # not in time stays in the outbox table, which the next start publishes first.
+            await self._bounded("flushing the outbox", self._flush_outbox())
+        await self._bounded("closing the producer", self.producer.stop())
         if self.http is not None:
-            await self.http.stop()
-        await self.database.close()
-        await self.engine.dispose()
-        log.info("service stopped")
+            await self._bounded("closing the http endpoint", self.http.stop())
+        await self._bounded("closing the database", self.database.close())
+        await self._bounded("closing the database engine", self.engine.dispose())
+        log.info("service stopped", seconds=round(time.monotonic() - began, 3))
+
+    async def _flush_outbox(self) -> None:
+        await self.relay.publish_pending()
+        await self.relay.delete_published()
+
+    @staticmethod
+    async def _bounded(what: str, step: Awaitable[object], seconds: float = STOP_STEP_SECONDS) -> None:
+        try:
+            await asyncio.wait_for(step, timeout=seconds)
+        except TimeoutError:
+            log.warning(f"stopping: {what} took longer than {seconds:g}s; left undone")
+        except Exception as error:  # the stop goes on: what is left undone is redone at the next start
+            log.warning(f"stopping: {what} failed", error=repr(error))
 
     async def serve(self) -> None:
-        """Run until SIGINT or SIGTERM."""
+        """Start, run until SIGINT or SIGTERM, stop; see the module docstring."""
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
+        signals = StopSignals()
+
+        def on_signal(signum: signal.Signals) -> None:
+            self.readiness.set(assigned=False)
+            meaning = signals.meaning(signum, time.monotonic())
+            if meaning == "exit":
+                log.warning("second signal while stopping; exiting at once", signal=signum.name)
+                os._exit(128 + signum)
+            if meaning == "stop":
+                log.info("stopping", signal=signum.name)
+                stopping.set()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stopping.set)
+            loop.add_signal_handler(signum, on_signal, signum)
+        # A signal during the start (a broker not there yet: it retries forever) stops it too.
+        starting = asyncio.create_task(self.start(), name=f"{self.definition.name}-start")
+        signalled = asyncio.create_task(stopping.wait(), name=f"{self.definition.name}-signals")
         try:
-            await self.start()
-            await stopping.wait()
+            await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                starting.cancel()
+                await asyncio.wait({starting}, timeout=STOP_STEP_SECONDS)
+            elif starting.exception() is None:
+                await signalled
+            else:
+                starting.result()  # the start failed: raised after the stop below
         finally:
+            signalled.cancel()
             await self.stop()
 
 
@@ -224,3 +299,6 @@ def run(definition: ServiceDefinition, settings: ServiceSettings) -> None:
     finally:
         if traces is not None:
             traces.shutdown()  # the last spans reach their file
+        # Everything is closed: spare the exit the interpreter's last full collection, seconds
+        # over a heap of this size that free nothing the process's end would not.
+        gc.freeze()

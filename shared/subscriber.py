@@ -7,6 +7,13 @@ down) is offered again with exponential backoff and jitter, forever, while the s
 reports not-ready; waiting is asynchronous, so heartbeats keep the group membership and the
 health endpoint answers. Records of partitions taken away by a rebalance meanwhile are
 dropped from the retried batch: their new owner reads them from the last committed offset.
+
+:meth:`Subscriber.stop` ends the loop in order: no further fetch; a batch being applied
+finishes (its transaction commits or rolls back) unless it takes longer than the grace, and
+a batch waiting to be retried is abandoned; either way an unapplied batch's offsets are never
+committed, so the group redelivers it. Then the offsets of what was applied are committed and
+the consumer leaves its group (LeaveGroup), so the partitions move at once instead of after
+a session timeout.
 """
 
 from __future__ import annotations
@@ -98,12 +105,19 @@ class Subscriber:
         self._lag: dict[TopicPartition, int] = {}
         self._lag_topics: set[str] = set()
         self.listener = _Rebalance(self)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # True while the loop waits (for the broker, or before a retry) with nothing half
+        # applied: a stop may cancel it there. False while a batch is being applied.
+        self._interruptible = False
 
     async def run(self) -> None:
-        """Consume until the consumer is stopped."""
+        """Consume until :meth:`stop` (or the consumer is stopped)."""
+        self._task = asyncio.current_task()
         backoff = Backoff(first=0.1, cap=5.0)
-        while True:
+        while not self._stopping:
             try:
+                self._interruptible = True
                 batches = await self.consumer.getmany(
                     timeout_ms=self._settings.poll_timeout_ms, max_records=self._settings.max_batch_records
                 )
@@ -113,6 +127,8 @@ class Subscriber:
                 self._errors.error("polling the broker failed; will retry", error=repr(error))
                 await backoff.wait()
                 continue
+            finally:
+                self._interruptible = False
             backoff.reset()
             self._record_lag(batches)
             records = [record for partition in batches.values() for record in partition]
@@ -159,13 +175,34 @@ class Subscriber:
                 self.readiness.set(healthy=True)
                 self._errors.reset("system fault; the batch will be retried")
                 return True
-            await backoff.wait()
+            if self._stopping:  # not applied, so its offsets stay uncommitted: the group redelivers it
+                log.info("stopping: the failed batch is left for redelivery", records=len(records))
+                return False
+            self._interruptible = True
+            try:
+                await backoff.wait()
+            finally:
+                self._interruptible = False
             owned = self.consumer.assignment()
             records = [r for r in records if TopicPartition(r.topic, r.partition) in owned]
             if not records:
                 return False
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0, bound: float = 3.0) -> None:
+        """Stop fetching, let the batch in hand finish (``grace`` seconds at most, else it is
+        abandoned and redelivered), commit what was applied and leave the group; each broker
+        step waits ``bound`` seconds at most (a commit not made only means a redelivery)."""
+        self._stopping = True
+        task = self._task
+        if task is not None and not task.done():
+            if self._interruptible:
+                task.cancel()
+            await asyncio.wait({task}, timeout=grace)
+            if not task.done():
+                log.warning("stopping: the batch in hand did not finish in time; it will be redelivered", grace=grace)
+                task.cancel()
+                await asyncio.wait({task}, timeout=bound)
         with contextlib.suppress(Exception):
-            await self.offsets.commit_now(self.consumer)
-        await self.consumer.stop()
+            await asyncio.wait_for(self.offsets.commit_now(self.consumer), timeout=bound)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.consumer.stop(), timeout=bound)  # sends LeaveGroup

@@ -1,9 +1,13 @@
 """A local stack for `make scenarios`: Kafka from scripts/kafka.sh and the services as processes,
-started and stopped the way `make demo` does (the pieces are scripts.devstack's)."""
+started and stopped the way `make demo` does (the pieces are scripts.devstack's).
+
+SIGINT or SIGTERM (to this process or its whole group) at any moment stops every service and
+simulator and the broker this run started (one running before is left alone), then ends the
+run as Ctrl-C does (``KeyboardInterrupt``: the scenario command reports it and exits 130)."""
 
 from __future__ import annotations
 
-import signal
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,22 +24,26 @@ from shared.broker import ensure_topics
 @asynccontextmanager
 async def local_stack(state_dir: Path, console: Console) -> AsyncIterator[StackHandle]:
     """Start Kafka and every service with their state in ``state_dir``; stop them all on the way out."""
+    signals = devstack.CancelOnSignal()
     console.rule("TradeGuard local stack for the scenarios")
-    devstack.kafka("start")
+    broker = devstack.LocalBroker()
     services = ServiceProcesses(
         devstack.BOOTSTRAP, sqlite_urls(state_dir), state_dir / "logs", extra_env=FAST_PASSWORD_HASHING
     )
     try:
+        await broker.start()
         await ensure_topics(devstack.BOOTSTRAP, ALL_TOPICS)
         services.start()
         console.print(f"started {', '.join(f'{n} (pid {p.pid})' for n, p in services.processes.items())}")
         await services.wait_ready()
         console.print("every service has joined its consumer group")
         yield StackHandle.from_services(services)
+    except asyncio.CancelledError:
+        if signals.received is None:
+            raise
+        raise KeyboardInterrupt from None
     finally:
-        # A second Ctrl-C must not cut the clean-up short and leave processes behind.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Blocking on purpose: a signal now only queues, so it cannot cut the clean-up short.
         console.print("stopping services...")
         services.stop()
-        devstack.kafka("stop")
-        signal.signal(signal.SIGINT, previous)
+        broker.stop()
