@@ -6,7 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 UV_RUN = $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup run demo scenarios audit timeline test test-fast lint format contracts asyncapi-docs bench bench-smoke kafka-stop clean
+.PHONY: help setup run demo scenarios audit timeline test test-fast lint format contracts asyncapi-docs bench bench-smoke images compose-test kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ bench: setup  ## throughput and latency benchmark (several minutes); writes benc
 
 bench-smoke: setup  ## a few orders through the benchmark, to see it works
 	@$(UV_RUN) python -m bench.run --smoke
+
+images:  ## the container images from docker/ (podman here: a debootstrapped Debian base; Docker: debian:bookworm-slim)
+	@bash scripts/images.sh build
+
+compose-test:  ## docker-compose.yml in real containers: images, up, two demo orders, the audit, a crash, down (not part of test)
+	@$(UV_RUN) python -m scripts.compose_test
 
 kafka-stop:  ## stop a broker left running by an interrupted run
 	@bash scripts/kafka.sh stop
