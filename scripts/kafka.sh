@@ -148,6 +148,10 @@ start() {
     ! port_open "$p" || die "port $p is in use by something else (set KAFKA_PORT / KAFKA_CONTROLLER_PORT)"
   done
   fetch
+  if [[ -f "$DATA/logs/meta.properties" && ! -f "$CREDENTIALS/admin.json" ]]; then
+    # Its metadata holds no SCRAM credentials, which the secured listener needs from the start.
+    die "$DATA was made before the broker was secured (no credentials/admin.json); start afresh with: KAFKA_DATA_DIR=$DATA bash scripts/kafka.sh reset"
+  fi
   mkdir -p "$DATA"
   rm -f "$PIDFILE"
   write_config
