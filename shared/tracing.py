@@ -84,7 +84,7 @@ def configure(service: str, directory: str | None = None) -> TracerProvider | No
     on the way out to flush the last spans."""
     global _tracer, _recording  # noqa: PLW0603 - one tracer provider per process, as OpenTelemetry has it
     chosen = directory or os.environ.get(TRACES_DIR_VARIABLE)
-    if not chosen:
+    if not chosen or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":  # OpenTelemetry's own switch
         return None
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(Path(chosen) / f"traces-{service}.jsonl")))
