@@ -26,22 +26,23 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from contracts import Checkout, ConfirmReceipt, FundWallet, HoldFunds, Money, OrderStatus, OrderStatusChanged
+from contracts import Checkout, ConfirmReceipt, FundWallet, HoldFunds, OrderStatus
 from scripts.audit import audit_stack
-from scripts.marketplace import EventWatcher, Marketplace, Seen
+from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from scripts.stack import FAST_PASSWORD_HASHING, SERVICES, ServiceProcesses, free_port, sqlite_urls
 from shared.broker_security import ADMIN, CREDENTIALS_DIR_VARIABLE, client_options
 from shared.crash import CRASH_AT, CRASH_MARK, CRASH_SIGNAL
 from shared.signing import SIGNING_DIR_VARIABLE
 from tests.support.eventually import eventually
+from tests.support.orders import reached, usd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
@@ -52,18 +53,6 @@ partitions this long, so a prompt hand-over can only be the LeaveGroup's doing."
 STOP_WITHIN = 10.0
 """A signalled service exits within this (its stop waits 5 s at most for the batch in hand)."""
 ORDERS = 3
-
-
-def usd(minor: int) -> Money:
-    return Money(amount_minor=minor, currency="USD")
-
-
-def reached(order_id: str, status: OrderStatus) -> Callable[[Seen], bool]:
-    def matches(seen: Seen) -> bool:
-        m = seen.message
-        return isinstance(m, OrderStatusChanged) and m.order_id == order_id and m.status is status
-
-    return matches
 
 
 @pytest.fixture(scope="module")

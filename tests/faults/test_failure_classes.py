@@ -32,7 +32,6 @@ from contracts import (
     CommandRejected,
     ConfirmReceipt,
     FundWallet,
-    Money,
     OrderStatus,
     OrderStatusChanged,
     WalletFunded,
@@ -57,24 +56,13 @@ from shared.broker_security import ADMIN, client_options
 from shared.signing import process_keyring
 from tests.support import kafka as test_kafka
 from tests.support.eventually import eventually
+from tests.support.orders import reached, usd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
 FUNDS = 5000
 PRICE = 1500
 SQLITE_PREFIX = "sqlite+aiosqlite:///"
-
-
-def usd(minor: int) -> Money:
-    return Money(amount_minor=minor, currency="USD")
-
-
-def reached(order_id: str, status: OrderStatus) -> Callable[[Seen], bool]:
-    def matches(seen: Seen) -> bool:
-        m = seen.message
-        return isinstance(m, OrderStatusChanged) and m.order_id == order_id and m.status is status
-
-    return matches
 
 
 class Order:

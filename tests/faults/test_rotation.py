@@ -8,34 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 
 import pytest
 
-from contracts import Checkout, CommandRejected, ConfirmReceipt, FundWallet, Money, OrderStatus, OrderStatusChanged
+from contracts import Checkout, CommandRejected, ConfirmReceipt, FundWallet, OrderStatus
 from contracts.topics import DEAD_LETTER
-from scripts.marketplace import EventWatcher, Marketplace, Seen
+from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from scripts.stack import ServiceProcesses
 from shared import signing
 from shared.broker_security import credentials_dir, read_credentials, retire_password, rotate_password
+from tests.support.orders import reached, usd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
 ORDERS_PER_WAVE = 4
 PRICE = 2500
-
-
-def usd(minor: int) -> Money:
-    return Money(amount_minor=minor, currency="USD")
-
-
-def reached(order_id: str, status: OrderStatus) -> Callable[[Seen], bool]:
-    def matches(seen: Seen) -> bool:
-        m = seen.message
-        return isinstance(m, OrderStatusChanged) and m.order_id == order_id and m.status is status
-
-    return matches
 
 
 async def wave(market: Marketplace, buyers: list[Person], run: str, wave_no: int) -> list[tuple[str, str]]:

@@ -10,7 +10,6 @@ the books audit finds nothing wrong.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,31 +19,19 @@ from contracts import (
     ConfirmReceipt,
     FundWallet,
     HoldFunds,
-    Money,
     OrderStatus,
     OrderStatusChanged,
     ReleaseFunds,
 )
 from scripts.audit import audit_stack
-from scripts.marketplace import EventWatcher, Marketplace, Seen
+from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from scripts.stack import FAST_PASSWORD_HASHING, ServiceProcesses
 from shared.crash import CRASH_AT, CRASH_MARK
 from tests.support.eventually import eventually
+from tests.support.orders import reached, usd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
-
-
-def usd(minor: int) -> Money:
-    return Money(amount_minor=minor, currency="USD")
-
-
-def reached(order_id: str, status: OrderStatus) -> Callable[[Seen], bool]:
-    def matches(seen: Seen) -> bool:
-        m = seen.message
-        return isinstance(m, OrderStatusChanged) and m.order_id == order_id and m.status is status
-
-    return matches
 
 
 async def restart_saga(stack: ServiceProcesses, env: dict[str, str]) -> None:

@@ -4,28 +4,16 @@ and a service killed without warning loses nothing it had acknowledged."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 
 import pytest
 
-from contracts import Checkout, ConfirmReceipt, FundWallet, Money, OrderStatus, OrderStatusChanged
-from scripts.marketplace import EventWatcher, Marketplace, Seen
+from contracts import Checkout, ConfirmReceipt, FundWallet, OrderStatus, OrderStatusChanged
+from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person
 from scripts.stack import ServiceProcesses
+from tests.support.orders import reached, usd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
-
-
-def usd(minor: int) -> Money:
-    return Money(amount_minor=minor, currency="USD")
-
-
-def reached(order_id: str, status: OrderStatus) -> Callable[[Seen], bool]:
-    def matches(seen: Seen) -> bool:
-        m = seen.message
-        return isinstance(m, OrderStatusChanged) and m.order_id == order_id and m.status is status
-
-    return matches
 
 
 async def place_order(market: Marketplace, run: str) -> tuple[str, str]:
