@@ -20,19 +20,26 @@ CHECKOUT = Checkout(
 ANSWER = AnswerDispute(order_id="o-1", dispute_id="d-1", seller_id=SELLER, statement="shipped on time")
 
 
-def sent(message: Message, actor: Actor | None) -> None:
-    check_consent(envelope_for(message, correlation_id="o-1", idempotency_key="k", source="marketplace", actor=actor))
+def sent(message: Message, actor: Actor | None) -> str:
+    """``taken``, or the refusal's code."""
+    envelope = envelope_for(message, correlation_id="o-1", idempotency_key="k", source="marketplace", actor=actor)
+    try:
+        check_consent(envelope)
+    except CommandRefused as refused:
+        return refused.code
+    return "taken"
 
 
 def refusal(message: Message, actor: Actor | None) -> CommandRefused:
+    envelope = envelope_for(message, correlation_id="o-1", idempotency_key="k", source="marketplace", actor=actor)
     with pytest.raises(CommandRefused) as refused:
-        sent(message, actor)
+        check_consent(envelope)
     return refused.value
 
 
 @pytest.mark.parametrize("message", [CONFIRM, CHECKOUT])
 def test_x9_the_buyers_own_session_may_send_what_moves_their_money(message: Message) -> None:
-    sent(message, Actor(account_id=BUYER, role=ActorRole.BUYER, session_id="s-1"))
+    assert sent(message, Actor(account_id=BUYER, role=ActorRole.BUYER, session_id="s-1")) == "taken"
 
 
 @pytest.mark.parametrize("message", [CONFIRM, CHECKOUT])
@@ -54,13 +61,13 @@ def test_x9_no_actor_is_no_consent() -> None:
 
 
 def test_x9_the_seller_answers_a_dispute_for_themselves_only() -> None:
-    sent(ANSWER, Actor(account_id=SELLER, role=ActorRole.SELLER))
+    assert sent(ANSWER, Actor(account_id=SELLER, role=ActorRole.SELLER)) == "taken"
     assert refusal(ANSWER, Actor(account_id=BUYER, role=ActorRole.BUYER)).code == "consent_mismatch"
 
 
 def test_x9_a_refund_keeps_its_own_rules_and_needs_no_buyers_consent() -> None:
     refund = RequestRefund(order_id="o-1", refund_id="r-1", amount=Money(amount_minor=1, currency="USD"))
-    sent(refund, None)
+    assert sent(refund, None) == "taken"
     assert party_actor(refund) is None
 
 
