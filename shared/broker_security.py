@@ -230,13 +230,10 @@ def acl_bindings(topics: Iterable[Topic] = ALL_TOPICS) -> list[AclBinding]:
     to inspect and re-drive to as well."""
     bindings: set[AclBinding] = set()
     for topic in topics:
-        for principal in writers_of(topic):
-            for operation in (Operation.WRITE, Operation.DESCRIBE):
-                bindings.add(AclBinding(principal, ResourceType.TOPIC, topic.name, PatternType.LITERAL, operation))
-        for principal in readers_of(topic):
-            for operation in (Operation.READ, Operation.DESCRIBE):
-                bindings.add(AclBinding(principal, ResourceType.TOPIC, topic.name, PatternType.LITERAL, operation))
-    bindings = {b for b in bindings if b.principal != OPERATOR}
+        for principals, operation in ((writers_of(topic), Operation.WRITE), (readers_of(topic), Operation.READ)):
+            for principal in (p for p in principals if p != OPERATOR):  # theirs is the prefixed rule below
+                for op in (operation, Operation.DESCRIBE):
+                    bindings.add(AclBinding(principal, ResourceType.TOPIC, topic.name, PatternType.LITERAL, op))
     for operation in (Operation.READ, Operation.WRITE, Operation.DESCRIBE):
         bindings.add(AclBinding(OPERATOR, ResourceType.TOPIC, TOPIC_PREFIX, PatternType.PREFIXED, operation))
     for principal in BROKER_PRINCIPALS:  # its consumer group(s): a service's group is its name
