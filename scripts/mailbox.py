@@ -3,6 +3,7 @@ so a person trying the demo reads real mail (any mail client that opens a Maildi
 ``python -m mailbox``-style scripts; each message is one file under ``<maildir>/new``).
 
     python -m scripts.mailbox --port 19025 --maildir .data/mail --ready-file .data/logs/mailbox.ready
+    python -m scripts.mailbox --host 0.0.0.0 --port 2525 --maildir /run/tradeguard/mail   # in a container
 
 Like a real receiving server it drops a second copy of a Message-ID it already stored (the
 notification service sends the same Message-ID on every attempt). While the file ``DOWN``
@@ -43,10 +44,10 @@ class MaildirHandler:
 class LocalServer:
     """Runs the SMTP server while no ``DOWN`` file exists in the Maildir, stops it while one does."""
 
-    def __init__(self, port: int, maildir: Path, ready_file: Path | None) -> None:
+    def __init__(self, port: int, maildir: Path, ready_file: Path | None, host: str = "127.0.0.1") -> None:
         for folder in ("tmp", "new", "cur"):  # a Maildir's three folders, also when the directory exists
             (maildir / folder).mkdir(parents=True, exist_ok=True)
-        self.port, self.maildir, self.ready_file = port, maildir, ready_file
+        self.host, self.port, self.maildir, self.ready_file = host, port, maildir, ready_file
         self.handler = MaildirHandler(maildir)
         self.controller: Controller | None = None
 
@@ -56,14 +57,19 @@ class LocalServer:
             self.controller.stop()
             self.controller = None
         elif not down and self.controller is None:
-            self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+            self.controller = Controller(self.handler, hostname=self.host, port=self.port)
             self.controller.start()
             if self.ready_file is not None:
                 # Rewritten on every restart while scenarios read it: written aside and renamed,
                 # so a reader sees the old address or the new one, never a truncated file.
                 staged = self.ready_file.with_name(self.ready_file.name + ".tmp")
-                staged.write_text(f"smtp://127.0.0.1:{self.port} -> {self.maildir}\n")
+                staged.write_text(f"smtp://{self._reachable_host}:{self.port} -> {self.maildir}\n")
                 staged.replace(self.ready_file)
+
+    @property
+    def _reachable_host(self) -> str:
+        # A server on every interface is reached on this host through the loopback.
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104 - compared, not bound
 
     def stop(self) -> None:
         if self.controller is not None:
@@ -89,11 +95,12 @@ async def serve(server: LocalServer) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=19025)
     parser.add_argument("--maildir", type=Path, default=Path(".data/mail"))
     parser.add_argument("--ready-file", type=Path, default=None)
     arguments = parser.parse_args()
-    asyncio.run(serve(LocalServer(arguments.port, arguments.maildir, arguments.ready_file)))
+    asyncio.run(serve(LocalServer(arguments.port, arguments.maildir, arguments.ready_file, arguments.host)))
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ class HealthServer:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self._host, self._port)
         self.port = self._server.sockets[0].getsockname()[1]  # the one bound when 0 was asked for
-        log.info("http endpoint listening", port=self.port)
+        log.info("http endpoint listening", host=self._host, port=self.port)
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -148,7 +148,7 @@ class Service:
         )
         routes = definition.read_api(self) if definition.read_api else None
         self.http = (
-            HealthServer(settings.http_port, lambda: self.readiness.ready, routes=routes)
+            HealthServer(settings.http_port, lambda: self.readiness.ready, host=settings.http_host, routes=routes)
             if settings.http_port is not None
             else None
         )

@@ -66,8 +66,12 @@ class ServiceSettings(BaseSettings):
     handler_attempts: int = Field(
         default=3, ge=1, description="Tries per message before a failing handler's message is dead-lettered."
     )
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="Address /health, /ready, /metrics and the read API listen on (0.0.0.0 in a container).",
+    )
     http_port: int | None = Field(
-        default=None, ge=0, le=65535, description="Port of /health, /ready and /metrics on 127.0.0.1 (none if unset)."
+        default=None, ge=0, le=65535, description="Port of /health, /ready, /metrics and the read API (none if unset)."
     )
     ready_file: Path | None = Field(
         default=None, description="Exists while the service is ready (holds partitions, database answering)."

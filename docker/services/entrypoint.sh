@@ -1,11 +1,9 @@
 #!/bin/bash
 # Entry point of every container of the services image (under tini): secrets into the environment,
-# the wait for the set-up, the port forwarders, then the command.
+# the wait for the set-up, then the command.
 #
 # env: TG_SECRETS_DIR (/run/tradeguard/secrets): this process's own volume, filled by the set-up
 #      TG_WAIT_FOR_SETUP (0): 1 = wait until the set-up has filled it (TG_SETUP_TIMEOUT seconds, 300)
-#      TG_FORWARD: "PUBLIC:LOOPBACK ...", each a TCP forwarder from PUBLIC on every interface to
-#        LOOPBACK on 127.0.0.1
 set -euo pipefail
 
 SECRETS="${TG_SECRETS_DIR:-/run/tradeguard/secrets}"
@@ -34,15 +32,5 @@ if [[ -d "$SECRETS/env" ]]; then
     export "$name=$(<"$file")"
   done
 fi
-
-# The services' health and read API (shared/observability.py HealthServer) and the local mail
-# server (scripts/mailbox.py) listen on 127.0.0.1 only, which no other container can reach. Until
-# they take a listen address (see docs/deployment.md), socat makes the port reachable on the
-# container's network; the health check goes through it, so a dead forwarder shows as unhealthy.
-for pair in ${TG_FORWARD:-}; do
-  public="${pair%%:*}"
-  loopback="${pair#*:}"
-  socat -ly "TCP-LISTEN:$public,fork,reuseaddr" "TCP:127.0.0.1:$loopback" &
-done
 
 exec "$@"
