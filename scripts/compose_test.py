@@ -174,9 +174,10 @@ def _podman_compose(env: dict[str, str]) -> list[str]:
     if shutil.which("uvx"):
         return ["uvx", "--from", PODMAN_COMPOSE, "podman-compose"]
     # uv installed by pip for a Python with no shim yet (scripts/setup.sh): its tool runner still works.
-    for uv in (["uv"], ["python3", "-m", "uv"]):
-        if subprocess.run([*uv, "--version"], capture_output=True, check=False).returncode == 0:
-            return [*uv, "tool", "run", "--from", PODMAN_COMPOSE, "podman-compose"]
+    if shutil.which("uv"):
+        return ["uv", "tool", "run", "--from", PODMAN_COMPOSE, "podman-compose"]
+    if subprocess.run(["python3", "-m", "uv", "--version"], capture_output=True, check=False).returncode == 0:
+        return ["python3", "-m", "uv", "tool", "run", "--from", PODMAN_COMPOSE, "podman-compose"]
     raise NoEngineError(f"podman runs, but there is no compose provider: install {PODMAN_COMPOSE} (uv tool install)")
 
 
