@@ -13,6 +13,7 @@ tradeguard notifications undelivered # email retrying or dead-lettered (N2); `re
 tradeguard audit                     # the books audit of the running stack (G1); exit 1 naming each break
 tradeguard settlements SELLER --day 2026-03-01  # what escrow released to a seller that day (E4)
 tradeguard timeline ORDER_ID         # one order's messages across every service, then its status (G3)
+tradeguard chaos --seed 7 --orders 10000 --minutes 10  # orders under seeded faults, then every invariant (G2)
 """
 
 from __future__ import annotations
@@ -95,6 +96,31 @@ def scenario(
             name, run_all=run_all, list_only=list_only, bootstrap=bootstrap, state_dir=state_dir, start=start_stack
         )
     )
+
+
+@app.command()
+def chaos(
+    *,
+    seed: Annotated[int, typer.Option(help="Fixes the order mix, the fault schedule and the simulator's choices.")] = 1,
+    orders: Annotated[int, typer.Option(min=1, help="Orders to drive.")] = 300,
+    minutes: Annotated[float, typer.Option(min=0.1, help="Length of the fault window.")] = 1.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Orders under way at once, at most.")] = 40,
+    broker_restart: Annotated[bool, typer.Option(help="Restart the broker once in the fault window.")] = True,
+) -> None:
+    """Drive a seeded mix of orders under seeded faults on a stack of its own, then check the
+    books and every invariant; exit 0 iff none broke (G2, X6; make chaos)."""
+    from rich.console import Console
+
+    from scripts.chaos.report import print_report
+    from scripts.chaos.run import ChaosOptions, run_chaos
+
+    options = ChaosOptions(
+        seed=seed, orders=orders, minutes=minutes, concurrency=concurrency, broker_restart=broker_restart
+    )
+    console = Console()
+    report = run_chaos(options, console)
+    print_report(console, report)
+    raise typer.Exit(0 if report.ok else 1)
 
 
 def main() -> None:

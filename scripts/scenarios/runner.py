@@ -114,6 +114,13 @@ class ScenarioRunner:
     ) -> None:
         await self._exits.aclose()
 
+    @property
+    def watcher(self) -> EventWatcher:
+        """Every message the run has seen (open the runner first)."""
+        if self._watcher is None:
+            raise RuntimeError("open the runner first: `async with ScenarioRunner(...) as runner`")
+        return self._watcher
+
     def world(self) -> World:
         """A fresh world for one scenario, over this runner's connections."""
         if self._market is None or self._watcher is None or self._vault is None or self._key is None:

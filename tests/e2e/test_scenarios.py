@@ -3,10 +3,8 @@ and the runner's verdicts (a failing expectation must fail the run)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import tomllib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +13,6 @@ from typer.testing import CliRunner
 
 from contracts import AccountRegistered
 from scripts.cli import app
-from scripts.onboarding import Person
 from scripts.scenarios import (
     CATALOGUE,
     Catalogue,
@@ -27,11 +24,9 @@ from scripts.scenarios import (
     expect,
 )
 from scripts.scenarios.catalogue.accounts import registration
+from scripts.secrets_scan import all_records, findings, stack_files, stack_secrets
 from scripts.stack import ROOT, ServiceProcesses
-from services.funding.vault import TEST_CARDS_PATH
-from shared.broker_security import credentials_dir
 from shared.sealing import public_path
-from tests.support.secrets_scan import all_records, files, findings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
@@ -87,22 +82,8 @@ async def test_x9_no_secret_the_scenarios_used_reaches_a_log_a_topic_or_a_databa
     password and document number, the funding network's test card numbers, the broker's
     passwords and the account service's private sealing and storage keys appear nowhere they do
     not belong."""
-    person = Person.numbered("anyone", 0)  # the scenarios' people share these made-up secrets
-    used = {"password": person.password, "document number": person.document_number}
-    cards = tomllib.loads(TEST_CARDS_PATH.read_text())["card"]
-    used |= {f"test card {card['number']}": str(card["number"]) for card in cards}
-    credentials = sorted(credentials_dir().glob("*.json"))
-    used |= {f"broker password of {p.stem}": str(json.loads(p.read_text())["password"]) for p in credentials}
-    sealing = json.loads(stack.layout.sealing_key_file.read_text())["keys"]
-    used |= {f"sealing key {k['key_id']}": str(k["private_key"]) for k in sealing}
-    used["storage key"] = stack.layout.storage_key_file.read_text().strip()
-
-    everywhere = [
-        *await all_records(stack.bootstrap_servers),
-        *files(stack.log_dir.glob("*.log")),
-        *files(stack.state_dir.glob("*.db")),
-        *files(stack.state_dir.glob("*.db-wal")),
-    ]
+    used = stack_secrets(stack.layout)
+    everywhere = [*await all_records(stack.bootstrap_servers), *stack_files(stack.layout, stack.log_dir)]
     assert len(everywhere) > 1000  # every record of the session, not an empty scan
     assert findings(used, everywhere) == []
 

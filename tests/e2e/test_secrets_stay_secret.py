@@ -32,10 +32,10 @@ from contracts import (
 from contracts.sealing import Purpose
 from scripts.marketplace import EventWatcher, Marketplace
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, e164
+from scripts.secrets_scan import all_records, files, findings
 from scripts.stack import ServiceProcesses
 from services.funding.client import VaultClient
 from shared.signing import PRINCIPALS
-from tests.support.secrets_scan import all_records, files, findings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 

@@ -1,0 +1,124 @@
+"""The invariants a chaos run checks once its faults stopped (G2, X6), as pure functions of what
+the run read: each returns the :class:`Violation` s it finds (none when the invariant holds).
+
+The books audit (G1, :mod:`scripts.audit`) covers money conserved per currency (every captured
+unit held, released or refunded, nothing counted twice), the ledger's own books (balanced,
+no account past its flags, i.e. no negative balance where none is allowed) and orders stuck;
+the run adds what only it knows: what each order should have ended in, how long it took after
+the faults stopped, one ledger effect per (order, step), where each poison record went, that
+every consumer group reached the end of its partitions, and that no secret leaked.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from contracts import ALL_TOPICS
+from contracts.catalogue import consumers_of
+from scripts.chaos.faults import PoisonSent
+from scripts.cli.model import DeadLetter
+from services.escrow.domain.ledger import TransferCode, TransferRecord
+from services.escrow.domain.ledger.transfers import ENDINGS
+
+RECORD_FAULT = "record"
+"""The dead-letter class of a record that cannot be read (shared.consumer: no retry)."""
+ONCE_PER_ORDER = frozenset({TransferCode.HOLD, TransferCode.RELEASE, TransferCode.FEE})
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One invariant broken: which, about what, and the figures; ``order_id`` when one order is to blame."""
+
+    invariant: str
+    subject: str
+    detail: str
+    order_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.invariant} {self.subject}: {self.detail}"
+
+
+def outcome_violations(driven: Iterable[tuple[str, str | None, str, str]]) -> list[Violation]:
+    """(what, order id, expected, outcome) per order: each must have ended as its branch says."""
+    return [
+        Violation("outcome", what, f"expected {expected}, ended {outcome}", order_id)
+        for what, order_id, expected, outcome in driven
+        if outcome != expected
+    ]
+
+
+def slow_violations(after_faults: Mapping[str, float], within: float) -> list[Violation]:
+    """Every order final within ``within`` seconds of the faults stopping."""
+    return [
+        Violation(
+            "final_in_time",
+            order_id,
+            f"final {seconds:.1f} s after the faults stopped (limit {within:.0f} s)",
+            order_id,
+        )
+        for order_id, seconds in sorted(after_faults.items())
+        if seconds > within
+    ]
+
+
+def ledger_effect_violations(records: Sequence[TransferRecord]) -> list[Violation]:
+    """One ledger effect per (order, step): a transfer id is applied once, and an order's hold,
+    release and fee each happen at most once (its refunds once per refund, by their ids)."""
+    found = []
+    ids = Counter(record.transfer_id for record in records)
+    found += [Violation("ledger_once", tid, f"transfer applied {n} times") for tid, n in ids.items() if n > 1]
+    steps: dict[tuple[str, str, str], int] = defaultdict(int)
+    for record in records:
+        if record.code in ONCE_PER_ORDER and record.kind not in ENDINGS:
+            steps[(record.order_id, record.code, record.currency)] += 1
+    found += [
+        Violation("ledger_once", f"{order_id} {code}", f"{n} {code} transfers in {currency}", order_id)
+        for (order_id, code, currency), n in sorted(steps.items())
+        if n > 1
+    ]
+    return found
+
+
+def poison_violations(
+    sent: Sequence[PoisonSent], letters: Sequence[DeadLetter], services: Iterable[str]
+) -> list[Violation]:
+    """Every poison record dead-lettered, at its first attempt (class ``record``), by every
+    service that consumes its topic, and only once by each."""
+    topics = {topic.name: topic for topic in ALL_TOPICS}
+    running = set(services)
+    by_source: dict[str, list[DeadLetter]] = defaultdict(list)
+    for letter in letters:
+        if letter.source_header is not None:
+            by_source[letter.source_header].append(letter)
+    found = []
+    for poison in sent:
+        expected = set(consumers_of(topics[poison.topic])) & running
+        got = Counter(letter.service for letter in by_source.get(poison.source, []))
+        subject = f"{poison.kind} on {poison.source}"
+        if missing := expected - set(got):
+            found.append(
+                Violation("poison_dead_lettered", subject, f"not dead-lettered by {', '.join(sorted(missing))}")
+            )
+        if twice := [name for name, n in got.items() if n > 1]:
+            found.append(
+                Violation("poison_dead_lettered", subject, f"dead-lettered more than once by {', '.join(twice)}")
+            )
+        classes = {letter.dead_letter_class for letter in by_source.get(poison.source, [])}
+        if classes - {RECORD_FAULT}:
+            found.append(Violation("poison_dead_lettered", subject, f"dead-lettered as {sorted(classes)}, not at once"))
+    return found
+
+
+def lag_violations(lag: Mapping[tuple[str, str, int], int]) -> list[Violation]:
+    """No partition blocked: every service's group committed up to the end of every partition it reads."""
+    return [
+        Violation("partition_blocked", f"{group} {topic}/{partition}", f"{behind} records not consumed")
+        for (group, topic, partition), behind in sorted(lag.items())
+        if behind > 0
+    ]
+
+
+def secret_violations(found: Iterable[str]) -> list[Violation]:
+    return [Violation("secret_leaked", where, "a secret where it must never be") for where in found]

@@ -1,0 +1,288 @@
+"""The faults of a chaos run, carried out against the running stack (G2, X6).
+
+- :class:`Supervisor` kills services on the schedule (SIGKILL: no clean shutdown, no flush) and
+  starts them again after their pause; a service that dies on its own (a broker outage it did
+  not survive) is started again too, the way a container's restart policy would, and counted.
+- :class:`BrokerControl` stops and starts the run's broker (scripts/kafka.sh, its data kept).
+- :class:`RecordCopier` reads every topic as the operators' principal and publishes a share of
+  the records again, byte for byte with their headers (so their signatures still verify): at
+  once (a duplicate) or a few seconds later, behind records of other keys (a late copy, which
+  reorders them). What a consumer does with them is the inbox's business: absorb them.
+- :class:`Poisoner` sends malformed records (:class:`~scripts.chaos.plan.PoisonKind`) and keeps
+  where each landed, so the run can check that every consumer of its topic dead-lettered it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from contracts import ALL_TOPICS, MESSAGE_TYPES, CommandRejected
+from contracts.catalogue import OPERATOR
+from contracts.topics import DEAD_LETTER, MESSAGE_TYPE_HEADER, ORDER_COMMANDS
+from scripts.chaos.plan import Copy, Fault, FaultKind, PoisonKind, Schedule, copy_decision
+from scripts.stack import ServiceProcesses
+from shared.broker_security import client_options
+from shared.logging import get_logger
+from shared.signing import Keyring
+
+log = get_logger(__name__)
+
+POISON_KEY_PREFIX = "chaos-poison-"
+"""Every poison record's key starts so: the copier leaves them alone and the run finds them."""
+COPIED_TOPICS = tuple(topic.name for topic in ALL_TOPICS if topic is not DEAD_LETTER)
+
+
+@dataclass
+class FaultFigures:
+    """What the run did to the stack, by kind (the report's 'faults injected')."""
+
+    injected: Counter[str] = field(default_factory=Counter)
+    unexpected_exits: Counter[str] = field(default_factory=Counter)
+    """Services that died without being killed, and were started again."""
+    copies_failed: int = 0
+    """Copies the broker did not take (sent while it was down)."""
+
+
+class Supervisor:
+    """Kills and restarts the stack's services, and restarts any that died on its own."""
+
+    def __init__(self, services: ServiceProcesses, figures: FaultFigures) -> None:
+        self.services = services
+        self.figures = figures
+        self._down: set[str] = set()
+
+    async def kill(self, fault: Fault) -> None:
+        name = fault.target
+        process = self.services.processes.get(name)
+        if process is None or name in self._down:
+            return
+        self._down.add(name)
+        try:
+            process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(process.wait)
+            self.services.processes.pop(name, None)
+            self.figures.injected[f"{FaultKind.KILL}:{name}"] += 1
+            await asyncio.sleep(fault.pause)
+            self.services.start_one(name)
+        finally:
+            self._down.discard(name)
+
+    async def watch(self, every: float = 0.5) -> None:
+        """Forever: start again any service that exited while nobody was killing it."""
+        while True:
+            for name, process in list(self.services.processes.items()):
+                if name not in self._down and process.poll() is not None:
+                    log.warning("service exited on its own; starting it again", service=name, code=process.returncode)
+                    self.figures.unexpected_exits[name] += 1
+                    self.services.processes.pop(name, None)
+                    self.services.start_one(name)
+            await asyncio.sleep(every)
+
+    async def all_ready(self, timeout: float = 120.0) -> None:
+        await self.services.wait_ready(timeout)
+
+
+class BrokerControl:
+    """The run's own broker, through scripts/kafka.sh with the run's data folder and ports."""
+
+    def __init__(self, kafka_sh: Path, env: Mapping[str, str], figures: FaultFigures) -> None:
+        self.kafka_sh, self.env, self.figures = kafka_sh, dict(env), figures
+
+    async def command(self, command: str) -> None:
+        process = await asyncio.create_subprocess_exec(
+            "bash",
+            str(self.kafka_sh),
+            command,
+            env={**os.environ, **self.env},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        _, errors = await process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"scripts/kafka.sh {command} failed: {errors.decode(errors='replace')[-2000:]}")
+
+    def stop_now(self) -> None:
+        """Blocking, for the run's clean-up."""
+        subprocess.run(
+            ["bash", str(self.kafka_sh), "stop"], env={**os.environ, **self.env}, check=False, capture_output=True
+        )
+
+    async def restart(self) -> None:
+        started = time.monotonic()
+        await self.command("stop")
+        await self.command("start")
+        self.figures.injected[FaultKind.BROKER_RESTART] += 1
+        log.info("broker restarted", seconds=round(time.monotonic() - started, 1))
+
+
+class RecordCopier:
+    """Publishes a share of every topic's records again (:func:`~scripts.chaos.plan.copy_decision`)."""
+
+    def __init__(self, bootstrap: str, schedule: Schedule, figures: FaultFigures) -> None:
+        self.schedule, self.figures = schedule, figures
+        options = {**client_options(OPERATOR), "bootstrap_servers": bootstrap}
+        self._consumer = AIOKafkaConsumer(
+            *COPIED_TOPICS, **options, group_id=None, auto_offset_reset="latest", enable_auto_commit=False
+        )
+        self._producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True)
+        self._decided: set[bytes] = set()
+        self._late: set[asyncio.Task[None]] = set()
+        self.running = False
+
+    async def start(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+        # Positions are taken now, so records produced from here on are all seen.
+        for partition in self._consumer.assignment():
+            await self._consumer.position(partition)
+
+    async def stop(self) -> None:
+        for task in self._late:
+            task.cancel()
+        await asyncio.gather(*self._late, return_exceptions=True)
+        await self._consumer.stop()
+        await self._producer.stop()
+
+    async def copy(self) -> None:
+        """Forever (until cancelled): decide every record once, publish the chosen copies."""
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+            for records in batches.values():
+                for record in records:
+                    await self._consider(record.topic, record.key, record.value, record.headers)
+
+    async def _consider(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        if value is None or (key or b"").startswith(POISON_KEY_PREFIX.encode()):
+            return
+        marker = topic.encode() + b"\0" + value
+        if marker in self._decided:  # a copy of ours (or the producer's own retry): decided already
+            return
+        self._decided.add(marker)
+        decision, delay = copy_decision(self.schedule.seed, self.schedule.rates, topic, value)
+        if decision is Copy.DUPLICATE:
+            await self._publish(decision, topic, key, value, headers)
+        elif decision is Copy.LATE:
+            task = asyncio.create_task(self._later(delay, topic, key, value, headers))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+
+    async def _later(
+        self, delay: float, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        await asyncio.sleep(delay)
+        await self._publish(Copy.LATE, topic, key, value, headers)
+
+    async def _publish(
+        self, decision: Copy, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        try:
+            await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+        except KafkaError:
+            self.figures.copies_failed += 1
+            return
+        self.figures.injected[f"copy:{decision}"] += 1
+
+
+@dataclass(frozen=True, slots=True)
+class PoisonSent:
+    kind: PoisonKind
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def source(self) -> str:
+        """How a dead letter names where its record came from (``tg-dead-letter-source``)."""
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+class Poisoner:
+    """Sends malformed records, signed as the operators' tools (allowed to write every topic), so
+    what makes them poison is what they hold, not who sent them."""
+
+    def __init__(self, bootstrap: str, keyring: Keyring, figures: FaultFigures) -> None:
+        self.figures = figures
+        self._signer = keyring.signer(OPERATOR)
+        self._producer = AIOKafkaProducer(
+            **client_options(OPERATOR), bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+        )
+        self.sent: list[PoisonSent] = []
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, fault: Fault) -> None:
+        kind = fault.poison or PoisonKind.GARBAGE
+        number = len(self.sent)
+        key = f"{POISON_KEY_PREFIX}{number}".encode()
+        value, message_type = poison_record(kind, fault.target, number)
+        headers = [(MESSAGE_TYPE_HEADER, message_type.encode())] if message_type else []
+        headers.extend(self._signer.headers(fault.target, key, message_type.encode() if message_type else None, value))
+        try:
+            metadata = await self._producer.send_and_wait(fault.target, value, key=key, headers=headers)
+        except KafkaError as error:
+            log.warning("poison not sent", topic=fault.target, error=str(error))
+            return
+        self.sent.append(PoisonSent(kind, fault.target, metadata.partition, metadata.offset))
+        self.figures.injected[f"{FaultKind.POISON}:{kind}"] += 1
+
+
+def poison_record(kind: PoisonKind, topic: str, number: int) -> tuple[bytes, str | None]:
+    """The record's value and its ``tg-type`` header (None: no header)."""
+    if kind is PoisonKind.GARBAGE:
+        return b"\xff\xfe not json at all " + str(number).encode(), None
+    if kind is PoisonKind.WRONG_TOPIC:
+        elsewhere = "FundsHeld" if topic == ORDER_COMMANDS.name else "Checkout"
+        return b"{}", elsewhere
+    own_types = [m.message_type for m in MESSAGE_TYPES if m is not CommandRejected and m.topic.name == topic]
+    envelope = {
+        "message_id": f"{POISON_KEY_PREFIX}{number}",
+        "type": "ChaosPoison" if kind is PoisonKind.UNKNOWN_TYPE or not own_types else own_types[0],
+        "version": 1,
+        "payload": {"note": "poison"},
+    }
+    return json.dumps(envelope).encode(), None
+
+
+async def run_schedule(
+    schedule: Schedule,
+    started: float,
+    supervisor: Supervisor,
+    broker: BrokerControl,
+    poisoner: Poisoner,
+) -> None:
+    """Carry out every fault at its time (seconds after ``started``, a monotonic time)."""
+    kills: set[asyncio.Task[None]] = set()
+    for fault in schedule.faults:
+        delay = started + fault.at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if fault.kind is FaultKind.KILL:
+            task = asyncio.create_task(supervisor.kill(fault))  # the pause runs beside later faults
+            kills.add(task)
+            task.add_done_callback(kills.discard)
+        elif fault.kind is FaultKind.BROKER_RESTART:
+            await broker.restart()
+        else:
+            await poisoner.send(fault)
+    with contextlib.suppress(Exception):
+        await asyncio.gather(*kills)
