@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -160,7 +159,12 @@ class RecordCopier:
     async def copy(self) -> None:
         """Forever (until cancelled): decide every record once, publish the chosen copies."""
         while True:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+            except KafkaError as error:  # the broker restarting: the consumer reconnects by itself
+                log.info("copier could not fetch", error=str(error))
+                await asyncio.sleep(0.5)
+                continue
             for records in batches.values():
                 for record in records:
                     await self._consider(record.topic, record.key, record.value, record.headers)
@@ -192,7 +196,7 @@ class RecordCopier:
         self, decision: Copy, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
     ) -> None:
         try:
-            await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+            await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
         except KafkaError:
             self.figures.copies_failed += 1
             return
@@ -270,19 +274,21 @@ async def run_schedule(
     broker: BrokerControl,
     poisoner: Poisoner,
 ) -> None:
-    """Carry out every fault at its time (seconds after ``started``, a monotonic time)."""
-    kills: set[asyncio.Task[None]] = set()
+    """Carry out every fault at its time (seconds after ``started``, a monotonic time), each in a
+    task of its own so that a slow one (a poison record sent while the broker restarts, a
+    killed service's pause) does not put the later ones behind; returns when all are done."""
+    under_way: set[asyncio.Task[None]] = set()
     for fault in schedule.faults:
         delay = started + fault.at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         if fault.kind is FaultKind.KILL:
-            task = asyncio.create_task(supervisor.kill(fault))  # the pause runs beside later faults
-            kills.add(task)
-            task.add_done_callback(kills.discard)
+            action = supervisor.kill(fault)
         elif fault.kind is FaultKind.BROKER_RESTART:
-            await broker.restart()
+            action = broker.restart()
         else:
-            await poisoner.send(fault)
-    with contextlib.suppress(Exception):
-        await asyncio.gather(*kills)
+            action = poisoner.send(fault)
+        task = asyncio.create_task(action)
+        under_way.add(task)
+        task.add_done_callback(under_way.discard)
+    await asyncio.gather(*under_way)

@@ -25,7 +25,11 @@ def print_report(console: Console, report: ChaosReport) -> None:
     figures.add_row("copies the broker refused", str(report.figures.copies_failed))
     figures.add_row("poison records sent", str(len(report.poison)))
     figures.add_row("dead letters on the topic", str(report.dead_letters))
-    figures.add_row("longest time to final after the faults stopped", f"{report.longest_to_final:.1f} s")
+    figures.add_row(
+        "longest time to final after the faults stopped",
+        f"{report.longest_to_final:.1f} s ({len(report.after_faults)} orders under way then; "
+        f"{report.begun_after_faults} begun later)",
+    )
     figures.add_row("books audit", report.audit.summary() if report.audit else "not run")
     figures.add_row("seconds", ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()))
     figures.add_row("invariant violations", str(len(report.violations)))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import time
 from collections import Counter
@@ -50,7 +51,7 @@ from scripts.chaos.orders import CLOCK_MOVE_TO_SETTLE, Driven, OrderPlan, drive,
 from scripts.chaos.plan import Rates, Schedule, schedule
 from scripts.cli.kafka_io import read_dead_letters
 from scripts.marketplace import Seen
-from scripts.scenarios.handle import StackHandle
+from scripts.scenarios.handle import StackClock, StackHandle
 from scripts.scenarios.runner import ScenarioRunner
 from scripts.secrets_scan import all_records, findings, stack_files, stack_secrets
 from scripts.stack import FAST_PASSWORD_HASHING, ROOT, SERVICES, ServiceProcesses, client_keyring, sqlite_urls
@@ -67,7 +68,7 @@ class ChaosOptions:
     seed: int = 1
     orders: int = 300
     minutes: float = 1.0
-    concurrency: int = 40
+    concurrency: int = 200
     """Orders under way at once, at most."""
     step_timeout: float = 180.0
     """How long an order waits for any one step (services die and come back meanwhile)."""
@@ -102,12 +103,16 @@ class ChaosReport:
     failed_to_drive: dict[int, str] = field(default_factory=dict)
     """Orders whose script broke (a step timed out, was refused): plan index -> what happened."""
     after_faults: dict[str, float] = field(default_factory=dict)
-    """Seconds after the faults stopped at which each order that was still under way ended."""
+    """Seconds after the faults stopped at which each order that was under way then ended."""
+    begun_after_faults: int = 0
+    """Orders that waited for a slot until after the faults stopped (too few slots for the rate)."""
     violations: list[checks.Violation] = field(default_factory=list)
     audit: AuditReport | None = None
     poison: list[PoisonSent] = field(default_factory=list)
     dead_letters: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    injector_errors: list[str] = field(default_factory=list)
+    """Fault injectors that stopped on an error before the window ended."""
     first_timeline: list[Seen] = field(default_factory=list)
     """Every message about the first order an invariant broke on."""
 
@@ -143,6 +148,7 @@ class ChaosReport:
             "outcomes": dict(self.outcomes()),
             "failed_to_drive": len(self.failed_to_drive),
             "longest_to_final_seconds": round(self.longest_to_final, 2),
+            "begun_after_faults": self.begun_after_faults,
             "dead_letters": self.dead_letters,
             "poison_sent": len(self.poison),
             "audit": self.audit.summary() if self.audit else None,
@@ -235,9 +241,10 @@ class ChaosRun:
             f"{len(self.schedule.faults)} faults scheduled (replay: {self.options.replay_command()})"
         )
         slots = asyncio.Semaphore(self.options.concurrency)
+        begun: dict[int, float] = {}
         ended: dict[int, float] = {}
         orders = [
-            asyncio.create_task(self._one(runner, plan, opened + window * i / len(plans), slots, ended))
+            asyncio.create_task(self._one(runner, plan, opened + window * i / len(plans), slots, (begun, ended)))
             for i, plan in enumerate(plans)
         ]
         try:
@@ -245,6 +252,7 @@ class ChaosRun:
             await background[0]  # the last fault carried out (a kill's restart included)
             stopped = time.monotonic()
             self.report.seconds["fault window"] = stopped - opened
+            self._injectors_alive(background[1:])
             for task in background[2:]:
                 task.cancel()
             await copier.stop()
@@ -252,22 +260,40 @@ class ChaosRun:
             self.report.poison = list(poisoner.sent)
             self.console.print("faults stopped; waiting for every order")
             await self._timed("orders after the faults", self._wait_for(orders))
-            self.report.after_faults = {self._order_id(i): at - stopped for i, at in ended.items() if at > stopped}
+            # The bound is on recovery: orders under way when the faults stopped. One begun later
+            # ran on a healthy stack (it waited for a slot), so its time says nothing of the faults.
+            self.report.after_faults = {
+                self._order_id(i): at - stopped for i, at in ended.items() if at > stopped and begun[i] <= stopped
+            }
+            self.report.begun_after_faults = sum(1 for at in begun.values() if at > stopped)
             await self._timed("settle after moving the clock", self._settle(runner))
         finally:
             for task in (*background, *orders):
                 task.cancel()
             await asyncio.gather(*background, *orders, return_exceptions=True)
 
+    def _injectors_alive(self, tasks: list[asyncio.Task[None]]) -> None:
+        """A fault injector that died early leaves a run that tested less than it says: a violation."""
+        for task in tasks:
+            if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+                self.report.injector_errors.append(f"{task.get_coro().__qualname__}: {error!r}")  # type: ignore[union-attr]
+
     def _order_id(self, index: int) -> str:
         driven = self.report.driven.get(index)
         return (driven.order_id if driven else None) or f"plan {index}"
 
     async def _one(
-        self, runner: ScenarioRunner, plan: OrderPlan, at: float, slots: asyncio.Semaphore, ended: dict[int, float]
+        self,
+        runner: ScenarioRunner,
+        plan: OrderPlan,
+        at: float,
+        slots: asyncio.Semaphore,
+        times: tuple[dict[int, float], dict[int, float]],
     ) -> None:
+        begun, ended = times
         await asyncio.sleep(max(0.0, at - time.monotonic()))
         async with slots:
+            begun[plan.index] = time.monotonic()
             try:
                 self.report.driven[plan.index] = await drive(runner.world(), plan, timeout=self.options.step_timeout)
             except Exception as error:  # a step timed out or was refused: the order's violation
@@ -280,7 +306,7 @@ class ChaosRun:
             task.cancel()
 
     async def _settle(self, runner: ScenarioRunner) -> None:
-        FileClock(self.services.clock_file).advance(CLOCK_MOVE_TO_SETTLE)
+        StackClock(self.services.clock_file).advance(CLOCK_MOVE_TO_SETTLE)
         driven = list(self.report.driven.values())
         settled = await asyncio.gather(
             *(settle(runner.world(), d, timeout=self.options.step_timeout) for d in driven), return_exceptions=True
@@ -305,21 +331,36 @@ class ChaosRun:
             checks.Violation("order_ended", f"plan {i}", what) for i, what in sorted(report.failed_to_drive.items())
         ]
         found += checks.slow_violations(report.after_faults, options.final_within)
+        found += [checks.Violation("faults_injected", "injector", error) for error in report.injector_errors]
+        checked = time.monotonic()
         report.audit = await audit_stack(options.state_dir, AuditLimits(), attempts=5)
+        report.seconds["audit"] = time.monotonic() - checked
         found += [checks.Violation("books", b.subject, f"{b.code}: {b.detail}") for b in report.audit.breaks]
         books = await read_books(Endpoints.of_stack(options.state_dir), FileClock(self.services.clock_file))
         found += checks.ledger_effect_violations(books.ledger.records)
         letters = await read_dead_letters(options.bootstrap)
         report.dead_letters = len(letters)
         found += checks.poison_violations(report.poison, letters, SERVICES)
+        checked = time.monotonic()
         found += checks.lag_violations(await _eventually_caught_up(options.bootstrap))
-        layout = self.services.layout
-        everywhere = [*await all_records(options.bootstrap), *stack_files(layout, self.services.log_dir)]
+        report.seconds["lag"] = time.monotonic() - checked
+        layout, checked = self.services.layout, time.monotonic()
+        everywhere = [*_by_topic(await all_records(options.bootstrap)), *stack_files(layout, self.services.log_dir)]
         found += checks.secret_violations(findings(stack_secrets(layout), everywhere))
+        report.seconds["secrets"] = time.monotonic() - checked
         report.violations = found
         if (first := report.first_broken_order()) is not None:
             report.first_timeline = runner.watcher.about(first)
         (options.state_dir / "report.json").write_text(json.dumps(report.as_json(), indent=2))
+
+
+def _by_topic(records: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """One blob per topic (``topic@offset`` sources joined): each secret is then searched a dozen
+    times, not once per record of a run's hundreds of thousands."""
+    blobs: dict[str, list[bytes]] = {}
+    for where, data in records:
+        blobs.setdefault(where.split("@", 1)[0], []).append(data)
+    return [(topic, b"\n".join(parts)) for topic, parts in blobs.items()]
 
 
 async def consumer_lag(bootstrap: str, groups: tuple[str, ...] = SERVICES) -> dict[tuple[str, str, int], int]:
@@ -359,4 +400,7 @@ async def _eventually_caught_up(bootstrap: str, timeout: float = 30.0) -> dict[t
 
 def run_chaos(options: ChaosOptions, console: Console) -> ChaosReport:
     """The whole run, blocking; the caller prints the report (:mod:`scripts.chaos.report`)."""
+    # The run's own clients reconnect through the broker's restart; their complaints meanwhile
+    # would bury the run's output (the services' logs keep theirs).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     return asyncio.run(ChaosRun(options, console).run())

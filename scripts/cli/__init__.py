@@ -104,7 +104,7 @@ def chaos(
     seed: Annotated[int, typer.Option(help="Fixes the order mix, the fault schedule and the simulator's choices.")] = 1,
     orders: Annotated[int, typer.Option(min=1, help="Orders to drive.")] = 300,
     minutes: Annotated[float, typer.Option(min=0.1, help="Length of the fault window.")] = 1.0,
-    concurrency: Annotated[int, typer.Option(min=1, help="Orders under way at once, at most.")] = 40,
+    concurrency: Annotated[int, typer.Option(min=1, help="Orders under way at once, at most.")] = 200,
     broker_restart: Annotated[bool, typer.Option(help="Restart the broker once in the fault window.")] = True,
 ) -> None:
     """Drive a seeded mix of orders under seeded faults on a stack of its own, then check the
