@@ -6,7 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 UV_RUN = $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup run demo scenarios audit timeline test test-fast lint format contracts asyncapi-docs bench bench-smoke images compose-test kafka-stop clean
+.PHONY: help setup run demo scenarios audit timeline test test-fast lint format contracts asyncapi-docs bench bench-smoke chaos chaos-short images compose-test test-containers kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,11 +60,20 @@ bench: setup  ## throughput and latency benchmark (several minutes); writes benc
 bench-smoke: setup  ## a few orders through the benchmark, to see it works
 	@$(UV_RUN) python -m bench.run --smoke
 
+chaos:  ## 10,000 orders under SIGKILLs, a broker restart, duplicates, poison and funding faults, then every invariant (G2): make chaos SEED=7
+	@$(UV_RUN) tradeguard chaos --seed $(or $(SEED),1) --orders $(or $(ORDERS),10000) --minutes $(or $(MINUTES),10)
+
+chaos-short:  ## the short chaos run make test runs (300 orders, 1 minute of faults)
+	@$(UV_RUN) tradeguard chaos --seed $(or $(SEED),1) --orders 300 --minutes 1
+
 images:  ## the container images from docker/ (podman here: a debootstrapped Debian base; Docker: debian:bookworm-slim)
 	@bash scripts/images.sh build
 
 compose-test:  ## docker-compose.yml in real containers: images, up, two demo orders, the audit, a crash, down (not part of test)
 	@$(UV_RUN) python -m scripts.compose_test
+
+test-containers: setup  ## the Kafka integration tests and the e2e order flow against the broker image in a container (testcontainers; exit 0 "skipped" without an engine)
+	@$(UV_RUN) python -m tests.support.container_broker
 
 kafka-stop:  ## stop a broker left running by an interrupted run
 	@bash scripts/kafka.sh stop

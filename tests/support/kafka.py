@@ -1,18 +1,25 @@
 """A Kafka broker for integration tests.
 
-There are two ways to get one, tried in this order:
+There are three ways to get one:
 
 1. ``KAFKA_BOOTSTRAP_SERVERS`` is set: a broker someone else manages (a shared dev stack),
    with ``KAFKA_CREDENTIALS_DIR`` naming its credentials folder. It is used as-is; nothing is
    started or stopped.
-2. Otherwise ``scripts/kafka.sh``: the single-node KRaft broker run as a plain JVM from Maven
-   Central jars, secured (SASL/SCRAM and the catalogue's ACLs, ``shared.broker_security``).
-   It gets its own data dir and ports so it never collides with a ``make run`` stack, and
-   that data dir is wiped first so every test run starts from an empty broker.
+2. Otherwise (the default) ``scripts/kafka.sh``: the single-node KRaft broker run as a plain JVM
+   from Maven Central jars, secured (SASL/SCRAM and the catalogue's ACLs,
+   ``shared.broker_security``). It gets its own data dir and ports so it never collides with a
+   ``make run`` stack, and that data dir is wiped first so every test run starts from an empty
+   broker.
+3. ``TRADEGUARD_TEST_BROKER=container``, chosen explicitly (``make test-containers``): the
+   project's own broker image (docker/kafka/, ``make images``) started through testcontainers on
+   whatever Docker-compatible API answers (``DOCKER_HOST``, Docker's socket, or a ``podman system
+   service`` started for the run), then provisioned as the local one is; see
+   ``tests.support.container_broker``. It cannot be combined with ``KAFKA_BOOTSTRAP_SERVERS``.
+   The fault tests that stop and restart the broker need it to be 2.'s.
 
 Every test runs against an authenticating broker. testcontainers' stock Kafka container is
-not used: it has no authentication, so the tests' clients could not connect to it (a secured
-container broker comes with the deployment work, issue 12).
+not used: it has no authentication, so the tests' clients could not connect to it; the
+project's image is secured as the compose stack runs it.
 """
 
 from __future__ import annotations
@@ -33,13 +40,28 @@ KAFKA_SH = REPO_ROOT / "scripts" / "kafka.sh"
 TEST_DATA_DIR = REPO_ROOT / ".cache" / "kafka" / "test-data"
 TEST_PORT = 19192
 TEST_CONTROLLER_PORT = 19193
+BROKER_CHOICE_VARIABLE = "TRADEGUARD_TEST_BROKER"
+CONTAINER = "container"
 
 
 @contextlib.contextmanager
 def kafka_bootstrap_servers() -> Iterator[str]:
     """Yield bootstrap servers of a running broker; see the module docstring."""
+    choice = os.environ.get(BROKER_CHOICE_VARIABLE, "")
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
+    if choice not in ("", CONTAINER):
+        msg = f"{BROKER_CHOICE_VARIABLE}={choice}: the only choice is {CONTAINER!r} (unset: the default broker)"
+        raise RuntimeError(msg)
+    if choice == CONTAINER:
+        if external:
+            msg = f"{BROKER_CHOICE_VARIABLE}={CONTAINER} and KAFKA_BOOTSTRAP_SERVERS={external}: choose one broker"
+            raise RuntimeError(msg)
+        # Imported only when chosen: the other paths need neither testcontainers nor an engine.
+        from tests.support.container_broker import container_broker
+
+        with container_broker() as servers:
+            yield servers
+    elif external:
         yield external
     else:
         with _local_broker() as servers:
