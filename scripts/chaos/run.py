@@ -190,6 +190,9 @@ class ChaosRun:
         self.supervisor = Supervisor(self.services, self.report.figures)
 
     async def run(self) -> ChaosReport:
+        # The run's own clients reconnect through the broker's restart; their complaints meanwhile
+        # would bury the run's output (the services' logs keep theirs).
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         started = time.monotonic()
         try:
             await self._timed("start", self._start())
@@ -400,7 +403,4 @@ async def _eventually_caught_up(bootstrap: str, timeout: float = 30.0) -> dict[t
 
 def run_chaos(options: ChaosOptions, console: Console) -> ChaosReport:
     """The whole run, blocking; the caller prints the report (:mod:`scripts.chaos.report`)."""
-    # The run's own clients reconnect through the broker's restart; their complaints meanwhile
-    # would bury the run's output (the services' logs keep theirs).
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     return asyncio.run(ChaosRun(options, console).run())

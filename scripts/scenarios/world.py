@@ -83,7 +83,7 @@ class World:
         """Someone new, with an account id and phone number of their own, reading notifications in
         ``language``; ``with_email``: with an address of their own too (``<account id>@example.com``)."""
         account_id = self.fresh(role)
-        n = uuid.uuid4().int % PHONE_NUMBERS
+        n = self.phone_number()
         return Person.numbered(
             account_id,
             n,
@@ -93,16 +93,21 @@ class World:
             email=f"{account_id}@example.com" if with_email else None,
         )
 
+    def phone_number(self) -> int:
+        """The number (below :data:`PHONE_NUMBERS`) :meth:`person` gives the next person: a random one."""
+        return uuid.uuid4().int % PHONE_NUMBERS
+
     def say(self, text: str) -> None:
         """Narrate a step (the scenario reads as a story while it runs)."""
         self.console.print(f"  [cyan]→[/] {text}")
 
     # ------------------------------------------------------------------ acting
 
-    async def send(self, command: Command, *, about: str) -> RawEnvelope:
-        """Publish ``command`` in the flow of ``about`` (an account or order id) with a fresh idempotency
-        key, signed as the marketplace or, for an operator's command, as the operators' tools (X9)."""
-        key = f"{command.message_type}:{about}:{uuid.uuid4().hex}"
+    async def send(self, command: Command, *, about: str, key: str | None = None) -> RawEnvelope:
+        """Publish ``command`` in the flow of ``about`` (an account or order id) with idempotency key
+        ``key`` (default: a fresh one), signed as the marketplace or, for an operator's command, as
+        the operators' tools (X9)."""
+        key = key or f"{command.message_type}:{about}:{uuid.uuid4().hex}"
         owners = PRODUCERS[command.message_type]
         client = self.market if self.market.principal in owners else self.market.signing_as(owners[0])
         return await client.publish(command, correlation_id=about, idempotency_key=key)
