@@ -27,7 +27,7 @@ from contracts.catalogue import OPERATOR, party_actor
 from contracts.envelope import Actor, envelope_for
 from contracts.topics import MESSAGE_TYPE_HEADER
 from scripts.stack import client_keyring
-from shared.broker import stop_consumer
+from shared.broker import RenewingProducer, stop_consumer
 from shared.broker_security import client_options
 from shared.signing import PRINCIPALS, Keyring
 
@@ -71,9 +71,8 @@ class Marketplace:
         self.principal = source if source in PRINCIPALS else "marketplace"
         self._keyring = keyring or client_keyring()
         self._signer = self._keyring.signer(self.principal)
-        self._producer = AIOKafkaProducer(
-            **client_options(self.principal), bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all"
-        )
+        options = {**client_options(self.principal), "bootstrap_servers": bootstrap_servers}
+        self._producer = RenewingProducer(lambda: AIOKafkaProducer(**options, enable_idempotence=True, acks="all"))
 
     def signing_as(self, principal: str) -> Marketplace:
         """This client's connection, publishing as another principal whose key it holds (the

@@ -33,6 +33,7 @@ from contracts.catalogue import OPERATOR
 from contracts.topics import DEAD_LETTER, MESSAGE_TYPE_HEADER, ORDER_COMMANDS
 from scripts.chaos.plan import Copy, Fault, FaultKind, PoisonKind, Schedule, copy_decision
 from scripts.stack import ServiceProcesses
+from shared.broker import RenewingProducer
 from shared.broker_security import client_options
 from shared.logging import get_logger
 from shared.signing import Keyring
@@ -137,7 +138,7 @@ class RecordCopier:
         self._consumer = AIOKafkaConsumer(
             *COPIED_TOPICS, **options, group_id=None, auto_offset_reset="latest", enable_auto_commit=False
         )
-        self._producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True)
+        self._producer = RenewingProducer(lambda: AIOKafkaProducer(**options, acks="all", enable_idempotence=True))
         self._decided: set[bytes] = set()
         self._late: set[asyncio.Task[None]] = set()
         self.running = False
@@ -223,9 +224,8 @@ class Poisoner:
     def __init__(self, bootstrap: str, keyring: Keyring, figures: FaultFigures) -> None:
         self.figures = figures
         self._signer = keyring.signer(OPERATOR)
-        self._producer = AIOKafkaProducer(
-            **client_options(OPERATOR), bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
-        )
+        options = {**client_options(OPERATOR), "bootstrap_servers": bootstrap}
+        self._producer = RenewingProducer(lambda: AIOKafkaProducer(**options, acks="all", enable_idempotence=True))
         self.sent: list[PoisonSent] = []
 
     async def start(self) -> None:

@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import Balance, Money, WalletFunded
 from contracts.topics import MESSAGE_TYPE_HEADER, SIGNER_HEADER, Key, Topic
 from services.account.app import DEFINITION as ACCOUNT
-from shared.broker import ProducerPublisher, create_producer, ensure_topics
+from shared.broker import ProducerPublisher, RenewingProducer, create_producer, ensure_topics
 from shared.broker_security import ADMIN, client_options
 from shared.clock import ManualClock
 from shared.consumer import outgoing
@@ -41,7 +41,7 @@ async def topic(kafka_bootstrap: str) -> Topic:
 
 @pytest.fixture
 async def publisher(kafka_bootstrap: str) -> AsyncIterator[ProducerPublisher]:
-    producer: AIOKafkaProducer = create_producer(
+    producer: RenewingProducer = create_producer(
         KafkaSettings(bootstrap_servers=kafka_bootstrap), client_id="relay-test", principal=ADMIN
     )
     await producer.start()
