@@ -164,18 +164,30 @@ class EventWatcher:
 
     async def wait_for(self, predicate: Callable[[Seen], bool], timeout: float = 30.0) -> Seen:
         """The first message (already seen or arriving) that matches."""
-        return await self._wait(lambda: next((s for s in self.seen if predicate(s)), None), timeout)
+        return await self._wait(self.seen, predicate, timeout)
 
     async def wait_for_record(self, predicate: Callable[[RawRecord], bool], timeout: float = 30.0) -> RawRecord:
         """The first record, parsed or not (dead letters are raw bytes), that matches."""
-        return await self._wait(lambda: next((r for r in self.raw if predicate(r)), None), timeout)
+        return await self._wait(self.raw, predicate, timeout)
 
-    async def _wait(self, find: Callable[[], T | None], timeout: float) -> T:
+    async def _wait(self, items: list[T], predicate: Callable[[T], bool], timeout: float) -> T:
+        # Each waiter goes on from where it stopped: the lists only grow, and a run of thousands
+        # of orders has hundreds of waiters over hundreds of thousands of messages.
+        scanned, found = 0, []
+
+        def matched() -> bool:
+            nonlocal scanned
+            while scanned < len(items):
+                item = items[scanned]
+                scanned += 1
+                if predicate(item):
+                    found.append(item)
+                    return True
+            return False
+
         async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: find() is not None)
-        found = find()
-        assert found is not None
-        return found
+            await self._changed.wait_for(matched)
+        return found[0]
 
     def about(self, correlation_id: str) -> list[Seen]:
         return sorted(

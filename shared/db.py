@@ -12,7 +12,8 @@ that gets no answer at all is abandoned after ``POSTGRES_COMMAND_TIMEOUT_S``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,34 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_MS = 50
 POSTGRES_STATEMENT_TIMEOUT_MS = 10_000
 POSTGRES_LOCK_TIMEOUT_MS = 5_000
 POSTGRES_COMMAND_TIMEOUT_S = 15.0
+
+
+READ_ONLY = "tradeguard_read_only"
+"""The execution option :func:`reading` sets on its connection."""
+
+
+@asynccontextmanager
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection that only reads (a read API, a worker's scan for due rows).
+
+    On SQLite every other transaction starts with BEGIN IMMEDIATE, which takes the write lock even
+    for a SELECT; a read would then wait for whichever batch holds it, blocking the event loop (the
+    connection runs inline) up to ``SQLITE_BUSY_MS`` and failing with "database is locked" when
+    the holder is on the same loop. A reading connection begins a deferred transaction instead:
+    a consistent snapshot that waits for no writer. Writing through it is a bug (SQLite refuses
+    the lock upgrade while another connection writes). PostgreSQL needs neither: the option is
+    ignored there.
+    """
+    async with engine.connect() as connection:
+        await connection.execution_options(**{READ_ONLY: True})
+        yield connection
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -118,7 +140,9 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reading connection (:func:`reading`) takes no lock: in WAL mode its snapshot never
+        # waits for the writer, and it never holds up one.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 async def migrate(engine: AsyncEngine, service_migrations: Path, to: str = "heads") -> None:

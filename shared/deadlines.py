@@ -30,6 +30,7 @@ from contracts.envelope import Message
 from shared.broker import ProducerPublisher
 from shared.clock import Clock
 from shared.consumer import outgoing
+from shared.db import reading
 from shared.logging import RateLimitedLog, get_logger
 
 log = get_logger(__name__)
@@ -77,7 +78,7 @@ class DeadlineSweeper:
 
     async def sweep(self) -> int:
         """Nudge what is due now; the number of nudges sent."""
-        async with self.engine.connect() as connection:
+        async with reading(self.engine) as connection:
             rows = (await connection.execute(self._due, {"now": self.clock.now()})).all()
         started = time.monotonic()
         due_now = {(str(key), due if due.tzinfo else due.replace(tzinfo=UTC)) for key, due in rows}

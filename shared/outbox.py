@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.backoff import Backoff
+from shared.db import reading
 from shared.logging import RateLimitedLog, get_logger
 from shared.observability import METRICS
 from shared.sql import AlchemyDatabase, Database, Transaction
@@ -188,7 +189,7 @@ class OutboxRelay:
         """Publish every row in the table not yet published, in id order; returns how many."""
         after, total = self._published_ids[-1] if self._published_ids else 0, 0
         while True:
-            async with self._engine.connect() as connection:
+            async with reading(self._engine) as connection:
                 rows = (await connection.execute(_PENDING, {"after": after, "limit": self._batch_size})).all()
                 await connection.rollback()
             if not rows:

@@ -19,14 +19,12 @@ from contracts import ALL_TOPICS
 from contracts.catalogue import consumers_of
 from scripts.chaos.faults import PoisonSent
 from scripts.cli.model import DeadLetter
-from services.escrow.domain.ledger import TransferCode, TransferRecord
-from services.escrow.domain.ledger.transfers import ENDINGS
+from services.escrow.domain.ledger import TransferRecord
 
 RECORD_FAULT = "record"
 """The dead-letter class of a record that cannot be read (shared.consumer: no retry)."""
 POISON_ATTEMPTS = 3
 """The issue's bound: every poison record dead-lettered within this many attempts."""
-ONCE_PER_ORDER = frozenset({TransferCode.HOLD, TransferCode.RELEASE, TransferCode.FEE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,24 +64,14 @@ def slow_violations(after_faults: Mapping[str, float], within: float) -> list[Vi
 
 
 def ledger_effect_violations(records: Sequence[TransferRecord]) -> list[Violation]:
-    """One ledger effect per (order, step): a transfer id is applied once, and an order's hold,
-    release and fee each happen at most once (its refunds once per refund, by their ids)."""
-    found = []
+    """One ledger effect per (order, step): escrow names every transfer after its order and step
+    (``hold:<order>``, ``return:<order>:<refund>``, ``release:<order>``, and the parts of each
+    linked set after them), so a step applied twice is a transfer id applied twice."""
     ids = Counter(record.transfer_id for record in records)
-    found += [Violation("ledger_once", tid, f"transfer applied {n} times") for tid, n in ids.items() if n > 1]
-    # A hold is a linked pair (the buyer's funds into the holding account, single-phase, and
-    # the pending transfer to the seller's payable), ended once by a post, a void or its timeout.
-    steps: dict[tuple[str, str, str, str], int] = defaultdict(int)
-    for record in records:
-        if record.code in ONCE_PER_ORDER:
-            phase = "ending" if record.kind in ENDINGS else record.kind
-            steps[(record.order_id, record.code, phase, record.currency)] += 1
-    found += [
-        Violation("ledger_once", f"{order_id} {code}", f"{n} {phase} {code} transfers in {currency}", order_id)
-        for (order_id, code, phase, currency), n in sorted(steps.items())
-        if n > 1
+    orders = {record.transfer_id: record.order_id for record in records}
+    return [
+        Violation("ledger_once", tid, f"transfer applied {n} times", orders[tid]) for tid, n in ids.items() if n > 1
     ]
-    return found
 
 
 def poison_violations(

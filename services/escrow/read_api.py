@@ -29,6 +29,7 @@ from services.escrow.domain import EscrowHold, HoldStatus
 from services.escrow.domain.ledger import TransferRecord
 from services.escrow.domain.settlements import settlement
 from services.escrow.store import account_states, holds_page, ledger_transfers, records_after, releases
+from shared.db import reading
 from shared.observability import ReadRoute
 from shared.read_api import Page, iso, whole
 
@@ -52,7 +53,7 @@ async def records(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
         limit = whole(query, "limit", 100, least=1, most=MAX_RECORDS)
     except ValueError as error:
         return 400, {"error": str(error)}
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         found = await records_after(conn, after, limit + 1)
         before = (
             await conn.execute(
@@ -68,7 +69,7 @@ async def records(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
 
 
 async def balances(engine: AsyncEngine, _query: Mapping[str, str]) -> Answer:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         states = await account_states(conn)
     return 200, {
         "accounts": [
@@ -108,7 +109,7 @@ async def holds(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
         paging = Page.of(query)
     except ValueError as error:
         return 400, {"error": str(error)}
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         found, total = await holds_page(conn, status, paging.page, paging.per_page)
     return 200, {
         "status": status,
@@ -131,7 +132,7 @@ async def settlements(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
             raise ValueError(f"day: a date as YYYY-MM-DD, not {day_text[:20]!r}") from None
     except ValueError as error:
         return 400, {"error": str(error)}
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         found = settlement(seller_id, day, await releases(conn, seller_id, day))
     return 200, {
         "seller_id": found.seller_id,

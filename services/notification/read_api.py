@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notification.domain.delivery import DeliveryState
 from services.notification.store import email_deliveries, notification_releases, notifications
+from shared.db import reading
 from shared.read_api import MAX_PER_PAGE, iso, positive
 
 _UNDELIVERED = (DeliveryState.PENDING.value, DeliveryState.DEAD.value)
@@ -45,7 +46,7 @@ async def inbox(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any
     mine = n.c.recipient_id == account_id
     if query.get("unread", "").lower() in ("1", "true", "yes"):
         mine = sa.and_(mine, n.c.read_at.is_(None))
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         total = (await conn.execute(sa.select(sa.func.count()).select_from(n).where(mine))).scalar_one()
         unread = (
             await conn.execute(
@@ -124,7 +125,7 @@ async def undelivered(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[in
     d, r = email_deliveries, notification_releases
     states = (state,) if state else _UNDELIVERED
     address = sa.func.coalesce(d.c.address, r.c.address, "").label("to")  # a released held one: the release's
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = (
             await conn.execute(
                 sa.select(d, address)

@@ -46,6 +46,7 @@ from services.notification.store import email_deliveries, email_send_log, notifi
 from shared.broker import RenewingProducer
 from shared.clock import Clock
 from shared.consumer import outgoing
+from shared.db import reading
 from shared.logging import RateLimitedLog, get_logger
 
 log = get_logger(__name__)
@@ -105,7 +106,7 @@ class EmailWorker:
             .where(sa.or_(d.c.state == DeliveryState.PENDING.value, released))
             .order_by(d.c.not_before, n.c.id)  # due ones in the order they were made: a buyer reads them in order
         )
-        async with self._engine.connect() as conn:
+        async with reading(self._engine) as conn:
             rows = (await conn.execute(query)).all()
         pending = {str(row.notification_id) for row in rows}
         self._sent = {k: v for k, v in self._sent.items() if k in pending}  # answered: forget

@@ -31,6 +31,7 @@ from contracts import FundingType, Money
 from services.payment.domain.payments import PaymentStatus
 from services.payment.domain.pricing import Breakdown
 from services.payment.store import account_limits, payments, spending_windows
+from shared.db import reading
 from shared.read_api import Page, iso
 
 STATUSES = tuple(status.value for status in PaymentStatus)
@@ -97,7 +98,7 @@ async def history(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, A
         if account_id
         else (payments.c.created_at, payments.c.order_id)
     )
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         total = (await conn.execute(sa.select(sa.func.count()).select_from(payments).where(*chosen))).scalar_one()
         rows = (
             await conn.execute(
@@ -119,7 +120,7 @@ async def limits(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, An
     account_id = query.get("account_id", "")
     if not account_id:
         return 400, {"error": "account_id: required"}
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         row = (await conn.execute(sa.select(account_limits).where(account_limits.c.account_id == account_id))).first()
         if row is None:
             return 404, {"error": f"no limits known for account {account_id[:100]!r}"}

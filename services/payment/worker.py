@@ -36,6 +36,7 @@ from services.payment.store import network_requests
 from shared.broker import RenewingProducer
 from shared.clock import Clock
 from shared.consumer import outgoing
+from shared.db import reading
 from shared.logging import RateLimitedLog, get_logger
 
 log = get_logger(__name__)
@@ -72,7 +73,7 @@ class NetworkWorker:
         """Requests due now that are not awaiting an answer; seconds until the next one is due."""
         now = self._clock.now()
         table = network_requests
-        async with self._engine.connect() as conn:
+        async with reading(self._engine) as conn:
             rows = (
                 await conn.execute(
                     sa.select(table).where(table.c.state == RequestState.DUE.value).order_by(table.c.not_before)

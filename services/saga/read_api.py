@@ -28,6 +28,7 @@ from services.saga.domain.lifecycle import FINAL
 from services.saga.domain.timers import next_due
 from services.saga.store import audit, disputes, orders, refunds
 from shared.clock import Clock
+from shared.db import reading
 from shared.read_api import Page, iso, positive
 
 STATUSES = tuple(status.value for status in OrderStatus)
@@ -84,7 +85,7 @@ async def list_orders(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[in
     except ValueError as error:
         return 400, {"error": str(error)}
     chosen = sa.true() if status is None else orders.c.status == status
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         total = (await conn.execute(sa.select(sa.func.count()).select_from(orders).where(chosen))).scalar_one()
         rows = (
             await conn.execute(
@@ -148,7 +149,7 @@ async def show_order(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int
     order_id = query.get("order_id", "")
     if not order_id:
         return 400, {"error": "order_id: required"}
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         order = (await conn.execute(sa.select(orders).where(orders.c.order_id == order_id))).first()
         if order is None:
             return 404, {"error": f"order {order_id[:100]!r} does not exist"}
@@ -200,7 +201,7 @@ async def stuck_orders(engine: AsyncEngine, clock: Clock, query: Mapping[str, st
         orders.c.refunding.is_not(None),
         orders.c.status.in_(_OPEN),
     )
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = (
             await conn.execute(
                 sa.select(orders).where(candidates).order_by(orders.c.updated_at).limit(STUCK_SCAN_LIMIT)

@@ -113,19 +113,22 @@ def _transfer(seq: int, transfer_id: str, code: str, kind: str = "pending", orde
 
 
 def test_g2_one_ledger_effect_per_order_and_step() -> None:
+    """A partial refund voids the reserve and reserves the rest again: two pending holds, one
+    effect per step (each step's transfers are named after it)."""
     once = [
         _transfer(0, "hold:o-1", "hold", kind="single_phase"),
-        _transfer(1, "o-1:hold", "hold"),
-        _transfer(2, "o-1:hold:post", "hold", kind="post_pending"),
-        _transfer(3, "o-1:refund:r1", "refund", kind="single_phase"),
-        _transfer(4, "o-1:refund:r2", "refund", kind="single_phase"),
+        _transfer(1, "hold:o-1:reserve", "hold"),
+        _transfer(2, "return:o-1:r1:void", "hold", kind="void_pending"),
+        _transfer(3, "return:o-1:r1", "refund", kind="single_phase"),
+        _transfer(4, "return:o-1:r1:reserve", "hold"),
+        _transfer(5, "release:o-1", "hold", kind="post_pending"),
     ]
     assert checks.ledger_effect_violations(once) == []
 
-    twice = [*once, _transfer(5, "o-1:hold-again", "hold")]  # a second pending hold
-    assert [v.invariant for v in checks.ledger_effect_violations(twice)] == ["ledger_once"]
-    same_id = [*once, _transfer(5, "o-1:refund:r2", "refund", kind="single_phase")]
-    assert "applied 2 times" in str(checks.ledger_effect_violations(same_id))
+    twice = [*once, _transfer(6, "return:o-1:r1", "refund", kind="single_phase")]
+    found = checks.ledger_effect_violations(twice)
+    assert [(v.invariant, v.order_id) for v in found] == [("ledger_once", "o-1")]
+    assert "applied 2 times" in str(found[0])
 
 
 def test_g2_an_order_that_ended_otherwise_or_late_is_a_violation() -> None:
