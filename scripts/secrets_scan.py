@@ -24,7 +24,8 @@ def findings(secrets_used: dict[str, str], sources: Iterable[tuple[str, bytes]])
     for where, data in sources:
         text = data.decode("utf-8", errors="replace")
         for name, value in secrets_used.items():
-            if re.search(rf"(?<![.\d]){re.escape(value)}(?!\d)", text):
+            # A substring search first: it is fast, and almost every secret is nowhere.
+            if value in text and re.search(rf"(?<![.\d]){re.escape(value)}(?!\d)", text):
                 found.append(f"{name} in {where}")
     return found
 

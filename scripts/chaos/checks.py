@@ -49,18 +49,19 @@ def outcome_violations(driven: Iterable[tuple[str, str | None, str, str]]) -> li
     ]
 
 
-def slow_violations(after_faults: Mapping[str, float], within: float) -> list[Violation]:
-    """Every order final within ``within`` seconds of the faults stopping."""
-    return [
-        Violation(
-            "final_in_time",
-            order_id,
-            f"final {seconds:.1f} s after the faults stopped (limit {within:.0f} s)",
-            order_id,
-        )
-        for order_id, seconds in sorted(after_faults.items())
-        if seconds > within
-    ]
+def slow_violations(
+    after_faults: Mapping[str, float], within: float, allowance: Mapping[str, float] | None = None
+) -> list[Violation]:
+    """Every order final within ``within`` seconds of the faults stopping, plus its ``allowance``
+    (the real-time retry waits its branch has by design, whatever the faults)."""
+    extra = allowance or {}
+    found = []
+    for order_id, seconds in sorted(after_faults.items()):
+        limit = within + extra.get(order_id, 0.0)
+        if seconds > limit:
+            detail = f"final {seconds:.1f} s after the faults stopped (limit {limit:.0f} s)"
+            found.append(Violation("final_in_time", order_id, detail, order_id))
+    return found
 
 
 def ledger_effect_violations(records: Sequence[TransferRecord]) -> list[Violation]:

@@ -47,7 +47,7 @@ from scripts.chaos.faults import (
     Supervisor,
     run_schedule,
 )
-from scripts.chaos.orders import CLOCK_MOVE_TO_SETTLE, Driven, OrderPlan, drive, plan_orders, settle
+from scripts.chaos.orders import CLOCK_MOVE_TO_SETTLE, SCHEDULED_WAIT, Driven, OrderPlan, drive, plan_orders, settle
 from scripts.chaos.plan import Rates, Schedule, schedule
 from scripts.cli.kafka_io import read_dead_letters
 from scripts.marketplace import Seen
@@ -333,7 +333,12 @@ class ChaosRun:
         found += [
             checks.Violation("order_ended", f"plan {i}", what) for i, what in sorted(report.failed_to_drive.items())
         ]
-        found += checks.slow_violations(report.after_faults, options.final_within)
+        allowance = {
+            d.order_id: SCHEDULED_WAIT[d.plan.branch].total_seconds()
+            for d in report.driven.values()
+            if d.order_id and d.plan.branch in SCHEDULED_WAIT
+        }
+        found += checks.slow_violations(report.after_faults, options.final_within, allowance)
         found += [checks.Violation("faults_injected", "injector", error) for error in report.injector_errors]
         checked = time.monotonic()
         report.audit = await audit_stack(options.state_dir, AuditLimits(), attempts=5)

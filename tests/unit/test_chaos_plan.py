@@ -136,5 +136,6 @@ def test_g2_an_order_that_ended_otherwise_or_late_is_a_violation() -> None:
     assert checks.outcome_violations([("order 1", "o-1", "completed", "cancelled")])[0].order_id == "o-1"
     assert checks.slow_violations({"o-1": 12.0}, 30) == []
     assert checks.slow_violations({"o-1": 31.5}, 30)[0].order_id == "o-1"
+    assert checks.slow_violations({"o-1": 31.5}, 30, {"o-1": 20.0}) == []  # its branch waits on retry timers
     assert checks.lag_violations({("saga", "t", 0): 0}) == []
     assert "3 records" in str(checks.lag_violations({("saga", "t", 0): 3}))

@@ -29,8 +29,10 @@ from services.account.domain.regions import Region, default_regions
 from services.funding.cards import CVC_LENGTHS, Behaviour, ScriptedCard
 from services.funding.faults import DECLINING_BEHAVIOURS
 from services.funding.vault import load_scripted_cards
+from services.payment.domain.network import FIRST_BACKOFF
+from services.payment.domain.network import MAX_ATTEMPTS as NETWORK_ATTEMPTS
 from services.payment.domain.pricing import BASE_CURRENCY, default_rates
-from services.saga.domain.policy import default_policy
+from services.saga.domain.policy import RetryPolicy, default_policy
 
 
 class Branch(StrEnum):
@@ -103,6 +105,26 @@ clock must move (from when they were driven) for the timer to fire."""
 CLOCK_MOVE_TO_SETTLE: timedelta = max(CLOCK_NEEDS.values())
 """One move of the stack's clock, once no order is being driven, that fires every timer a
 driven order waits on; then :func:`~scripts.chaos.orders.settle` each."""
+
+
+def _retry_waits(policy: RetryPolicy) -> timedelta:
+    """The longest a payment that keeps failing transiently waits by design before it is given
+    up: the saga's backoffs between its attempts (jitter at its top) and, within each attempt,
+    the payment service's own retries of the network (services/payment/domain/network.py)."""
+    saga = sum(
+        min(
+            policy.initial_interval.total_seconds() * policy.backoff_coefficient ** (n - 1),
+            policy.maximum_interval.total_seconds(),
+        )
+        for n in range(1, policy.maximum_attempts)
+    ) * (1 + policy.jitter)
+    network = sum(FIRST_BACKOFF.total_seconds() * 2 ** (n - 1) for n in range(1, NETWORK_ATTEMPTS))
+    return timedelta(seconds=saga + network * policy.maximum_attempts)
+
+
+SCHEDULED_WAIT: Mapping[Branch, timedelta] = {Branch.RETRIES_EXHAUSTED: _retry_waits(_POLICY.payment.retry)}
+"""Branches whose path waits on real-time retry timers (not the stack's clock moved by hand):
+the chaos run's bound on time to final after the faults stop is extended by this much for them."""
 
 # ---------------------------------------------------------------------- the weights
 
