@@ -88,6 +88,8 @@ class ChaosOptions:
 
     def replay_command(self) -> str:
         parts = [f"tradeguard chaos --seed {self.seed} --orders {self.orders} --minutes {self.minutes:g}"]
+        if self.concurrency != ChaosOptions.concurrency:
+            parts.append(f"--concurrency {self.concurrency}")
         if not self.broker_restart:
             parts.append("--no-broker-restart")
         return " ".join(parts)
@@ -246,10 +248,10 @@ class ChaosRun:
         slots = asyncio.Semaphore(self.options.concurrency)
         begun: dict[int, float] = {}
         ended: dict[int, float] = {}
-        orders = [
-            asyncio.create_task(self._one(runner, plan, opened + window * i / len(plans), slots, (begun, ended)))
+        orders = {
+            asyncio.create_task(self._one(runner, plan, opened + window * i / len(plans), slots, (begun, ended))): plan
             for i, plan in enumerate(plans)
-        ]
+        }
         try:
             await asyncio.sleep(max(0.0, opened + window - time.monotonic()))
             await background[0]  # the last fault carried out (a kill's restart included)
@@ -303,10 +305,14 @@ class ChaosRun:
                 self.report.failed_to_drive[plan.index] = f"{plan.branch}: {type(error).__name__}: {error}"
             ended[plan.index] = time.monotonic()
 
-    async def _wait_for(self, orders: list[asyncio.Task[None]]) -> None:
+    async def _wait_for(self, orders: dict[asyncio.Task[None], OrderPlan]) -> None:
         _, pending = await asyncio.wait(orders, timeout=self.options.settle_timeout)
         for task in pending:
             task.cancel()
+            plan = orders[task]
+            self.report.failed_to_drive[plan.index] = (
+                f"{plan.branch}: still under way {self.options.settle_timeout:.0f} s after the faults stopped"
+            )
 
     async def _settle(self, runner: ScenarioRunner) -> None:
         StackClock(self.services.clock_file).advance(CLOCK_MOVE_TO_SETTLE)
