@@ -61,6 +61,7 @@ from shared.clock import FileClock
 
 T = TypeVar("T")
 KAFKA_SH = ROOT / "scripts" / "kafka.sh"
+DEFAULT_CONCURRENCY = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ class ChaosOptions:
     seed: int = 1
     orders: int = 300
     minutes: float = 1.0
-    concurrency: int = 200
+    concurrency: int = DEFAULT_CONCURRENCY
     """Orders under way at once, at most."""
     step_timeout: float = 180.0
     """How long an order waits for any one step (services die and come back meanwhile)."""
@@ -88,7 +89,7 @@ class ChaosOptions:
 
     def replay_command(self) -> str:
         parts = [f"tradeguard chaos --seed {self.seed} --orders {self.orders} --minutes {self.minutes:g}"]
-        if self.concurrency != ChaosOptions.concurrency:
+        if self.concurrency != DEFAULT_CONCURRENCY:
             parts.append(f"--concurrency {self.concurrency}")
         if not self.broker_restart:
             parts.append("--no-broker-restart")
