@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -56,7 +57,7 @@ from scripts.scenarios.runner import ScenarioRunner
 from scripts.secrets_scan import all_records, findings, stack_files, stack_secrets
 from scripts.stack import FAST_PASSWORD_HASHING, ROOT, SERVICES, ServiceProcesses, client_keyring, sqlite_urls
 from shared.broker import ensure_topics
-from shared.broker_security import ADMIN, client_options, use_broker_credentials
+from shared.broker_security import ADMIN, CREDENTIALS_DIR_VARIABLE, client_options
 from shared.clock import FileClock
 
 T = TypeVar("T")
@@ -177,6 +178,7 @@ class ChaosRun:
             "KAFKA_DATA_DIR": str(options.kafka_data_dir),
             "KAFKA_PORT": str(options.kafka_port),
             "KAFKA_CONTROLLER_PORT": str(options.kafka_port + 1),
+            CREDENTIALS_DIR_VARIABLE: str(options.kafka_data_dir / "credentials"),
         }
         self.broker = BrokerControl(KAFKA_SH, self.broker_env, self.report.figures)
         self.services = ServiceProcesses(
@@ -197,6 +199,10 @@ class ChaosRun:
         # would bury the run's output (the services' logs keep theirs).
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         started = time.monotonic()
+        # This run's broker's credentials, for its clients and the services it starts; whatever
+        # the process used before (a test session's broker) is given back after.
+        before = os.environ.get(CREDENTIALS_DIR_VARIABLE)
+        os.environ[CREDENTIALS_DIR_VARIABLE] = self.broker_env[CREDENTIALS_DIR_VARIABLE]
         try:
             await self._timed("start", self._start())
             handle = StackHandle.from_services(self.services)
@@ -206,6 +212,10 @@ class ChaosRun:
         finally:
             self.services.stop()
             self.broker.stop_now()
+            if before is None:
+                os.environ.pop(CREDENTIALS_DIR_VARIABLE, None)
+            else:
+                os.environ[CREDENTIALS_DIR_VARIABLE] = before
         self.report.seconds["total"] = time.monotonic() - started
         return self.report
 
@@ -222,7 +232,6 @@ class ChaosRun:
         self.options.state_dir.mkdir(parents=True)
         await self.broker.command("reset")
         await self.broker.command("start")
-        use_broker_credentials(self.options.kafka_data_dir)
         await ensure_topics(self.options.bootstrap, ALL_TOPICS)
         self.services.start()
         await self.services.wait_ready(120)
