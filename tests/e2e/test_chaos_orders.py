@@ -1,6 +1,6 @@
 """The chaos run's order mix (G2, X6) against the test stack: one order of every branch, the
 clock moved once as the runner moves it, then settled; each must end as its branch says and the
-books must balance (the pure plan is tests/unit/test_chaos_orders.py's)."""
+books must balance (the pure plan is tests/unit/test_chaos_order_plans.py's)."""
 
 import asyncio
 import time
