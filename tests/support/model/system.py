@@ -3,11 +3,12 @@ account's real handlers (services/*/handlers) over the in-memory wire, with the 
 the payment's network worker and the saga's deadline sweeper played by the model.
 
 Nothing is delivered on its own: every record a service emits waits in :attr:`System.pending`
-until the caller (a hypothesis state machine, or a test by hand) delivers it, in any order. The
-caller may also deliver a record again (the same message id: the inbox must drop it), repeat
-one under a new message id (a client's retry, a re-nudge, the worker handing an answer back
-again), lose a network answer or a sweeper's nudge (both are sent again), restart the worker,
-inject a foreign record, and move the clock. :meth:`System.settle` then plays the end of a chaos
+until the caller (a hypothesis state machine, or a test by hand) delivers it, in any order Kafka
+allows (:meth:`System.deliverable`: each topic's records of one key in the order written). The
+caller may also deliver a record again (the same message id: the inbox must drop it), repeat a
+client's command or a sweeper's nudge under a new message id, lose a network answer or a nudge
+(both are sent again), restart the network worker (it sends what is due again, answers of the
+first sends maybe still on their way), inject a foreign record, and move the clock. :meth:`System.settle` then plays the end of a chaos
 run: the faults stop, everything is delivered in order, the network answers, an operator takes
 what waits for one, and the clock moves past every timer.
 
@@ -80,7 +81,6 @@ BAD_SELLER = "s:closed"
 way the scenario hold-refused-compensated makes the saga compensate (S3)."""
 CARD, OLD_CARD = "card", "old-card"
 CLIENTS = frozenset({"marketplace", "operator"})
-RESENT_BY_WORKERS = (OrderDeadlineReached, RecordNetworkAnswer)
 
 
 def buyer_of(currency: str, n: int) -> str:
@@ -286,6 +286,11 @@ class System:
             self.post(letter_of(record, "").envelope, consumer.name, record.topic)
         return handled
 
+    def deliver_all(self) -> list[str]:
+        """Every pending record, in order, and what they send, until the wire is quiet (the
+        network worker and the clock stand still)."""
+        return [self.deliver(0).what for _ in iter(lambda: bool(self.pending), False)]
+
     def deliver_again(self, index: int) -> Step:
         """The same record again (a redelivery after a crash, a producer's retry): the inbox drops it."""
         letter = self.delivered[index]
@@ -297,15 +302,23 @@ class System:
 
     def repeatable(self) -> list[Letter]:
         """Records whose sender may send them again under a new message id: a client's retry
-        (the marketplace's or an operator's command, same idempotency key), the sweeper's
-        re-nudge, the network worker handing an answer back again after a crash. A service's
-        own records leave through its outbox under one message id: they are only ever
-        delivered again as they were (:meth:`deliver_again`)."""
+        (the marketplace's or an operator's command, same idempotency key) and the sweeper's
+        re-nudge. A service's own records leave through its outbox under one message id: they
+        are only ever delivered again as they were (:meth:`deliver_again`). The network worker
+        hands an answer back again only by sending its request again (:meth:`restart_worker`):
+        the network then answers afresh, from its book."""
         return [
             letter
             for letter in (*self.delivered, *self.pending)
-            if letter.envelope.source in CLIENTS or isinstance(letter.message, RESENT_BY_WORKERS)
+            if letter.envelope.source in CLIENTS or isinstance(letter.message, OrderDeadlineReached)
         ]
+
+    def answers_in_flight(self, request_id: str) -> int:
+        return sum(
+            1
+            for letter in self.pending
+            if isinstance(letter.message, RecordNetworkAnswer) and letter.message.request_id == request_id
+        )
 
     def repeat(self, letter: Letter) -> Step:
         """The same message under a new message id, as its sender's retry would send it."""
@@ -318,6 +331,7 @@ class System:
 
     def due_requests(self) -> list[NetworkRequest]:
         """Requests the worker would send now: due, and not sent at their row's current version."""
+        self._forget_finished()
         store, now = self.payment.store, self.clock.now()
         due = []
         for request in store.all(NETWORK_REQUESTS):
@@ -329,6 +343,11 @@ class System:
                 continue
             due.append(request)
         return sorted(due, key=lambda r: r.request_id)
+
+    def _forget_finished(self) -> None:
+        """The worker forgets a request once it is no longer due (as the real one does)."""
+        due = {r.request_id for r in self.payment.store.all(NETWORK_REQUESTS) if r.state is RequestState.DUE}
+        self.worker_sent = {rid: version for rid, version in self.worker_sent.items() if rid in due}
 
     def network_answers(self, request: NetworkRequest, fault: Fault) -> Step:
         """The worker sends one request; the network's answer is handed back as RecordNetworkAnswer."""
@@ -357,9 +376,12 @@ class System:
         return Step(f"lose {letter}")
 
     def restart_worker(self) -> Step:
-        """A crashed worker forgets what it sent: every due request goes again (same request ids)."""
+        """A crashed worker forgets what it sent: every due request goes again (same request
+        ids), answers of the first sends maybe still on their way. (A second payment instance's
+        worker sends every due request too: the same.)"""
+        forgotten = len(self.worker_sent)
         self.worker_sent.clear()
-        return Step("the network worker restarts")
+        return Step(f"the network worker restarts ({forgotten} sent requests forgotten)")
 
     # ------------------------------------------------------------------ time
 
