@@ -289,7 +289,10 @@ class System:
     def deliver_all(self) -> list[str]:
         """Every pending record, in order, and what they send, until the wire is quiet (the
         network worker and the clock stand still)."""
-        return [self.deliver(0).what for _ in iter(lambda: bool(self.pending), False)]
+        done = []
+        while self.pending:
+            done.append(self.deliver(0).what)
+        return done
 
     def deliver_again(self, index: int) -> Step:
         """The same record again (a redelivery after a crash, a producer's retry): the inbox drops it."""
