@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -85,6 +85,14 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+
+
+class RecordSender(Protocol):
+    """What a worker that publishes one record at a time needs of a producer."""
+
+    async def send_and_wait(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> object: ...
 
 
 SEQUENCE_LOST: tuple[type[Exception], ...] = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced)

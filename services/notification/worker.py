@@ -43,7 +43,7 @@ from services.notification.domain.delivery import DeliveryState
 from services.notification.mail import Answer, Outgoing
 from services.notification.ports import NotificationPorts
 from services.notification.store import email_deliveries, email_send_log, notification_releases, notifications
-from shared.broker import RenewingProducer
+from shared.broker import RecordSender
 from shared.clock import Clock
 from shared.consumer import outgoing
 from shared.db import reading
@@ -54,7 +54,7 @@ BATCH = 50
 
 
 class EmailWorker:
-    def __init__(self, engine: AsyncEngine, producer: RenewingProducer, ports: NotificationPorts, clock: Clock) -> None:
+    def __init__(self, engine: AsyncEngine, producer: RecordSender, ports: NotificationPorts, clock: Clock) -> None:
         self._engine, self._producer, self._ports, self._clock = engine, producer, ports, clock
         self._sent: dict[str, int] = {}  # notification id -> the row version its answer is awaited for
         self._errors = RateLimitedLog(log, interval=10.0)

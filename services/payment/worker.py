@@ -33,7 +33,7 @@ from services.payment.network import (
 )
 from services.payment.ports import PaymentPorts
 from services.payment.store import network_requests
-from shared.broker import RenewingProducer
+from shared.broker import RecordSender
 from shared.clock import Clock
 from shared.consumer import outgoing
 from shared.db import reading
@@ -45,7 +45,7 @@ BATCH = 50
 
 
 class NetworkWorker:
-    def __init__(self, engine: AsyncEngine, producer: RenewingProducer, ports: PaymentPorts, clock: Clock) -> None:
+    def __init__(self, engine: AsyncEngine, producer: RecordSender, ports: PaymentPorts, clock: Clock) -> None:
         self._engine, self._producer, self._ports, self._clock = engine, producer, ports, clock
         self._sent: dict[str, int] = {}  # request id -> the row version its answer is awaited for
         self._errors = RateLimitedLog(log, interval=10.0)
