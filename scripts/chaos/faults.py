@@ -91,9 +91,6 @@ class Supervisor:
                     self.services.start_one(name)
             await asyncio.sleep(every)
 
-    async def all_ready(self, timeout: float = 120.0) -> None:
-        await self.services.wait_ready(timeout)
-
 
 class BrokerControl:
     """The run's own broker, through scripts/kafka.sh with the run's data folder and ports."""
