@@ -190,7 +190,11 @@ class ReleaseSpending(Command):
 class RefundPayment(Command):
     """Give (part of) a captured payment back to the buyer (P6): ``amount`` is in the seller's
     currency, of the order's price; the buyer gets the same share of what they paid, at the
-    original rate, back to the sources in reverse order of the split (card first, then wallet)."""
+    original rate, back to the sources in reverse order of the split (card first, then wallet).
+
+    A refund that failed (``RefundFailed``) is tried again by sending it again with the same
+    refund id and a higher ``attempt``: only its unpaid card or bank part goes to the network
+    again, under the same network request id, so nothing is ever given back twice (S3)."""
 
     topic = PAYMENT_COMMANDS
 
@@ -198,6 +202,9 @@ class RefundPayment(Command):
     refund_id: str = _REFUND_ID
     amount: Money
     reason: str = Field(default="", max_length=200, description="Why, for people.")
+    attempt: int = Field(
+        default=1, ge=1, le=1000, description="Which try at paying this refund back this is (S3): a retry is higher."
+    )
 
 
 class RefundLeg(BaseModel):
@@ -232,3 +239,4 @@ class RefundFailed(Event):
     amount: Money
     reason: str = Field(description="Machine-readable reason code.", examples=["issuer_unavailable"])
     detail: str
+    attempt: int = Field(default=1, ge=1, le=1000, description="The try at paying the refund back that failed.")

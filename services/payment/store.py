@@ -61,6 +61,7 @@ network_requests = sa.Table(
     sa.Column("state", sa.String(10), nullable=False, index=True),
     sa.Column("not_before", sa.DateTime(timezone=True)),
     sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("inquiries", sa.Integer, nullable=False),  # since payment_0007
     sa.Column("charge_id", sa.String(100)),
     sa.Column("last_reason", sa.String(100)),
     sa.Column("version", sa.Integer, nullable=False),
@@ -156,6 +157,7 @@ refunds = sa.Table(
     sa.Column("remaining_currency", sa.String(3)),
     sa.Column("failure_reason", sa.String(100)),
     sa.Column("failure_detail", sa.Text),
+    sa.Column("attempt", sa.Integer, nullable=False),  # S3: the try under way, since payment_0007
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

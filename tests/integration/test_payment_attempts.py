@@ -48,12 +48,13 @@ from services.account.app import DEFINITION as ACCOUNT
 from services.account.store import movements, wallets
 from services.funding.client import VaultClient
 from services.payment.domain.network import MAX_ATTEMPTS
-from services.payment.network import HttpFundingNetwork
+from services.payment.network import Charged, HttpFundingNetwork
 from services.payment.read_api import history
 from services.payment.store import network_requests, spending_windows
 from shared.clock import ManualClock
 from shared.db import create_engine, migrate
 from tests.support.accounts import AccountDriver
+from tests.support.eventually import eventually
 from tests.support.funding import NEXT_YEAR, FundingSimulator
 from tests.support.payments import PaymentDriver, network_loop
 
@@ -305,6 +306,49 @@ async def test_s2_p4_an_issuer_unavailable_after_the_workers_retries_then_a_new_
     assert (entry["status"], entry["attempt"]) == ("captured", 2)
     assert entry["charge_id"].startswith("ch_")
     assert entry["charge_id"] != "ch_late"
+
+
+@pytest.mark.kafka
+async def test_p4_a_charge_applied_after_the_payment_gave_up_on_it_is_given_back_once(
+    running: Shop, simulator: FundingSimulator
+) -> None:
+    shop, order_id = running, new_order()
+    token = await shop.add_card(simulator, "card-1", APPROVE)
+    issuer = shop.payments.ports.network
+    async with HttpFundingNetwork("http://127.0.0.1:9", timeout=0.5) as nowhere:
+        shop.payments.ports.network = nowhere
+        await shop.pay(capture(order_id, 5_000, attempt=1, source_id="card-1"))
+        [failed] = await shop.payments.wait_for(PaymentFailed, of_order(order_id))
+    shop.payments.ports.network = issuer
+    assert failed.reason == "network_unreachable"
+
+    # The same attempt's charge, sent again by a worker restarted before its answer was
+    # recorded, reached the issuer after all; its answer comes back to a payment that gave up.
+    charged = await issuer.charge(f"charge:{order_id}", token, usd(5_000))
+    assert isinstance(charged, Charged)
+    late = RecordNetworkAnswer(
+        order_id=order_id,
+        request_id=f"charge:{order_id}",
+        kind=NetworkRequestKind.CHARGE,
+        outcome=NetworkOutcome.CHARGED,
+        amount=usd(5_000),
+        charge_id=charged.charge_id,
+    )
+    await shop.payments.send(late)
+    ledger = await eventually(lambda: simulator.ledger(token), lambda found: found["USD"]["refunds"] == 1)
+    assert (ledger["USD"]["captured_minor"], ledger["USD"]["refunded_minor"], ledger["USD"]["net_minor"]) == (
+        5_000,
+        5_000,
+        0,
+    )
+    await shop.payments.send(late)  # repeated: given back once
+    requests = await eventually(
+        lambda: charges_asked(shop.payments.engine, order_id),
+        lambda found: found.get(f"reversal:charge:{order_id}", ("", 0))[0] == "done",
+    )
+    assert requests == {f"charge:{order_id}": ("done", MAX_ATTEMPTS), f"reversal:charge:{order_id}": ("done", 1)}
+    assert not await shop.payments.messages(PaymentCaptured, of_order(order_id))  # the payment stays failed
+    assert (await simulator.ledger(token))["USD"]["refunds"] == 1
 
 
 async def test_s2_a_late_answer_to_attempt_1_is_ignored_once_attempt_2_started(shop: Shop) -> None:

@@ -367,6 +367,40 @@ async def test_p6_a_refund_the_network_never_takes_goes_to_an_operator_and_stays
     assert rejected.code == "refund_exceeds_remaining"
 
 
+@pytest.mark.kafka
+async def test_s3_p6_a_failed_refund_asked_again_with_a_later_attempt_gives_back_only_its_card_part_once(
+    running: PaymentDriver, simulator: FundingSimulator
+) -> None:
+    order_id = new_order()
+    token, _ = await pay_by_card(running, simulator, order_id, 10_000, from_wallet=4000)
+    refund = refund_of(order_id, 10_000)
+    issuer = running.ports.network
+    async with HttpFundingNetwork("http://127.0.0.1:9", timeout=0.5) as nowhere:
+        running.ports.network = nowhere
+        await ask_refund(running, refund)
+        [failed] = await running.wait_for(RefundFailed, of_refund(refund.refund_id))
+    assert failed.attempt == 1
+    running.ports.network = issuer  # the issuer is back
+
+    retry = refund.model_copy(update={"attempt": 2})
+    await ask_refund(running, retry, key=f"refund:{refund.refund_id}:2")
+    [refunded] = await running.wait_for(PaymentRefunded, of_refund(refund.refund_id))
+    assert refunded.legs == [
+        RefundLeg(funding_type=CARD, amount=usd(6000)),
+        RefundLeg(funding_type=WALLET, amount=usd(4000)),
+    ]
+    assert refunded.remaining == usd(0)
+    [credit] = await running.messages(CreditWallet, of_order(order_id))  # the wallet part, once, at the first ask
+    assert credit.amount == usd(4000)
+    ledger = (await simulator.ledger(token))["USD"]
+    assert (ledger["refunded_minor"], ledger["refunds"], ledger["net_minor"]) == (6000, 1, 0)
+    # A repeat of the first ask, or of the retry, changes nothing: the outcome as it stands.
+    await ask_refund(running, refund, key="marketplace-repeat")
+    assert len(await running.wait_for(PaymentRefunded, of_refund(refund.refund_id), count=2)) == 2
+    assert len(await running.messages(RefundFailed, of_refund(refund.refund_id))) == 1
+    assert (await simulator.ledger(token))["USD"]["refunds"] == 1
+
+
 @pytest.fixture(scope="module")
 async def losing_simulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FundingSimulator]:
     """A network that applies every first attempt but whose answer comes too late to be read."""

@@ -4,7 +4,7 @@ A refund is taken out of the escrow hold first (ReturnFunds -> FundsReturned), t
 to the buyer by the payment service (RefundPayment -> PaymentRefunded); the order stays in
 escrow with less held until the last unit of its price is back, and then it is refunded. A
 refund the payment could not pay is tried again after a backoff (a COMPENSATION_RETRY timer,
-each try under its own payment refund id ``<refund id>~retry<n>``) and, once the compensation
+each try the same payment refund id with a higher ``attempt``) and, once the compensation
 policy's attempts are spent, it is failed and an operator's; until it ends it stays the order's
 refund under way (``order.refunding``).
 """
@@ -79,13 +79,14 @@ def refused(order: Order, amount: Money, refund_id: str = "r-x") -> OrderRuleBro
 
 
 def fail(
-    order: Order, refund: Refund, now: datetime = T0, policy: SagaPolicy = POLICY, *, answered: str | None = None
+    order: Order, refund: Refund, now: datetime = T0, policy: SagaPolicy = POLICY, *, answered: int | None = None
 ) -> Step:
     return order.refund_failed(refund, "issuer_unavailable", "try later", now, policy, answered=answered)
 
 
-def payment_ids(step: Step) -> list[str]:
-    return [message.refund_id for message in step.messages if isinstance(message, RefundPayment)]
+def payment_ids(step: Step) -> list[tuple[str, int]]:
+    """Each RefundPayment the step sends: (payment refund id, attempt)."""
+    return [(message.refund_id, message.attempt) for message in step.messages if isinstance(message, RefundPayment)]
 
 
 def fire_due(order: Order, now: datetime) -> list[Step]:
@@ -282,7 +283,7 @@ class TestSagaRefunds:
     def test_p6_refunds_never_exceed_the_price_and_each_command_goes_once(self, moves: list[tuple[str, int]]) -> None:
         order = in_escrow()
         refunds: list[Refund] = []
-        sent: list[tuple[str, str]] = []
+        sent: list[tuple[str, str, int]] = []
         for move, minor in moves:
             with contextlib.suppress(OrderRuleBroken, ValueError):  # ValueError: a negative Money
                 if move == "request":
@@ -293,7 +294,10 @@ class TestSagaRefunds:
                     step = answer(order, move, refunds[-1])
                 else:
                     continue
-                sent += [(type(c).__name__, str(getattr(c, "refund_id", ""))) for c in step.messages]
+                sent += [
+                    (type(c).__name__, str(getattr(c, "refund_id", "")), getattr(c, "attempt", 1))
+                    for c in step.messages
+                ]
             assert 0 <= order.refunded_minor <= order.returned_minor <= PRICE
             assert order.still_held.amount_minor == PRICE - order.returned_minor
         assert len(sent) == len(set(sent))
@@ -314,7 +318,7 @@ def answer(order: Order, move: str, refund: Refund) -> Step:
 class TestRefundRetries:
     """S3: a refund the payment could not pay is retried with backoff, then handed to an operator."""
 
-    def test_s3_a_failed_refund_is_retried_after_a_backoff_under_a_new_payment_refund_id(self) -> None:
+    def test_s3_a_failed_refund_is_retried_after_a_backoff_as_a_later_attempt_of_the_same_refund(self) -> None:
         order = in_escrow()
         refund = requested(order, "r1", usd(1000))
         order.funds_returned(refund)
@@ -336,12 +340,12 @@ class TestRefundRetries:
         assert order.next_due_at == datetime.fromisoformat(at)  # before the release reminder
         assert "try 2" in failed.note
 
-        # The timer fires: the payment is asked again under its own id (it answers a repeated id
-        # with its first outcome), for the same amount and reason.
+        # The timer fires: the payment is asked again for the same refund, as attempt 2 (it tries
+        # the card part again under the same network request id), for the same amount and reason.
         (retried,) = fire_due(order, datetime.fromisoformat(at))
-        assert retried.messages == [RefundPayment(order_id="o1", refund_id="r1~retry2", amount=usd(1000))]
+        assert retried.messages == [RefundPayment(order_id="o1", refund_id="r1", amount=usd(1000), attempt=2)]
         assert Deadline.COMPENSATION_RETRY.value not in order.timers
-        assert refund_of("r1~retry2") == "r1"
+        assert refund_of("r1~retry2") == "r1"  # how earlier versions named retries still reads
         # This time it is paid back.
         done = order.payment_refunded(refund)
         assert (done.announce, refund.status, order.refunding, order.refunded) == (
@@ -356,15 +360,14 @@ class TestRefundRetries:
         order = in_escrow()
         refund = requested(order, "r1", usd(1000))
         order.funds_returned(refund)
-        now, sent = T0, ["r1"]
+        now, sent = T0, [("r1", 1)]
         for attempt in range(1, RETRY.maximum_attempts):
             assert fail(order, refund, now).announce is None
             now = datetime.fromisoformat(order.timers[Deadline.COMPENSATION_RETRY.value])
             (retried,) = fire_due(order, now)
             sent += payment_ids(retried)
             assert order.refund_attempt == attempt + 1
-        assert sent == ["r1", "r1~retry2", "r1~retry3", "r1~retry4", "r1~retry5"]
-        assert {refund_of(payment) for payment in sent} == {"r1"}
+        assert sent == [("r1", attempt) for attempt in range(1, 6)]
 
         last = fail(order, refund, now)
         assert (last.to_status, last.announce) == (OrderStatus.IN_ESCROW, "refund_failed:r1")
@@ -381,9 +384,9 @@ class TestRefundRetries:
         assert order.retry_refund("timer compensation_retry").did_something is False  # only an operator now
         assert refused(order, usd(100), "r2").code == "refund_in_progress"
 
-        # An operator pays it again: a new payment refund id, the operator's case closed.
+        # An operator pays it again: a later attempt, the operator's case closed.
         again = order.retry_refund("operator ops-1: compensate now", reset=True)
-        assert payment_ids(again) == ["r1~retry6"]
+        assert payment_ids(again) == [("r1", 6)]
         assert order.attention is None
         assert order.payment_refunded(refund).announce == "refunded:r1"
         assert (order.refunded, order.refunding) == (usd(1000), None)
@@ -419,32 +422,32 @@ class TestRefundRetries:
         fail(order, second)
         due_at = datetime.fromisoformat(order.timers[Deadline.COMPENSATION_RETRY.value])
         retried = fire_due(order, due_at)
-        assert [payment_ids(step) for step in retried] == [["r2~retry2"]]
+        assert [payment_ids(step) for step in retried] == [[("r2", 2)]]
         assert order.attention is None
 
     def test_s3_an_operator_retry_while_the_payment_has_not_answered_pays_nothing_twice(self) -> None:
         order = in_escrow()
         refund = requested(order, "r1", usd(1000))
-        assert payment_ids(order.funds_returned(refund)) == ["r1"]  # in flight, no answer yet
-        with contextlib.suppress(OrderRuleBroken):  # refusing it is as good as re-sending the same id
+        assert payment_ids(order.funds_returned(refund)) == [("r1", 1)]  # in flight, no answer yet
+        with contextlib.suppress(OrderRuleBroken):  # refusing it is as good as re-sending the same try
             again = order.retry_refund("operator ops-1: compensate now", reset=True)
-            assert payment_ids(again) in ([], ["r1"])
+            assert payment_ids(again) in ([], [("r1", 1)])
 
     def test_s3_a_repeated_failure_of_an_earlier_try_does_not_start_another_payment(self) -> None:
         order = in_escrow()
         refund = requested(order, "r1", usd(1000))
-        unanswered = set(payment_ids(order.funds_returned(refund)))  # {"r1"}
+        unanswered = set(payment_ids(order.funds_returned(refund)))  # {("r1", 1)}
         now = T0
-        # The payment fails r1; the saga retries it as r1~retry2.
-        fail(order, refund, now)
-        unanswered.discard("r1")
+        # The payment fails attempt 1; the saga retries it as attempt 2.
+        fail(order, refund, now, answered=1)
+        unanswered.discard(("r1", 1))
         now = datetime.fromisoformat(order.timers[Deadline.COMPENSATION_RETRY.value])
         for step in fire_due(order, now):
             unanswered |= set(payment_ids(step))
-        assert unanswered == {"r1~retry2"}
-        # The payment answers a repeat of RefundPayment r1 with its first outcome: RefundFailed r1 again.
+        assert unanswered == {("r1", 2)}
+        # A repeat of attempt 1's RefundFailed arrives again (redelivered): it must start nothing.
         assert refund_of("r1") == refund.refund_id  # the handler finds the same refund record
-        fail(order, refund, now, answered="r1")
+        fail(order, refund, now, answered=1)
         now += timedelta(hours=1)
         for step in fire_due(order, now):
             new = set(payment_ids(step))
@@ -458,7 +461,7 @@ class TestRefundRetries:
         for _ in range(RETRY.maximum_attempts):
             fail(order, refund)
             order.retry_refund("timer compensation_retry")
-        assert payment_ids(order.retry_refund("operator ops-1: compensate now", reset=True)) == ["r1~retry6"]
+        assert payment_ids(order.retry_refund("operator ops-1: compensate now", reset=True)) == [("r1", 6)]
         failed_again = fail(order, refund)
         assert failed_again.announce == "refund_failed:r1"
         assert order.attention is not None
@@ -469,9 +472,9 @@ class TestRefundRetries:
         try:
             refund = requested(order, long_id, usd(1000))
         except OrderRuleBroken:
-            return  # refusing an id too long to carry a retry suffix is a fix too
+            return  # refusing an id too long is a fix too
         order.funds_returned(refund)
         fail(order, refund)
-        (retried,) = payment_ids(order.retry_refund("timer compensation_retry"))
+        ((retried, attempt),) = payment_ids(order.retry_refund("timer compensation_retry"))
         assert len(retried) <= 100
-        assert refund_of(retried) == long_id
+        assert (refund_of(retried), attempt) == (long_id, 2)

@@ -116,11 +116,22 @@ clock_moves = st.one_of(st.sampled_from(CLOCK_MOVES), st.integers(1, 7200).map(l
 # An amount of the price, or None for all that escrow still holds (a full refund, an invalid split).
 amounts = st.one_of(st.none(), st.integers(0, PRICE + 10))
 
-Key = tuple[str, str]  # (what is awaited, which one): ("capture", "2"), ("refund", "r1~retry2"), ...
+Key = tuple[str, str]  # (what is awaited, which one): ("capture", "2"), ("refund", "r1#2"), ...
 
 
 def usd(minor: int) -> Money:
     return Money(amount_minor=minor, currency="USD")
+
+
+def refund_try(message: RefundPayment) -> str:
+    """One try at paying a refund back: its payment refund id and attempt (``r1#2``)."""
+    return f"{message.refund_id}#{message.attempt}"
+
+
+def tried(which: str) -> tuple[str, int]:
+    """The saga's refund id and the attempt behind a :func:`refund_try`."""
+    payment_refund, _, attempt = which.rpartition("#")
+    return refund_of(payment_refund), int(attempt)
 
 
 def money_key(message: Message) -> Key | None:
@@ -130,7 +141,9 @@ def money_key(message: Message) -> Key | None:
             return ("CapturePayment", str(message.attempt))
         case HoldFunds() | ReleaseFunds() | CreditWallet():
             return (type(message).__name__, "")
-        case ReturnFunds() | RefundPayment():
+        case RefundPayment():
+            return (type(message).__name__, refund_try(message))
+        case ReturnFunds():
             return (type(message).__name__, message.refund_id)
     return None
 
@@ -153,7 +166,9 @@ def awaited(message: Message) -> Key | None:
     match message:
         case CapturePayment():
             which = str(message.attempt)
-        case ReturnFunds() | RefundPayment():
+        case RefundPayment():
+            which = refund_try(message)
+        case ReturnFunds():
             which = message.refund_id
         case FreezeFunds():
             which = message.dispute_id
@@ -222,14 +237,14 @@ class Saga:
             assert not self.closed, f"{key} sent by a final order ({self.order.status.value})"
             if self.final_unpaid:
                 assert key[0] == "RefundPayment", f"{key} sent after the unpaid order was {self.order.status.value}"
-                assert refund_of(key[1]) == COMPENSATION
+                assert tried(key[1])[0] == COMPENSATION
         if isinstance(message, RefundPayment):  # a refund is paid again only once its last try failed
             refund_id = refund_of(message.refund_id)
             unanswered = [
-                which for kind, which in self.outstanding if kind == "refund" and refund_of(which) == refund_id
+                which for kind, which in self.outstanding if kind == "refund" and tried(which)[0] == refund_id
             ]
-            assert not unanswered, f"{message.refund_id} sent while {unanswered} has no answer"
-            self.last_payment[refund_id] = message.refund_id
+            assert not unanswered, f"{refund_try(message)} sent while {unanswered} has no answer"
+            self.last_payment[refund_id] = refund_try(message)
         if isinstance(message, CreditWallet):
             assert message.account_id == "s"
             self.credited += message.amount.amount_minor
@@ -253,7 +268,7 @@ class Saga:
         return refused
 
     def refund_for(self, payment_refund: str) -> Refund:
-        refund = self.refunds[refund_of(payment_refund)]
+        refund = self.refunds[tried(payment_refund)[0]]
         assert self.order.answers_refund(refund, amount=refund.amount, buyer_id="b")
         return refund
 
@@ -287,7 +302,7 @@ class Saga:
     def refund_failed_event(self, payment_refund: str) -> None:
         refund = self.refund_for(payment_refund)
         step = self.order.refund_failed(
-            refund, "issuer_unavailable", "try later", self.now, POLICY, answered=payment_refund
+            refund, "issuer_unavailable", "try later", self.now, POLICY, answered=tried(payment_refund)[1]
         )
         self.apply(step)
 
@@ -355,7 +370,7 @@ class Saga:
 
     def refund_payment_awaited(self) -> bool:
         """Whether the RefundPayment of the refund under way still has no answer."""
-        return any(kind == "refund" and refund_of(which) == self.order.refunding for kind, which in self.outstanding)
+        return any(kind == "refund" and tried(which)[0] == self.order.refunding for kind, which in self.outstanding)
 
     def operator(self, action: str) -> str | None:
         """OperatorOrderAction, as handlers/orders.py carries it out."""
@@ -439,9 +454,9 @@ class Saga:
 
     def _stale_refund_failure(self, answer: Answer) -> bool:
         kind, which = answer.key
-        if kind != "refund" or answer.outcome != "failed" or self.order.refunding != refund_of(which):
+        if kind != "refund" or answer.outcome != "failed" or self.order.refunding != tried(which)[0]:
             return False
-        return which != self.last_payment[refund_of(which)]
+        return which != self.last_payment[tried(which)[0]]
 
     # ------------------------------------------------------------------ invariants
 

@@ -21,6 +21,22 @@ unknown         the request left and no answer came: ask its status, and nothing
 not_found       the status says it was never applied: the operation may be sent again
 ==============  ============================================================================
 
+**An unknown charge is never given up.** A payment that gives up on a charge the network did
+apply keeps the buyer's money with no order (or, once the saga tries again as a new attempt
+with a new request id, charges the buyer twice). So once the last attempt's outcome is
+unknown, the charge's status is asked until it says charged, declined or not found; an
+inquiry that finds the issuer away, or gets no answer, proves nothing, and is asked again
+with a backoff that grows to ``MAX_INQUIRY_BACKOFF``. Meanwhile the saga's payment window
+closes the order, and a charge found later is given back by its compensation. A refund may
+be given up unknown: it is retried under the same request id (the saga's retry or an
+operator's), which finds it applied if it was, so nothing is given back twice.
+
+One race is left that no inquiry closes: the same attempt sent twice (a worker restarted
+before the first send's answer was recorded), the first finding the issuer away and the
+second charging. The first answer fails the payment; the second arrives at a request already
+decided. Such a *late charge* is given back (handlers/payments.py, ``reverse_late_charge``):
+money the network took for no payment of ours is refunded on the network, never kept.
+
 Every attempt carries the same ``request_id`` (the network's idempotency key), so even an
 operation that *was* applied and is sent again returns the first result, never a second one.
 """
@@ -37,6 +53,7 @@ from contracts import Money, NetworkOutcome, NetworkRequestKind
 MAX_ATTEMPTS = 4
 FIRST_BACKOFF = timedelta(milliseconds=200)
 INQUIRY_DELAY = timedelta(milliseconds=100)
+MAX_INQUIRY_BACKOFF = timedelta(seconds=30)
 
 
 class RequestState(StrEnum):
@@ -84,6 +101,7 @@ class NetworkRequest:
     state: RequestState = RequestState.DUE
     not_before: datetime | None = None
     attempts: int = 0  # charges or refunds answered so far (an inquiry is not one)
+    inquiries: int = 0  # status inquiries that proved nothing (their backoff grows with it)
     charge_id: str | None = None
     last_reason: str | None = None
 
@@ -107,11 +125,26 @@ class NetworkRequest:
         if outcome is NetworkOutcome.DECLINED:
             self.state = RequestState.DONE
             return Step.FAIL_PERMANENTLY
-        if outcome is NetworkOutcome.UNKNOWN:
-            self.kind, self.not_before = _INQUIRY_OF[operation], now + INQUIRY_DELAY
-            return Step.WAIT
+        if outcome is NetworkOutcome.UNKNOWN or self._unproven(kind, outcome):
+            return self._inquire(now, after_inquiry=kind is not operation)
         # unavailable (nothing applied) or not_found (never applied): the operation may go again
         return self._retry(now)
+
+    def send_again(self, now: datetime) -> None:
+        """A request that failed, tried afresh (a refund retried, S3): the same request id, so
+        the network applies it at most once whatever became of the earlier tries."""
+        self.state, self.kind, self.not_before = RequestState.DUE, self.operation, now
+        self.attempts = self.inquiries = 0
+
+    def _unproven(self, kind: NetworkRequestKind, outcome: NetworkOutcome) -> bool:
+        """A charge's status, asked about its last attempt, that found the issuer away: the
+        outcome is still unknown, and an unknown charge is never given up (the module's note)."""
+        return (
+            self.operation is NetworkRequestKind.CHARGE
+            and kind is NetworkRequestKind.STATUS
+            and outcome is NetworkOutcome.UNAVAILABLE
+            and self.attempts >= MAX_ATTEMPTS
+        )
 
     def _retry(self, now: datetime) -> Step:
         if self.attempts >= MAX_ATTEMPTS:
@@ -121,9 +154,19 @@ class NetworkRequest:
         self.not_before = now + backoff(self.attempts, self.request_id)
         return Step.WAIT
 
+    def _inquire(self, now: datetime, *, after_inquiry: bool) -> Step:
+        """Ask the status: soon after an operation, with a growing backoff after inquiries
+        that proved nothing (a network that stays away is not asked ever faster)."""
+        delay = INQUIRY_DELAY
+        if after_inquiry:
+            self.inquiries += 1
+            delay = min(MAX_INQUIRY_BACKOFF, backoff(self.inquiries, self.request_id))
+        self.kind, self.not_before = _INQUIRY_OF[self.operation], now + delay
+        return Step.WAIT
+
 
 def backoff(attempt: int, request_id: str) -> timedelta:
     """Exponential with full jitter, seeded by the request so a run replays."""
-    ceiling = FIRST_BACKOFF * (2 ** max(0, attempt - 1))
+    ceiling = FIRST_BACKOFF * (2 ** min(max(0, attempt - 1), 16))  # bounded: inquiries may go on for long
     share = 0.5 + random.Random(f"{request_id}:{attempt}").random() / 2  # noqa: S311 - jitter, not secrecy
     return timedelta(seconds=ceiling.total_seconds() * share)

@@ -41,7 +41,10 @@ a second refund sees what remains even while the first's network leg is in fligh
 ``refunded`` when every part is done (the wallet part is credited by the account service from
 the same transaction's outbox; the card part when the network says so) and ``failed`` when
 the network will not take the card part: that part is then owed to the buyer by an operator,
-so it stays counted and no later refund can pay it twice.
+so it stays counted and no later refund can pay it twice. The saga (or an operator) tries a
+failed refund again by asking for it again with a higher ``attempt`` (:meth:`Refund.retry`):
+only its card or bank part goes back to the network, under the same request id, so even a
+part that went through after all is given back once; the wallet part was credited already.
 """
 
 from __future__ import annotations
@@ -129,6 +132,7 @@ class Refund:
     remaining: Money | None = None  # what may still be refunded of the price, as it stood when this one ended
     failure_reason: str | None = None
     failure_detail: str | None = None
+    attempt: int = 1  # the try under way (S3): a failed refund asked again with a higher one is retried
 
     @property
     def legs(self) -> list[tuple[FundingType, Money]]:
@@ -154,6 +158,15 @@ class Refund:
         if self.status is not RefundStatus.PENDING:
             return False
         self.status, self.remaining = RefundStatus.REFUNDED, remaining
+        return True
+
+    def retry(self, attempt: int) -> bool:
+        """Try a failed refund's card or bank part again; False unless it failed and ``attempt``
+        is a later try than the one that failed (a repeat of an earlier ask changes nothing)."""
+        if self.status is not RefundStatus.FAILED or attempt <= self.attempt:
+            return False
+        self.status, self.attempt = RefundStatus.PENDING, attempt
+        self.failure_reason = self.failure_detail = None
         return True
 
     def fail(self, reason: str, detail: str) -> bool:

@@ -42,6 +42,13 @@ from services.payment.handlers.pricing import (
     settle_budgets,
 )
 from services.payment.handlers.refunds import REFUND_OF_ANSWER, is_refund_answer, record_refund_answer
+from services.payment.handlers.reversals import (
+    REVERSAL_OF_ANSWER,
+    is_late_charge,
+    is_reversal_answer,
+    record_reversal_answer,
+    reverse_late_charge,
+)
 from services.payment.ports import ports
 from services.payment.store import NETWORK_REQUESTS, PAYMENTS
 from shared.consumer import HandlerContext
@@ -184,10 +191,14 @@ def payment_authorized(event: PaymentAuthorized, ctx: HandlerContext) -> None:
 
 
 @handlers.on(
-    RecordNetworkAnswer, loads=[PAYMENTS.by("order_id"), NETWORK_REQUESTS.by("request_id"), BUDGETS, REFUND_OF_ANSWER]
+    RecordNetworkAnswer,
+    loads=[PAYMENTS.by("order_id"), NETWORK_REQUESTS.by("request_id"), BUDGETS, REFUND_OF_ANSWER, REVERSAL_OF_ANSWER],
 )
 def record_network_answer(command: RecordNetworkAnswer, ctx: HandlerContext) -> None:
     """What the funding network answered, as the worker reports it (P4)."""
+    if is_reversal_answer(command):  # a late charge being given back (handlers/reversals.py)
+        record_reversal_answer(command, ctx)
+        return
     if is_refund_answer(command):  # a refund's card or bank part (P6): the refund handlers decide
         record_refund_answer(command, ctx)
         return
@@ -196,7 +207,11 @@ def record_network_answer(command: RecordNetworkAnswer, ctx: HandlerContext) -> 
     if payment is None or request is None or (request.order_id, request.amount) != (command.order_id, command.amount):
         log.warning("network answer that answers no request of ours ignored", order_id=command.order_id)
         return
-    if command.request_id != charge_request_id(payment.order_id, payment.attempt):
+    current = command.request_id == charge_request_id(payment.order_id, payment.attempt)
+    if is_late_charge(command, request, payment, current=current):
+        reverse_late_charge(command, request, ctx)
+        return
+    if not current:
         # An earlier attempt's charge (decided before that attempt failed): it never decides this one.
         log.info("network answer to an earlier attempt's charge ignored", order_id=command.order_id)
         return

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from contracts import (
     CreditWallet,
+    Money,
     NetworkRequestKind,
     PaymentRefunded,
     RecordNetworkAnswer,
@@ -68,12 +69,15 @@ def refund_payment(command: RefundPayment, ctx: HandlerContext) -> None:
     refund = ctx.read(REFUND, command)
     if refund is not None:
         refund.check_same_request(command.order_id, command.amount, command.reason)
-        _repeat_outcome(refund, ctx)
+        if refund.retry(command.attempt):
+            _send_again(refund, ctx)
+        else:
+            _repeat_outcome(refund, ctx)
         return
     payment = ctx.get(PAYMENTS, command.order_id)
-    refund = ctx.add(
-        REFUNDS, accept_refund(payment, command.order_id, command.refund_id, command.amount, command.reason)
-    )
+    refund = accept_refund(payment, command.order_id, command.refund_id, command.amount, command.reason)
+    refund.attempt = command.attempt
+    ctx.add(REFUNDS, refund)
     assert payment is not None  # accept_refund refuses an order without a captured payment
     if refund.wallet_part.amount_minor > 0:
         ctx.emit(
@@ -92,17 +96,27 @@ def refund_payment(command: RefundPayment, ctx: HandlerContext) -> None:
 
 
 def _send_to_network(refund: Refund, payment: Payment, ctx: HandlerContext) -> None:
-    """The card or bank part becomes a request the network worker sends (token unused: a
-    refund names the charge it gives back)."""
+    """The card or bank part becomes a request the network worker sends."""
+    assert payment.charge_id is not None  # accept_refund refuses a card part without the charge
+    refund_on_network(refund_request_id(refund.refund_id), refund.order_id, refund.source_part, payment.charge_id, ctx)
+
+
+def refund_on_network(request_id: str, order_id: str, amount: Money, charge_id: str, ctx: HandlerContext) -> None:
+    """Store a refund of ``amount`` of charge ``charge_id`` for the network worker to send
+    (no token: a refund names the charge it gives back)."""
     request = NetworkRequest(
-        refund_request_id(refund.refund_id),
-        refund.order_id,
-        token="",
-        amount=refund.source_part,
-        kind=NetworkRequestKind.REFUND,
-        charge_id=payment.charge_id,
+        request_id, order_id, token="", amount=amount, kind=NetworkRequestKind.REFUND, charge_id=charge_id
     )
     ctx.add(NETWORK_REQUESTS, request)
+    ctx.after_commit(ports(ctx).wake_worker)
+
+
+def _send_again(refund: Refund, ctx: HandlerContext) -> None:
+    """A failed refund tried again (S3): its card or bank part, the only part that can fail."""
+    request = ctx.get(NETWORK_REQUESTS, refund_request_id(refund.refund_id))
+    assert request is not None, "a refund fails only on its network part"
+    request.send_again(ctx.now)
+    log.info("failed refund tried again", order_id=refund.order_id, refund_id=refund.refund_id, attempt=refund.attempt)
     ctx.after_commit(ports(ctx).wake_worker)
 
 
@@ -130,7 +144,7 @@ def record_refund_answer(command: RecordNetworkAnswer, ctx: HandlerContext) -> N
         reason = _failure_reason(step, command.reason)
         if refund.fail(reason, _failure_detail(reason, request.attempts)):
             log.warning("refund needs an operator", order_id=refund.order_id, refund_id=refund.refund_id, reason=reason)
-            ctx.emit(_refund_failed(refund), idempotency_key=f"refund-failed:{refund.refund_id}")
+            ctx.emit(_refund_failed(refund), idempotency_key=f"refund-failed:{refund.refund_id}:{refund.attempt}")
     elif step is Step.WAIT:
         ctx.after_commit(ports(ctx).wake_worker)
 
@@ -181,4 +195,5 @@ def _refund_failed(refund: Refund) -> RefundFailed:
         amount=refund.amount,
         reason=refund.failure_reason or "refund_declined",
         detail=refund.failure_detail or "",
+        attempt=refund.attempt,
     )

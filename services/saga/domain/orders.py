@@ -610,9 +610,10 @@ class Order:
         self.refund_attempt += 1
         command = RefundPayment(
             order_id=self.order_id,
-            refund_id=payment_refund_id(self.order_id, refund.refund_id, self.refund_attempt),
+            refund_id=payment_refund_id(self.order_id, refund.refund_id),
             amount=refund.amount,
             reason=refund.reason,
+            attempt=self.refund_attempt,
         )
         self.refund_retry = command.model_dump(mode="json")
         return command
@@ -656,19 +657,18 @@ class Order:
         now: datetime,
         policy: SagaPolicy,
         *,
-        answered: str | None = None,
+        answered: int | None = None,
     ) -> Step:
         """The payment could not pay the refund back: try again after a backoff; once the
         compensation policy's attempts are spent, the refund is failed and an operator's.
 
-        Only the failure of the try under way counts (``answered``: the payment refund id the
-        event names): the payment answers a repeated id with its first outcome, so an earlier
-        try's failure may arrive again after a retry was sent, and must not start another."""
+        Only the failure of the try under way counts (``answered``: the attempt the event
+        names): an earlier try's failure may arrive again after a retry was sent (a repeat is
+        answered with the outcome as it stood), and must not start another."""
         if not refund.in_flight or self.refunding != refund.refund_id or self.attention is not None:
             return NOTHING
-        current = payment_refund_id(self.order_id, refund.refund_id, self.refund_attempt)
         waiting = timers.timer_at(self.timers, Deadline.COMPENSATION_RETRY) is not None
-        if (answered is not None and answered != current) or waiting:
+        if (answered is not None and answered != self.refund_attempt) or waiting:
             return NOTHING
         reason = refund.failure = f"{code}: {detail}"
         retry = policy.compensation.retry
@@ -696,9 +696,7 @@ class Order:
         self._clear_timers(Deadline.COMPENSATION_RETRY)
         self.attention = None
         self.refund_attempt += 1
-        again = RefundPayment.model_validate(
-            {**self.refund_retry, "refund_id": payment_refund_id(self.order_id, self.refunding, self.refund_attempt)}
-        )
+        again = RefundPayment.model_validate({**self.refund_retry, "attempt": self.refund_attempt})
         return self._stay(again, note=f"{why}: refund {self.refunding}, payment {self.refund_attempt}")
 
     def _refund_done(self) -> None:

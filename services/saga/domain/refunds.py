@@ -4,9 +4,10 @@ A refund of money in escrow goes returning (escrow gives that part of the hold b
 refunding (the payment pays it to the buyer's sources) -> refunded. A *compensation* has
 nothing in escrow to take back (the hold was refused, or the payment arrived after the order
 was cancelled): it starts at refunding. A refund the payment could not pay is retried with the
-compensation policy's backoff, each retry under its own payment refund id
-(``<refund id>~retry<n>``) because the payment service answers a repeated id with its first
-outcome; once the retries are spent it is failed and an operator's.
+compensation policy's backoff: the same payment refund id with a higher ``attempt``, so the
+payment tries the same refund's card part again under the same network request id (never a
+second refund beside the failed one, which would be counted, or paid, twice); once the
+retries are spent it is failed and an operator's.
 """
 
 from __future__ import annotations
@@ -37,19 +38,19 @@ RESERVED = (COMPENSATION, DISPUTE_REFUND)
 MAX_REFUND_ID = 100  # the contracts' bound on a refund id
 
 
-def payment_refund_id(order_id: str, refund_id: str, attempt: int) -> str:
-    """The id the payment service knows attempt ``attempt`` of a refund by. Its refund ids are
-    global (the marketplace's own are), so the saga's per-order ones carry the order's id."""
+def payment_refund_id(order_id: str, refund_id: str) -> str:
+    """The id the payment service knows a refund by, on every try. Its refund ids are global
+    (the marketplace's own are), so the saga's per-order ones carry the order's id."""
     base = f"{refund_id}:{order_id}" if refund_id in RESERVED else refund_id
-    suffix = "" if attempt <= 1 else f"~retry{attempt}"
-    if len(base) + len(suffix) > MAX_REFUND_ID:  # a long order id: keep it unique, within bounds
+    if len(base) > MAX_REFUND_ID:  # a long order id: keep it unique, within bounds
         digest = hashlib.sha256(base.encode()).hexdigest()[:24]
-        base = f"{base[: MAX_REFUND_ID - len(suffix) - 25]}-{digest}"
-    return base + suffix
+        base = f"{base[: MAX_REFUND_ID - 25]}-{digest}"
+    return base
 
 
 def refund_of(payment_refund: str) -> str:
-    """The saga's refund id behind a payment refund id (inverse of :func:`payment_refund_id`)."""
+    """The saga's refund id behind a payment refund id (inverse of :func:`payment_refund_id`;
+    ``~retry<n>`` is how retries were named before they kept the id, and still reads)."""
     match = _RETRY_SUFFIX.match(payment_refund)
     base = match["base"] if match else payment_refund
     reserved = base.split(":", 1)[0]
@@ -57,15 +58,14 @@ def refund_of(payment_refund: str) -> str:
 
 
 MAX_MARKETPLACE_REFUND_ID = MAX_REFUND_ID - len("~retry100")
-"""Room for the retry suffix: a retried refund keeps its id readable, so its answers are found."""
+"""Room for the retry suffix earlier versions gave retries, whose answers may still be read."""
 
 
 def check_refund_id(refund_id: str) -> None:
     if len(refund_id) > MAX_MARKETPLACE_REFUND_ID:
         raise OrderRuleBroken(
             "invalid_refund",
-            f"a refund id is at most {MAX_MARKETPLACE_REFUND_ID} characters (retries add a suffix), "
-            f"not {len(refund_id)}",
+            f"a refund id is at most {MAX_MARKETPLACE_REFUND_ID} characters, not {len(refund_id)}",
         )
     if _RETRY_SUFFIX.match(refund_id) or refund_id.split(":", 1)[0] in RESERVED:
         raise OrderRuleBroken(

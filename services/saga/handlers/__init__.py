@@ -116,6 +116,8 @@ def message_key(order_id: str, message: Message) -> str:
     """One key per message the saga sends about an order: the receiving service treats a repeat
     as the same command. An order has many refunds, attempts and a dispute, each sent once."""
     base = f"{message.message_type}:{order_id}"
+    if isinstance(message, RefundPayment) and message.attempt > 1:
+        return f"{base}:{message.refund_id}:{message.attempt}"
     if isinstance(message, ReturnFunds | RefundPayment):
         return f"{base}:{message.refund_id}"
     if isinstance(message, CapturePayment) and message.attempt > 1:

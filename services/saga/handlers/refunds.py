@@ -14,7 +14,7 @@ from services.saga.store import ORDERS, REFUNDS
 from shared.aggregates import Load
 from shared.consumer import HandlerContext
 
-# A retried refund is known to the payment service as <refund id>~retry<n>: the saga's record is the refund id.
+# The payment service knows the saga's own refunds as <refund id>:<order id>: the saga's record is the refund id.
 BY_REFUND: list[Load[Any]] = [
     ORDERS.by("order_id"),
     REFUNDS.by(lambda message, _: (message.order_id, refund_of(message.refund_id))),
@@ -46,7 +46,7 @@ def payment_refunded(event: PaymentRefunded, ctx: HandlerContext) -> None:
 @handlers.on(RefundFailed, loads=BY_REFUND)
 def refund_failed(event: RefundFailed, ctx: HandlerContext) -> None:
     def fail(order: Order, refund: Refund) -> Step:
-        step = order.refund_failed(refund, event.reason, event.detail, ctx.now, policy(ctx), answered=event.refund_id)
+        step = order.refund_failed(refund, event.reason, event.detail, ctx.now, policy(ctx), answered=event.attempt)
         if step.announce is not None:  # retries spent: money out of escrow, not back with the buyer
             log.error(
                 "refund failed for good: an operator must act",
