@@ -220,14 +220,16 @@ async def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic], princip
         await admin.close()
 
 
-async def require_topics(settings: KafkaSettings, topics: Iterable[Topic], principal: str) -> None:
-    """Fail unless every topic exists (and ``principal`` may see it)."""
+async def require_topics(settings: KafkaSettings, topics: Iterable[Topic], principal: str) -> str:
+    """Fail unless every topic exists (and ``principal`` may see it); the cluster's id, which
+    the offsets a service stores with its effects belong to (shared.offsets)."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers, **client_options(principal, settings.credentials_dir)
     )
     await admin.start()
     try:
         visible = set(await admin.list_topics())
+        cluster_id = str((await admin.describe_cluster())["cluster_id"])
     finally:
         await admin.close()
     missing = sorted(t.name for t in topics if t.name not in visible)
@@ -237,3 +239,4 @@ async def require_topics(settings: KafkaSettings, topics: Iterable[Topic], princ
             "(scripts/kafka.sh start, or python -m shared.broker_security provision) creates them and their ACLs"
         )
         raise MissingTopicsError(msg)
+    return cluster_id

@@ -12,10 +12,10 @@ For each batch the consumer
 4. runs each handler on the objects in memory, in message order, each in its own
    :class:`~shared.unit_of_work.MessageScope`;
 5. writes the changed aggregates back (one upsert per table, versions checked), records
-   the handled ids in the inbox and stores the outgoing records in the outbox, all in one
-   transaction, then hands the stored records to the outbox relay and runs the handlers'
-   after-commit effects (an SMS). Kafka offsets are committed only after this returns
-   (:mod:`shared.offsets`).
+   the handled ids in the inbox, stores the outgoing records in the outbox and the batch's
+   next offsets in ``consumer_offsets``, all in one transaction, then hands the stored
+   records to the outbox relay and runs the handlers' after-commit effects (an SMS). Kafka
+   offsets are committed, as a copy, only after this returns (:mod:`shared.offsets`).
 
 Every failure has exactly one class, decided here and nowhere else:
 
@@ -75,6 +75,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from aiokafka import TopicPartition
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -99,6 +100,7 @@ from shared.crash import crash_if_asked
 from shared.errors import CommandRefused, SystemFault
 from shared.logging import get_logger, message_context
 from shared.observability import METRICS
+from shared.offsets import next_offsets, offset_rows, stored_offsets
 from shared.outbox import OutgoingRecord, StoredRecord, store_records
 from shared.signing import PRINCIPALS, Keyring, SignatureRefused, Verifier, process_keyring
 from shared.sql import Database, Transaction, open_database
@@ -510,6 +512,14 @@ class BatchConsumer:
         self._attempts = attempts
         self._conflict_attempts = conflict_attempts
         self._clock = clock
+        # The Kafka cluster consumed from (set once the service has asked the broker): offsets
+        # are stored with the effects under it. None stores none (a consumer without a broker).
+        self.cluster_id: str | None = None
+        self._skipped: dict[TopicPartition, int] = {}  # batches with nothing of ours: stored with the next
+
+    async def stored_offsets(self) -> dict[TopicPartition, int]:
+        """Where this database says each partition's consumption stands (shared.offsets)."""
+        return {} if self.cluster_id is None else await stored_offsets(self._database, self.cluster_id)
 
     async def consume(self, records: Sequence[ConsumedRecord]) -> None:
         """Apply a batch. Raises :class:`SystemFault` when the database (or the network) is
@@ -518,14 +528,19 @@ class BatchConsumer:
         deliveries = [d for r in records if (d := decode_record(r, self._handlers, self._verifier)) is not None]
         METRICS.messages.labels("skipped").inc(len(records) - len(deliveries))
         METRICS.stage("decode", time.perf_counter() - started)
-        if not deliveries:
+        positions = next_offsets(records)
+        if not deliveries:  # nothing of this service's: its offsets go with the next batch that is
+            for partition, offset in positions.items():
+                self._skipped[partition] = max(self._skipped.get(partition, 0), offset)
             return
+        positions = {**self._skipped, **positions}  # a partition in both: the batch's offset is the later
         try:
-            stored, effects = await self._apply_with_conflict_retries(deliveries)
+            stored, effects = await self._apply_with_conflict_retries(deliveries, positions)
         except Exception as error:
             if is_system_failure(error):
                 raise SystemFault(f"{type(error).__name__}: {getattr(error, 'orig', None) or error}") from error
             raise
+        self._skipped.clear()
         committed_ms = time.time() * 1000
         for delivery in deliveries:  # broker timestamp to effects committed: the hop as a client sees it
             METRICS.end_to_end.observe(max(0.0, committed_ms - delivery.record.timestamp) / 1000)
@@ -538,21 +553,21 @@ class BatchConsumer:
                 log.error("after-commit effect failed", error=repr(error))  # noqa: TRY400 - no traceback: locals may hold secrets
 
     async def _apply_with_conflict_retries(
-        self, deliveries: list[Delivery]
+        self, deliveries: list[Delivery], positions: dict[TopicPartition, int]
     ) -> tuple[list[StoredRecord], list[Callable[[], None]]]:
         for attempt in range(1, self._conflict_attempts + 1):
             try:
                 try:
-                    return await self._apply(deliveries, isolate=False)
+                    return await self._apply(deliveries, positions, isolate=False)
                 except _BatchFailed:
-                    return await self._apply(deliveries, isolate=True)
+                    return await self._apply(deliveries, positions, isolate=True)
             except VersionConflict as conflict:
                 METRICS.messages.labels("conflict_retry").inc(len(deliveries))
                 log.info("version conflict; re-running the batch", attempt=attempt, conflict=str(conflict))
         raise SystemFault(f"the batch still conflicted after {self._conflict_attempts} runs")
 
     async def _apply(
-        self, deliveries: list[Delivery], *, isolate: bool
+        self, deliveries: list[Delivery], positions: dict[TopicPartition, int], *, isolate: bool
     ) -> tuple[list[StoredRecord], list[Callable[[], None]]]:
         async with self._database.transaction() as tx:
             fresh, outcome = await self._split_duplicates(tx, deliveries)
@@ -564,6 +579,8 @@ class BatchConsumer:
             await inbox.record_handled(tx, outcome.handled, self._clock.now())
             await idempotency.record_outcomes(tx, outcome.keyed, self._clock.now())
             stored = await store_records(tx, outcome.records, self._clock.now())
+            if self.cluster_id is not None:
+                await tx.advance_offsets(offset_rows(positions, self.cluster_id, self._clock.now()))
             crash_if_asked(self.name, "before_store", (d.envelope.type for d in deliveries if d.envelope is not None))
         crash_if_asked(self.name, "after_store", (d.envelope.type for d in deliveries if d.envelope is not None))
         METRICS.stage("store", time.perf_counter() - started)

@@ -1,27 +1,74 @@
-"""Kafka offset commits that never run ahead of the database and never hold up the next batch.
+"""Where each partition's consumption stands: stored with the effects, copied to Kafka.
 
-Offsets of a batch are committed only after its effects are stored, and only the
-offsets of that batch (never the consumer's fetch position, which may already be
-past records still being handled). Commits run in the background, one at a time and
-at most every ``interval`` seconds, each covering every batch stored since the last:
-the consumer goes on to its next batch instead of waiting a broker round trip, and
-the broker is not asked to write a commit for every small batch. A commit lost to a crash or a
-rebalance only means a redelivery, which the inbox recognises.
+**The database is the record.** A batch's next offsets are written in the same transaction
+as its effects and inbox rows (:func:`offset_rows`, ``consumer_offsets``), as Kafka Connect
+sinks and Flink do. When partitions are assigned, the consumer seeks to the offsets its own
+database holds (:func:`stored_offsets`), so a database restored from a backup replays exactly
+what it lacks, and a crash between a commit to the database and one to Kafka redelivers
+nothing. Offsets stored under another cluster id (a broker whose storage was formatted anew)
+are not used: that log starts again from its own committed offsets.
+
+**Kafka keeps a copy**, for lag monitoring and for a database that holds none yet (a first
+start). Offsets of a batch are committed only after its effects are stored, and only the
+offsets of that batch (never the consumer's fetch position, which may already be past records
+still being handled). Commits run in the background, one at a time and at most every
+``interval`` seconds, each covering every batch stored since the last: the consumer goes on to
+its next batch instead of waiting a broker round trip. A commit lost to a crash or a rebalance
+costs nothing: the stored offsets say where to start.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from shared.consumer import ConsumedRecord
 from shared.logging import get_logger
 
+if TYPE_CHECKING:
+    from shared.aggregates import Row
+    from shared.consumer import ConsumedRecord
+    from shared.sql import Database
+
 log = get_logger(__name__)
+
+
+def next_offsets(records: Iterable[ConsumedRecord]) -> dict[TopicPartition, int]:
+    """The offset of the next record to consume, per partition, once ``records`` are handled."""
+    offsets: dict[TopicPartition, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
+    return offsets
+
+
+def offset_rows(offsets: dict[TopicPartition, int], cluster_id: str, now: datetime) -> list[Row]:
+    """``consumer_offsets`` rows for a batch's transaction."""
+    return [
+        {"topic": p.topic, "partition": p.partition, "next_offset": n, "cluster_id": cluster_id, "updated_at": now}
+        for p, n in sorted(offsets.items())
+    ]
+
+
+async def stored_offsets(database: Database, cluster_id: str) -> dict[TopicPartition, int]:
+    """The offsets this database stored for ``cluster_id`` (another cluster's are no use here)."""
+    rows = await database.read_offsets()
+    foreign = {row["cluster_id"] for row in rows if row["cluster_id"] != cluster_id}
+    if foreign:
+        log.warning(
+            "stored offsets of another Kafka cluster ignored (its storage was formatted anew?)",
+            cluster=cluster_id,
+            stored_for=sorted(foreign),
+        )
+    return {
+        TopicPartition(str(row["topic"]), int(row["partition"])): int(row["next_offset"])
+        for row in rows
+        if row["cluster_id"] == cluster_id
+    }
 
 
 class Committer(Protocol):
@@ -39,9 +86,8 @@ class OffsetCommitter:
 
     def stored(self, consumer: Committer, records: Iterable[ConsumedRecord]) -> None:
         """Records whose effects are committed to the database: their offsets may be committed."""
-        for record in records:
-            partition = TopicPartition(record.topic, record.partition)
-            self._pending[partition] = max(self._pending.get(partition, 0), record.offset + 1)
+        for partition, offset in next_offsets(records).items():
+            self._pending[partition] = max(self._pending.get(partition, 0), offset)
         if self._pending and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._commit_all(consumer))
 
@@ -63,8 +109,8 @@ class OffsetCommitter:
             try:
                 await consumer.commit(offsets)
             except KafkaError as error:
-                # e.g. partitions revoked by a rebalance: their new owner redelivers, the inbox dedupes.
-                log.warning("offset commit failed; records will be redelivered", error=repr(error))
+                # e.g. partitions revoked by a rebalance: the stored offsets still say where to start.
+                log.warning("offset commit to Kafka failed; the database's offsets stand", error=repr(error))
             if pause:
                 self._pausing = True
                 try:

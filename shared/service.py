@@ -170,7 +170,10 @@ class Service:
         kafka = self.settings.kafka
         # The set-up made the topics and ACLs (shared.broker_security); a service may not.
         needed = [t for t in ALL_TOPICS if t in self.definition.consumes or self.definition.name in writers_of(t)]
-        await self._retrying("finding its topics", lambda: require_topics(kafka, needed, self.definition.name))
+        cluster = await self._retrying(
+            "finding its topics", lambda: require_topics(kafka, needed, self.definition.name)
+        )
+        self.subscriber.batch_consumer.cluster_id = cluster  # offsets are stored with the effects, for this cluster
         await self._retrying("migrating the database", lambda: migrate(self.engine, self.definition.migrations))
         await self._retrying("starting the producer", self.producer.start)
         await self._retrying("starting the consumer", self.subscriber.consumer.start)

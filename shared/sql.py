@@ -31,6 +31,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.aggregates import Aggregate, Key, Row
 from shared.db import open_sqlite
 from shared.observability import METRICS
+from shared.tables import consumer_offsets
+
+# An offset only moves forward within one cluster (a revoked instance finishing a late batch
+# cannot rewind it); offsets of another cluster (a broker formatted anew) are replaced.
+_ADVANCE = {
+    "next_offset": "CASE WHEN {t}.cluster_id = excluded.cluster_id "
+    "THEN {greatest}({t}.next_offset, excluded.next_offset) ELSE excluded.next_offset END",
+    "cluster_id": "excluded.cluster_id",
+    "updated_at": "excluded.updated_at",
+}
 
 
 class Transaction(Protocol):
@@ -40,6 +50,7 @@ class Transaction(Protocol):
     async def upsert(self, aggregate: Aggregate[Any], rows: Sequence[Row]) -> int: ...
     async def insert(self, table: sa.Table, rows: Sequence[Row]) -> None: ...
     async def insert_ids(self, table: sa.Table, rows: Sequence[Row]) -> list[int]: ...
+    async def advance_offsets(self, rows: Sequence[Row]) -> None: ...
     def savepoint(self) -> contextlib.AbstractAsyncContextManager[None]: ...
 
 
@@ -48,6 +59,7 @@ class Database(Protocol):
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]: ...
     async def delete_ids(self, table: sa.Table, ids: Sequence[int]) -> None: ...
+    async def read_offsets(self) -> list[Row]: ...
     async def close(self) -> None: ...
 
 
@@ -84,6 +96,9 @@ class AlchemyTransaction:
         statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
         return list((await self._connection.execute(statement, list(rows))).scalars())
 
+    async def advance_offsets(self, rows: Sequence[Row]) -> None:
+        await self._connection.execute(_alchemy_advance(self._dialect), list(rows))
+
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         async with self._connection.begin_nested():
@@ -103,6 +118,10 @@ class AlchemyDatabase:
         async with self._engine.begin() as connection:
             await connection.execute(table.delete().where(table.c.id.in_(list(ids))))
 
+    async def read_offsets(self) -> list[Row]:
+        async with self._engine.connect() as connection:
+            return [dict(row) for row in (await connection.execute(sa.select(consumer_offsets))).mappings()]
+
     async def close(self) -> None:
         """The engine belongs to the service, which disposes of it."""
 
@@ -115,6 +134,20 @@ def _alchemy_select(table: sa.Table, key_columns: tuple[str, ...]) -> sa.Select[
     if (found := _ALCHEMY.get(cache_key)) is None:
         key = table.c[key_columns[0]] if len(key_columns) == 1 else sa.tuple_(*(table.c[k] for k in key_columns))
         found = _ALCHEMY[cache_key] = sa.select(table).where(key.in_(sa.bindparam("keys", expanding=True)))
+    return found
+
+
+def _alchemy_advance(dialect: str) -> Any:
+    cache_key = ("advance", dialect)
+    if (found := _ALCHEMY.get(cache_key)) is None:
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite_dialect.insert)(consumer_offsets)
+        greatest = "GREATEST" if dialect == "postgresql" else "max"
+        found = _ALCHEMY[cache_key] = insert.on_conflict_do_update(
+            index_elements=[consumer_offsets.c.topic, consumer_offsets.c.partition],
+            set_={
+                column: sa.text(sql.format(t="consumer_offsets", greatest=greatest)) for column, sql in _ADVANCE.items()
+            },
+        )
     return found
 
 
@@ -214,6 +247,14 @@ def _sqlite_upsert(aggregate: Aggregate[Any]) -> tuple[str, tuple[str, ...]]:
     return found
 
 
+_OFFSET_COLUMNS = tuple(c.name for c in consumer_offsets.c)
+_SQLITE_ADVANCE = (
+    f"INSERT INTO consumer_offsets ({', '.join(_OFFSET_COLUMNS)}) VALUES ({', '.join('?' * len(_OFFSET_COLUMNS))}) "
+    "ON CONFLICT (topic, partition) DO UPDATE SET "
+    + ", ".join(f"{c} = {sql.format(t='consumer_offsets', greatest='max')}" for c, sql in _ADVANCE.items())
+)
+
+
 def _params(columns: Iterable[str], rows: Sequence[Row]) -> list[tuple[Any, ...]]:
     names = tuple(columns)
     return [tuple(_to_sqlite(row.get(c)) for c in names) for row in rows]
@@ -241,6 +282,10 @@ class SqliteTransaction:
         columns = tuple(rows[0])
         METRICS.statements.inc()
         self._connection.executemany(_sqlite_table(table).insert(columns), _params(columns, rows))
+
+    async def advance_offsets(self, rows: Sequence[Row]) -> None:
+        METRICS.statements.inc()
+        self._connection.executemany(_SQLITE_ADVANCE, _params(_OFFSET_COLUMNS, rows))
 
     async def insert_ids(self, table: sa.Table, rows: Sequence[Row]) -> list[int]:
         await self.insert(table, rows)
@@ -303,6 +348,11 @@ class SqliteDatabase:
             connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
+
+    async def read_offsets(self) -> list[Row]:
+        shape = _sqlite_table(consumer_offsets)
+        listed = ", ".join(shape.columns)
+        return [shape.from_sqlite(r) for r in self._connect().execute(f"SELECT {listed} FROM consumer_offsets")]
 
     async def close(self) -> None:
         if self._connection is not None:

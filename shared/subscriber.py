@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
 from shared.backoff import Backoff
-from shared.consumer import BatchConsumer, ConsumedRecord
+from shared.consumer import SYSTEM_ERRORS, BatchConsumer, ConsumedRecord
 from shared.errors import SystemFault
 from shared.logging import RateLimitedLog, get_logger
 from shared.observability import METRICS
@@ -82,8 +82,18 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._subscriber.readiness.set(assigned=False)
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        """Start each partition where this service's database says it stands (shared.offsets);
+        one it holds nothing for starts at Kafka's committed offset."""
+        stored = await self._subscriber.stored_offsets()
+        resumed = {p: stored[p] for p in assigned if p in stored}
+        for partition, offset in resumed.items():
+            self._subscriber.consumer.seek(partition, offset)
         self._subscriber.readiness.set(assigned=bool(assigned))
-        log.info("partitions assigned", partitions=sorted(f"{p.topic}/{p.partition}" for p in assigned))
+        log.info(
+            "partitions assigned",
+            partitions=sorted(f"{p.topic}/{p.partition}" for p in assigned),
+            from_database=len(resumed),
+        )
 
 
 class Subscriber:
@@ -99,7 +109,7 @@ class Subscriber:
         self.consumer = consumer
         self.readiness = readiness
         self.offsets = OffsetCommitter(interval=settings.commit_interval_ms / 1000)
-        self._batch_consumer = batch_consumer
+        self.batch_consumer = batch_consumer
         self._settings = settings
         self._errors = RateLimitedLog(log, interval=10.0)
         self._lag: dict[TopicPartition, int] = {}
@@ -110,6 +120,19 @@ class Subscriber:
         # True while the loop waits (for the broker, or before a retry) with nothing half
         # applied: a stop may cancel it there. False while a batch is being applied.
         self._interruptible = False
+
+    async def stored_offsets(self) -> dict[TopicPartition, int]:
+        """The offsets stored with the effects, read again while the database is away: starting
+        at Kafka's committed offsets instead would skip what a restored database lacks."""
+        backoff = Backoff(first=0.1, cap=5.0)
+        while True:
+            try:
+                return await self.batch_consumer.stored_offsets()
+            except SYSTEM_ERRORS as error:
+                if self._stopping:
+                    return {}  # leaving: nothing will be consumed from these positions
+                self._errors.warning("reading the stored offsets failed; will retry", error=repr(error))
+                await backoff.wait()
 
     async def run(self) -> None:
         """Consume until :meth:`stop` (or the consumer is stopped)."""
@@ -160,7 +183,7 @@ class Subscriber:
         backoff = Backoff(first=0.05, cap=5.0)
         while True:
             try:
-                await self._batch_consumer.consume(records)
+                await self.batch_consumer.consume(records)
             except SystemFault as fault:
                 METRICS.system_faults.inc()
                 self.readiness.set(healthy=False)

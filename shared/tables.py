@@ -1,4 +1,4 @@
-"""The messaging tables every service database has (``messaging_0001``, reshaped by ``messaging_0002``)."""
+"""The messaging tables every service database has (``messaging_0001`` to ``messaging_0004``)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ inbox = sa.Table(
     metadata,
     sa.Column("message_id", sa.String(36), primary_key=True),
     sa.Column("message_type", sa.String(100), nullable=False),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
 idempotency_keys = sa.Table(
@@ -34,5 +34,16 @@ idempotency_keys = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False),
     # The records the first handling produced (JSON), published again for a repeat.
     sa.Column("outcome", sa.Text(), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+consumer_offsets = sa.Table(
+    "consumer_offsets",
+    metadata,
+    # The next record to consume of each partition, stored with the effects of the records before it.
+    sa.Column("topic", sa.String(200), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("cluster_id", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
