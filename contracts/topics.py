@@ -1,7 +1,16 @@
-"""Every Kafka topic the system uses, its partition count and what its records are keyed by.
+"""Every Kafka topic the system uses, its partition count, what its records are keyed by and
+how long the broker keeps them.
 
 Keys keep one order's (or one wallet's) messages in order on one partition while
 different orders are spread over the partitions and proceed concurrently.
+
+Retention (issue 19, docs/operations.md): commands and events are kept 7 days, dead letters
+30 days (an operator has a month to look at one and re-drive it). No topic is a state log: each
+carries messages of several types per key, and every consumer keeps what it needs in its own
+database, so compaction (the last record per key) would drop facts no one has read yet; every
+topic is ``delete``. A segment rolls daily, so the broker deletes expired records within a day of
+their window (it deletes whole segments only: with Kafka's defaults, a week-old segment of 1 GiB
+could outlive its window by another week).
 """
 
 from __future__ import annotations
@@ -18,6 +27,35 @@ class Key(StrEnum):
     ORIGINAL_KEY = "key of the original record"
 
 
+_DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long the broker keeps a topic's records and how it cuts its log into segments
+    (the topic configs ``retention.ms``, ``segment.ms``, ``segment.bytes``, ``cleanup.policy``)."""
+
+    retention_ms: int
+    segment_ms: int = _DAY_MS
+    segment_bytes: int = 128 * 1024 * 1024
+    cleanup_policy: str = "delete"
+
+    def configs(self) -> dict[str, str]:
+        return {
+            "retention.ms": str(self.retention_ms),
+            "segment.ms": str(self.segment_ms),
+            "segment.bytes": str(self.segment_bytes),
+            "cleanup.policy": self.cleanup_policy,
+        }
+
+
+MESSAGE_RETENTION = Retention(retention_ms=7 * _DAY_MS)
+"""Commands and events: 7 days, far beyond any consumer's lag, and the furthest back a service's
+database restored from a backup can replay from its stored offsets."""
+DEAD_LETTER_RETENTION = Retention(retention_ms=30 * _DAY_MS)
+"""Dead letters: 30 days to look at one and re-drive it (``tradeguard dead-letters``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Topic:
     """A topic with the facts needed to create it and to publish to it."""
@@ -26,6 +64,7 @@ class Topic:
     partitions: int
     key: Key
     description: str
+    retention: Retention = MESSAGE_RETENTION
 
 
 ORDER_COMMANDS = Topic(
@@ -101,6 +140,7 @@ DEAD_LETTER = Topic(
     3,
     Key.ORIGINAL_KEY,
     "Records no consumer could process: the original bytes, with the reason in headers.",
+    DEAD_LETTER_RETENTION,
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (

@@ -402,15 +402,18 @@ async def provision(bootstrap_servers: str, directory: Path) -> list[str]:
 def topic_config(topic: Topic) -> dict[str, str]:
     """A topic's settings. Command topics are stamped by the broker on arrival (LogAppendTime),
     so a consumer can tell how long after it was signed a command reached the broker: the
-    replay window (``shared.consumer.REPLAY_WINDOW``)."""
-    config = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}
+    replay window (``shared.consumer.REPLAY_WINDOW``). Retention and segments are the topic's
+    own (``contracts.topics.Retention``, issue 19)."""
+    config = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES), **topic.retention.configs()}
     if topic.name.endswith(".commands"):
         config["message.timestamp.type"] = "LogAppendTime"
     return config
 
 
 async def configure_topics(admin: AIOKafkaAdminClient, topics: Iterable[Topic]) -> None:
-    """Give existing topics their settings (a broker made before a setting was added)."""
+    """Give existing topics their settings (a broker made before a setting was added). The
+    classic AlterConfigs replaces a topic's whole set of overrides with :func:`topic_config`, so
+    running it again changes nothing and a setting dropped from the catalogue goes too."""
     responses = await admin.alter_configs(
         [ConfigResource(ConfigResourceType.TOPIC, t.name, configs=topic_config(t)) for t in topics]
     )

@@ -521,6 +521,13 @@ class BatchConsumer:
         """Where this database says each partition's consumption stands (shared.offsets)."""
         return {} if self.cluster_id is None else await stored_offsets(self._database, self.cluster_id)
 
+    async def anchor_offsets(self, positions: dict[TopicPartition, int]) -> None:
+        """Store where partitions the database holds no offset for start (never moving one back)."""
+        if self.cluster_id is None or not positions:
+            return
+        async with self._database.transaction() as tx:
+            await tx.advance_offsets(offset_rows(positions, self.cluster_id, self._clock.now()))
+
     async def consume(self, records: Sequence[ConsumedRecord]) -> None:
         """Apply a batch. Raises :class:`SystemFault` when the database (or the network) is
         the problem: nothing was stored and the same batch should be offered again."""

@@ -7,8 +7,13 @@ payload and the records it produced; a repeat with the same payload publishes th
 records again (the same message ids, so every consumer's inbox ignores them while the client
 sees its answer), and a repeat with a different payload is refused with
 ``idempotency_conflict``. Sealed values are left out of the fingerprint: sealing the same
-secret twice never gives the same text. Keys are kept :data:`KEEP_FOR` and then pruned by
-each service, hourly (:func:`prune`).
+secret twice never gives the same text. Keys are kept :data:`KEEP_FOR` (``RETENTION_IDEMPOTENCY_KEY_HOURS``)
+and then deleted by each service's retention pruner (shared.retention).
+
+A key past its window but not yet deleted (the pruner runs every minute or so) still answers
+with its first outcome: treating it as absent here would handle the command again and then
+fail to store its key over the old row, which the batch's plain insert cannot replace; so the
+window is "at least", as Stripe's is.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.envelope import Envelope
 from contracts.sealing import SEALED_PREFIX
 from shared.outbox import OutgoingRecord
+from shared.retention import Expiry, expire
 from shared.sql import Transaction
 from shared.tables import idempotency_keys
 
@@ -98,14 +104,12 @@ async def record_outcomes(
         await tx.insert(idempotency_keys, rows)
 
 
-KEEP_FOR = timedelta(days=7)
-"""How long a key is remembered (Stripe keeps its keys 24 hours; a marketplace may retry a
-command over a weekend). A repeat after that is a new command."""
-PRUNE_EVERY = timedelta(hours=1)
+KEEP_FOR = timedelta(hours=24)
+"""How long a key is remembered by default, as Stripe does; a repeat after that is a new command.
+The services read theirs from ``RETENTION_IDEMPOTENCY_KEY_HOURS`` (shared.settings)."""
 
 
 async def prune(engine: AsyncEngine, now: datetime, keep_for: timedelta = KEEP_FOR) -> int:
-    """Forget the keys older than ``keep_for``; how many were removed."""
-    async with engine.begin() as conn:
-        result = await conn.execute(idempotency_keys.delete().where(idempotency_keys.c.created_at < now - keep_for))
-    return int(result.rowcount or 0)
+    """Forget the keys older than ``keep_for`` at once, in the retention pruner's batches; how
+    many were removed. (Services do not call it: their pruner runs the same step, paced.)"""
+    return await expire(engine, Expiry(idempotency_keys, "scoped_key", "created_at", keep_for), now)

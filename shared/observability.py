@@ -66,6 +66,14 @@ class Metrics:
         self.consumer_lag = Gauge(
             "tradeguard_consumer_lag_records", "Records on a partition not yet read, by topic.", ["topic"]
         )
+        self.retention_rows = Counter(
+            "tradeguard_retention_rows",
+            "Rows the retention pruner took out of the database, by table and action (deleted, archived).",
+            ["table", "action"],
+        )
+        self.retention_pass_seconds = Gauge(
+            "tradeguard_retention_last_pass_seconds", "How long the retention pruner's last whole pass took."
+        )
         self._stage_children: dict[str, Any] = {}
 
     def stage(self, name: str, seconds: float) -> None:

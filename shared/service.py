@@ -1,5 +1,6 @@
 """Wiring shared by every service: its database (migrated at start), the consumer group that
-feeds its batch consumer, the outbox relay, and the health endpoint.
+feeds its batch consumer, the outbox relay, the retention pruner (shared.retention), and the
+health endpoint.
 
 Each service is a :class:`ServiceDefinition` (name, handlers, topics, migrations) run by
 :class:`Service`; ``python -m services.<name>`` calls :func:`run`, which serves until SIGINT
@@ -28,7 +29,7 @@ from aiokafka.errors import KafkaError
 
 from contracts.catalogue import writers_of
 from contracts.topics import ALL_TOPICS, Topic
-from shared import idempotency, tracing
+from shared import tracing
 from shared.backoff import Backoff
 from shared.broker import ProducerPublisher, create_consumer, create_producer, require_topics
 from shared.clock import Clock, clock_from_environment
@@ -38,6 +39,7 @@ from shared.deadlines import Deadlines, DeadlineSweeper
 from shared.logging import RateLimitedLog, configure_logging, get_logger
 from shared.observability import METRICS, HealthServer, ReadRoute
 from shared.outbox import OutboxRelay
+from shared.retention import Archive, Pruner, archive_root, service_steps
 from shared.settings import ServiceSettings
 from shared.signing import (
     SigningNotConfiguredError,
@@ -100,6 +102,9 @@ class ServiceDefinition:
     """0: every record is fetched as soon as it lands (services on an order's path). More: the
     broker gathers records this long per fetch, for a service no order waits on (fewer fetch
     round trips, each over all its partitions, at the price of that much latency)."""
+    archives: tuple[Archive, ...] = ()
+    """The service's own tables whose old rows move to the archive (shared.retention), beside
+    the messaging tables' expiries every service has."""
 
 
 class Service:
@@ -159,6 +164,9 @@ class Service:
             if definition.deadlines is not None
             else None
         )
+        retention = settings.retention
+        root = archive_root(retention, settings.database_url, definition.name)
+        self.pruner = Pruner(self.engine, service_steps(definition.archives, retention, root), clock, retention)
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._startup_errors = RateLimitedLog(log, interval=10.0)
@@ -184,24 +192,14 @@ class Service:
         self._tasks = [
             asyncio.create_task(self.relay.run(), name=f"{name}-outbox-relay"),
             asyncio.create_task(self.subscriber.run(), name=f"{name}-subscriber"),
-            asyncio.create_task(self._prune_idempotency_keys(), name=f"{name}-idempotency-pruning"),
             *(asyncio.create_task(worker(self), name=f"{name}-worker") for worker in self.definition.workers),
         ]
         if self.sweeper is not None:
             self._tasks.append(asyncio.create_task(self.sweeper.run(), name=f"{name}-deadlines"))
+        if self.settings.retention.enabled:
+            self._tasks.append(asyncio.create_task(self.pruner.run(), name=f"{name}-retention"))
         self._started = True
         log.info("service started", consumes=[t.name for t in self.definition.consumes])
-
-    async def _prune_idempotency_keys(self) -> None:
-        """P5: keys are remembered for idempotency.KEEP_FOR, then forgotten (hourly)."""
-        while True:
-            try:
-                removed = await idempotency.prune(self.engine, self.clock.now())
-                if removed:
-                    log.info("old idempotency keys pruned", removed=removed)
-            except Exception as error:  # the database busy or away: the next hour tries again
-                self._startup_errors.warning("pruning idempotency keys failed", error=repr(error))
-            await asyncio.sleep(idempotency.PRUNE_EVERY.total_seconds())
 
     async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
         backoff = Backoff(first=0.2, cap=5.0)

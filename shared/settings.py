@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field
@@ -55,6 +56,58 @@ class KafkaSettings(BaseSettings):
     )
 
 
+class RetentionSettings(BaseSettings):
+    """How long each service keeps what is not a money record, and how its pruner paces itself
+    (shared.retention, docs/operations.md); shared by every service, like ``KAFKA_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="RETENTION_", extra="ignore")
+
+    enabled: bool = Field(default=True, description="Run the background pruner at all.")
+    inbox_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Handled message ids are kept this long: a producer's duplicate within it is recognised.",
+    )
+    idempotency_key_hours: float = Field(
+        default=24.0, gt=0, description="A keyed command's repeat after this long is a new command (Stripe: 24 hours)."
+    )
+    archive_after_days: float = Field(
+        default=30.0, gt=0, description="Notifications and order transitions older than this go to the archive."
+    )
+    archive_dir: Path | None = Field(
+        default=None,
+        description="Where archived rows go (a folder per service inside); unset: 'archive' beside a "
+        "SQLite database, .data/archive for PostgreSQL.",
+    )
+    batch_rows: int = Field(
+        default=200,
+        ge=1,
+        le=5000,
+        description="Rows deleted or moved per transaction (200 inbox ids: about 5 ms on SQLite, which runs "
+        "its statements on the service's event loop).",
+    )
+    pause_ms: float = Field(default=20.0, ge=0, description="Least pause between two batches.")
+    busy_ratio: float = Field(
+        default=9.0,
+        ge=0,
+        description="After a batch that took t, the pruner pauses at least t times this (9: at most a tenth "
+        "of the time in the database), so a slow, busy database gets longer pauses.",
+    )
+    every_seconds: float = Field(default=60.0, gt=0, description="Pause between two passes over every table.")
+
+    @property
+    def inbox_window(self) -> timedelta:
+        return timedelta(days=self.inbox_days)
+
+    @property
+    def idempotency_window(self) -> timedelta:
+        return timedelta(hours=self.idempotency_key_hours)
+
+    @property
+    def archive_after(self) -> timedelta:
+        return timedelta(days=self.archive_after_days)
+
+
 class ServiceSettings(BaseSettings):
     """Per-service settings; each service subclasses this with its own env prefix."""
 
@@ -77,3 +130,4 @@ class ServiceSettings(BaseSettings):
         default=None, description="Exists while the service is ready (holds partitions, database answering)."
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)

@@ -25,7 +25,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import ConsumerStoppedError, KafkaError
+from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaError
 
 from shared.backoff import Backoff
 from shared.consumer import SYSTEM_ERRORS, BatchConsumer, ConsumedRecord
@@ -88,7 +88,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         resumed = {p: stored[p] for p in assigned if p in stored}
         for partition, offset in resumed.items():
             self._subscriber.consumer.seek(partition, offset)
-        self._subscriber.readiness.set(assigned=bool(assigned))
+        # The others start at Kafka's committed offset; the loop writes it down before it fetches
+        # (and only then reports ready: a backup taken from then on holds every partition).
+        self._subscriber.unanchored = {p for p in assigned if p not in stored}
+        self._subscriber.readiness.set(assigned=bool(assigned) and not self._subscriber.unanchored)
         log.info(
             "partitions assigned",
             partitions=sorted(f"{p.topic}/{p.partition}" for p in assigned),
@@ -115,6 +118,9 @@ class Subscriber:
         self._lag: dict[TopicPartition, int] = {}
         self._lag_topics: set[str] = set()
         self.listener = _Rebalance(self)
+        # Partitions assigned with no offset in the database: their starting offset is stored
+        # before anything is fetched, so a backup taken from then on can replay them.
+        self.unanchored: set[TopicPartition] = set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         # True while the loop waits (for the broker, or before a retry) with nothing half
@@ -139,6 +145,8 @@ class Subscriber:
         self._task = asyncio.current_task()
         backoff = Backoff(first=0.1, cap=5.0)
         while not self._stopping:
+            if self.unanchored:
+                await self._anchor()
             try:
                 self._interruptible = True
                 batches = await self.consumer.getmany(
@@ -164,6 +172,26 @@ class Subscriber:
             if await self._apply(records):
                 METRICS.batches.inc()
                 self.offsets.stored(self.consumer, records)
+
+    async def _anchor(self) -> None:
+        """Store where each unanchored partition starts (Kafka's committed offset, or the reset
+        policy's): without it, a backup taken before the first record of a partition was
+        handled would restore to no offset, and start again past what it lacks."""
+        owned = self.consumer.assignment()
+        positions: dict[TopicPartition, int] = {}
+        for partition in sorted(self.unanchored & owned):
+            try:
+                positions[partition] = await self.consumer.position(partition)
+            except (IllegalStateError, KafkaError) as error:  # revoked meanwhile, or the broker away
+                self._errors.warning("a partition's position is not known yet", error=repr(error))
+        try:
+            await self.batch_consumer.anchor_offsets(positions)
+        except SYSTEM_ERRORS as error:
+            self._errors.warning("storing the partitions' starting offsets failed; will retry", error=repr(error))
+            return
+        self.unanchored -= set(positions) | (self.unanchored - owned)
+        if not self.unanchored:
+            self.readiness.set(assigned=bool(owned))
 
     def _record_lag(self, batches: Mapping[TopicPartition, Sequence[ConsumedRecord]]) -> None:
         """X5 ``tradeguard_consumer_lag_records``: what the broker holds beyond the records just

@@ -22,6 +22,7 @@ from scripts.stack import FAST_PASSWORD_HASHING, ServiceProcesses, sqlite_urls
 from shared.broker import ensure_topics
 from shared.clock import FileClock, ManualClock
 from shared.db import create_engine
+from shared.retention import PRUNER_OFF
 from shared.signing import SIGNING_DIR_VARIABLE, Keyring, ensure_keyring, install, process_keyring
 from tests.support.kafka import kafka_bootstrap_servers
 
@@ -115,7 +116,7 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 async def stack(kafka_bootstrap: str, stack_dir: Path) -> AsyncIterator[ServiceProcesses]:
     services = ServiceProcesses(
-        kafka_bootstrap, sqlite_urls(stack_dir), stack_dir / "logs", extra_env=FAST_PASSWORD_HASHING
+        kafka_bootstrap, sqlite_urls(stack_dir), stack_dir / "logs", extra_env={**FAST_PASSWORD_HASHING, **PRUNER_OFF}
     )
     services.start()
     try:

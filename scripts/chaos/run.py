@@ -59,6 +59,7 @@ from scripts.stack import FAST_PASSWORD_HASHING, ROOT, SERVICES, ServiceProcesse
 from shared.broker import ensure_topics
 from shared.broker_security import ADMIN, CREDENTIALS_DIR_VARIABLE, client_options
 from shared.clock import FileClock
+from shared.retention import PRUNER_OFF
 
 T = TypeVar("T")
 KAFKA_SH = ROOT / "scripts" / "kafka.sh"
@@ -187,6 +188,7 @@ class ChaosRun:
             options.state_dir / "logs",
             extra_env={
                 **FAST_PASSWORD_HASHING,
+                **PRUNER_OFF,  # the settle moves the clock by days; the copies must stay duplicates
                 "FUNDING_SEED": str(options.seed),
                 "FUNDING_TRANSIENT_RATE": str(options.rates.funding_transient),
                 "FUNDING_LOST_ANSWER_RATE": str(options.rates.funding_lost_answer),

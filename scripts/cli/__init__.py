@@ -14,6 +14,8 @@ tradeguard audit                     # the books audit of the running stack (G1)
 tradeguard settlements SELLER --day 2026-03-01  # what escrow released to a seller that day (E4)
 tradeguard timeline ORDER_ID         # one order's messages across every service, then its status (G3)
 tradeguard chaos --seed 7 --orders 10000 --minutes 10  # orders under seeded faults, then every invariant (G2)
+tradeguard backup backups/2026-03-01 # each service's database, copied while it runs, with a manifest
+tradeguard restore --service account backups/2026-03-01  # put one back (the service stopped first)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Annotated
 
 import typer
 
-from scripts.cli import audit, clock, dead_letters, notifications, orders, payments, settlements, timeline
+from scripts.cli import audit, backup, clock, dead_letters, notifications, orders, payments, settlements, timeline
 
 app = typer.Typer(
     help="TradeGuard: run the local stack and its scenarios, inspect and re-drive dead letters.",
@@ -40,6 +42,8 @@ app.add_typer(orders.app, name="orders")
 app.command(name="audit")(audit.audit)
 app.command(name="settlements")(settlements.settlements)
 app.command(name="timeline")(timeline.timeline)
+app.command(name="backup")(backup.backup)
+app.command(name="restore")(backup.restore)
 
 
 def _devstack(mode: str) -> int:

@@ -19,6 +19,7 @@ from scripts import devstack
 from scripts.scenarios.handle import StackHandle
 from scripts.stack import FAST_PASSWORD_HASHING, ServiceProcesses, sqlite_urls
 from shared.broker import ensure_topics
+from shared.retention import PRUNER_OFF
 
 
 @asynccontextmanager
@@ -28,7 +29,10 @@ async def local_stack(state_dir: Path, console: Console) -> AsyncIterator[StackH
     console.rule("TradeGuard local stack for the scenarios")
     broker = devstack.LocalBroker()
     services = ServiceProcesses(
-        devstack.BOOTSTRAP, sqlite_urls(state_dir), state_dir / "logs", extra_env=FAST_PASSWORD_HASHING
+        devstack.BOOTSTRAP,
+        sqlite_urls(state_dir),
+        state_dir / "logs",
+        extra_env={**FAST_PASSWORD_HASHING, **PRUNER_OFF},
     )
     try:
         await broker.start()

@@ -13,6 +13,7 @@ from contracts.topics import ESCROW_EVENTS, ORDER_COMMANDS, ORDER_EVENTS, PAYMEN
 from services.saga.handlers import handlers
 from services.saga.ports import build_ports
 from services.saga.read_api import list_orders, show_order, stuck_orders
+from services.saga.retention import TRANSITIONS_ARCHIVE
 from services.saga.settings import SagaSettings
 from services.saga.store import orders
 from shared.clock import Clock
@@ -32,6 +33,7 @@ DEFINITION = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     dependencies=build_ports,
     deadlines=Deadlines(orders, key="order_id", due="next_due_at", nudge=_nudge),
+    archives=(TRANSITIONS_ARCHIVE,),
     read_api=lambda service: {
         "/orders": partial(list_orders, service.engine),
         "/order": partial(show_order, service.engine),

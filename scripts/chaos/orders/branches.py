@@ -9,6 +9,7 @@ a message about them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -154,7 +155,7 @@ async def paid_into_escrow(run: OrderRun, *, seller_id: str | None = None) -> Or
 async def charged(run: OrderRun, tokens: list[str], *, captures: int) -> None:
     """The network's own book shows ``captures`` captures on each card, whatever it did on the way."""
     for token in tokens:
-        book = await run.world.vault.captures(token)
+        book = await run.world.tokenised(functools.partial(run.world.vault.captures, token))
         run.check(book.get("captures") == captures, f"the card charged {captures} time(s), not {book}")
 
 

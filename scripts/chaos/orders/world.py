@@ -156,5 +156,6 @@ class OrderWorld(World):
         return await patiently(publish, timeout=self.timeout, retry_on=(KafkaError,))
 
     async def tokenised(self, act: Callable[[], Awaitable[T]]) -> T:
-        """``act()`` (a step that tokenises a card first), tried again while the vault is away."""
+        """``act()`` (a step that asks the vault: a card's tokenisation, its book of captures),
+        tried again while the vault is away or too busy to answer."""
         return await patiently(act, timeout=self.timeout, retry_on=(VaultUnavailable,))
