@@ -6,7 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 UV_RUN = $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup run demo scenarios audit timeline test test-fast lint format contracts asyncapi-docs bench bench-smoke chaos chaos-short images compose-test test-containers kafka-stop clean
+.PHONY: help setup run demo scenarios audit timeline test test-fast lint format contracts asyncapi-docs bench bench-smoke soak soak-short chaos chaos-short images compose-test test-containers kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ bench: setup  ## throughput and latency benchmark (several minutes); writes benc
 
 bench-smoke: setup  ## a few orders through the benchmark, to see it works
 	@$(UV_RUN) python -m bench.run --smoke
+
+soak: setup  ## steady mixed orders (default 100/s for 30 min), per-minute figures, clock moved past retention: make soak RATE=100 MINUTES=30
+	@$(UV_RUN) python -m bench.soak --rate $(or $(RATE),100) --minutes $(or $(MINUTES),30)
+
+soak-short: setup  ## the soak CI runs: 2 minutes at 20 orders/s (writes bench/results/soak-short-latest.json)
+	@$(UV_RUN) python -m bench.soak --short --rate $(or $(RATE),20) --minutes $(or $(MINUTES),2)
 
 chaos:  ## 10,000 orders under SIGKILLs, a broker restart, duplicates, poison and funding faults, then every invariant (G2): make chaos SEED=7
 	@$(UV_RUN) tradeguard chaos --seed $(or $(SEED),1) --orders $(or $(ORDERS),10000) --minutes $(or $(MINUTES),10)

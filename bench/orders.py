@@ -9,9 +9,10 @@ so ``checkout -> completed`` includes the driver's (immediate) confirmation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,10 +149,10 @@ class OrderDriver:
         self.orders: dict[str, OrderTimes] = {}
         self.counters = Counters()
         self.rejections: list[dict[str, Any]] = []
-        self._signer: Signer | None = None
+        self._signers: dict[str, Signer] = {}
 
     async def start(self) -> None:
-        self._signer = client_keyring().signer("marketplace")  # the stack's keys, once it has made them
+        self._signer("marketplace")  # the stack's keys, once it has made them
         await self._producer.start()
         self._watcher = await tail_consumer(self._bootstrap, (ORDER_EVENTS,))
         self._pump_task = asyncio.create_task(self._pump(), name="bench-order-watcher")
@@ -179,8 +180,16 @@ class OrderDriver:
         if self._pump_task is not None and self._pump_task.done() and not self._pump_task.cancelled():
             self._pump_task.result()
 
-    async def _send(self, message: Message, *, correlation_id: str, idempotency_key: str) -> None:
-        """Enqueue a command without waiting for its ack (failed acks are counted)."""
+    def _signer(self, principal: str) -> Signer:
+        signer = self._signers.get(principal)
+        if signer is None:
+            signer = self._signers[principal] = client_keyring().signer(principal)
+        return signer
+
+    async def _send(
+        self, message: Message, *, correlation_id: str, idempotency_key: str, principal: str = "marketplace"
+    ) -> None:
+        """Enqueue a command signed as ``principal`` without waiting for its ack (failed acks are counted)."""
         envelope = envelope_for(
             message,
             correlation_id=correlation_id,
@@ -189,13 +198,9 @@ class OrderDriver:
             actor=party_actor(message),
         )
         key, value, kind = message.partition_key.encode(), envelope.model_dump_json().encode(), message.message_type
-        if self._signer is None:
-            self._signer = client_keyring().signer("marketplace")
+        signature = self._signer(principal).headers(message.topic.name, key, kind, value)
         ack = await self._producer.send(
-            message.topic.name,
-            value,
-            key=key,
-            headers=[(MESSAGE_TYPE_HEADER, kind.encode()), *self._signer.headers(message.topic.name, key, kind, value)],
+            message.topic.name, value, key=key, headers=[(MESSAGE_TYPE_HEADER, kind.encode()), *signature]
         )
         ack.add_done_callback(self._count_send_error)
 
@@ -208,11 +213,18 @@ class OrderDriver:
         product requires before a payment; returns the seconds it took."""
         start = time.perf_counter()
         people = [Person.numbered(buyer, n) for n, buyer in enumerate(self.buyers)]
+        async with self.onboarding(services, timeout) as onboarding:
+            await onboarding.many(people)
+        return time.perf_counter() - start
+
+    @contextlib.asynccontextmanager
+    async def onboarding(self, services: ServiceProcesses, timeout: float) -> AsyncIterator[Onboarding]:
+        """Onboarding as the marketplace does it, against ``services``."""
         async with (
             EventWatcher(self._bootstrap, (ACCOUNT_EVENTS,)) as watcher,
             Marketplace(self._bootstrap, source=SOURCE) as market,
         ):
-            onboarding = Onboarding(
+            yield Onboarding(
                 market,
                 watcher,
                 Phone(services.sms_outbox),
@@ -220,8 +232,6 @@ class OrderDriver:
                 timeout=timeout,
                 payment_url=services.payment_url,
             )
-            await onboarding.many(people)
-        return time.perf_counter() - start
 
     async def fund_accounts(self, timeout: float = 120.0) -> float:
         """Top up every buyer (and open every seller's wallet); returns seconds until all were funded."""
@@ -265,10 +275,14 @@ class OrderDriver:
         await self._producer.flush()
         return result
 
+    def order_id(self, phase: str, n: int) -> str:
+        """The id of the ``n``-th order the driver checks out (in ``phase``)."""
+        return f"{self.run_id}-{phase}-{n:07d}"
+
     async def _checkout(self, phase: str) -> None:
         n = self._next
         self._next += 1
-        order_id = f"{self.run_id}-{phase}-{n:07d}"
+        order_id = self.order_id(phase, n)
         checkout = Checkout(
             marketplace_id=MARKETPLACE_ID,
             order_id=order_id,

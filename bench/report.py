@@ -229,6 +229,7 @@ def print_summary(results: dict[str, Any]) -> None:
     _print_cpu(phases)
     _print_idle(results.get("idle"))
     _print_cpu_per_order(phases)
+    _print_storage(results.get("storage"), figures)
     _print_sql(
         [
             by_name[n]
@@ -386,6 +387,43 @@ def _print_cpu_per_order(phases: list[dict[str, Any]]) -> None:
             _fmt(cpu.get("bench"), 2),
         )
     console.print(table)
+
+
+STORAGE_SERVICES = ("account", "payment", "escrow", "notification", "saga")
+
+
+def _print_storage(storage: dict[str, Any] | None, figures: dict[str, Any]) -> None:
+    """Bytes per order, each database and Kafka, before and (when the services prune) after pruning."""
+    if not storage:
+        return
+    cpu = figures.get("cpu_ms_per_order_at_highest_held")
+    table = Table(
+        title=f"Storage per order ({storage.get('measured')}; CPU per order at the highest held rate: {_fmt(cpu, 2)} ms): "
+        "growth since the buyers were funded / orders stored; file = on disk incl. -wal, live = pages in use"
+    )
+    for column in ("", *STORAGE_SERVICES, "databases", "archives", "Kafka tradeguard.*", "orders"):
+        table.add_column(column, justify="right")
+    for label, key in (
+        ("before pruning", "bytes_per_order_before_pruning"),
+        ("after pruning", "bytes_per_order_after_pruning"),
+    ):
+        per = storage.get(key)
+        if not per:
+            continue
+        for kind in ("file", "live"):
+            table.add_row(
+                f"{label}: {kind}",
+                *(_fmt(per["databases"].get(n, {}).get(kind), 0) for n in STORAGE_SERVICES),
+                f"[bold]{_fmt(per[f'databases_{kind}'], 0)}[/]",
+                _fmt(per.get("archives"), 0) if kind == "file" else "",
+                _fmt(per["kafka_tradeguard"], 0) if kind == "file" else "",
+                _fmt(per["orders"]) if kind == "file" else "",
+            )
+    console.print(table)
+    if storage.get("still_growing"):
+        console.print(
+            f"[yellow]not pruned once the clock passed every window: {', '.join(storage['still_growing'])}[/]"
+        )
 
 
 def _metrics_or_none(phase: dict[str, Any]) -> dict[str, Any] | None:

@@ -15,7 +15,12 @@
    highest rate held so far; then that rate sustained for --duration seconds.
 4. Around every phase each service's /metrics is scraped (SQL statements and messages
    consumed, hop stage histograms); a service without metrics is reported "n/a".
-5. Prints a summary, the targets (met / not met) and every figure beside the same figure of
+5. Storage (bench.storage): bytes per order of each service database (files incl. -wal, and
+   pages in use) and of Kafka's tradeguard.* partitions, grown since the buyers were funded,
+   over the orders stored. Once the last phase is done the services' clock (X8) is moved past
+   every retention window and the pruner (shared.retention) given time to bring the tables back,
+   so the figures are "after pruning"; with ``RETENTION_ENABLED=false`` "before pruning".
+6. Prints a summary, the targets (met / not met) and every figure beside the same figure of
    the baseline run (--baseline, default bench/results/baseline-407f125.json), writes
    <out>/latest.json (+ a timestamped copy) and <out>/latest.png (``--smoke`` writes
    latest-smoke.*, so it never overwrites a full run's files).
@@ -58,8 +63,22 @@ from bench.orders import (
     latency_summary,
 )
 from bench.report import console, machine_info, print_summary, write_results
+from bench.soak_verdict import judge_tables
 from bench.stack import RunningStack, bench_stack
 from bench.stats import safe_ratio, slope
+from bench.storage import (
+    PruneWait,
+    Rows,
+    StorageMeter,
+    StorageSample,
+    kafka_data_dir_of_running_broker,
+    move_clock_and_wait,
+    per_order,
+    pruned_tables,
+    pruner_env,
+    pruner_every,
+    sample_in_thread,
+)
 from bench.targets import DEFAULT_BASELINE, baseline_figures, comparison, key_figures, load_baseline, targets
 from bench.trace import trace
 from bench.transport import TOPICS as TRANSPORT_TOPICS
@@ -107,6 +126,12 @@ class BenchConfig:
     drain_wait: float = 180.0
     timeout: float = 3600.0
     baseline: str | None = DEFAULT_BASELINE
+    # Storage after pruning: the services' clock moved past every retention window at the end.
+    clock_move_days: float = 40.0
+    prune_stall: float = 60.0
+    prune_wait: float = 900.0
+    pruner_every: float | None = None
+    """The services' ``RETENTION_EVERY_SECONDS`` (None: theirs); the smoke run's pruner is quicker."""
 
     @classmethod
     def smoke(cls) -> BenchConfig:
@@ -130,6 +155,9 @@ class BenchConfig:
             drain_limit=10.0,
             drain_wait=30.0,
             timeout=300.0,
+            prune_stall=5.0,
+            prune_wait=30.0,
+            pruner_every=2.0,
         )
 
 
@@ -379,6 +407,8 @@ async def drive_orders(stack: RunningStack, config: BenchConfig, run_id: str) ->
         console.print(
             f"funded {config.accounts} buyers and opened {config.accounts} seller wallets in {funding_seconds:.1f} s"
         )
+        meter = StorageMeter(stack.services.database_urls, stack.kafka_data_dir or kafka_data_dir_of_running_broker())
+        storage_before = await sample_in_thread(meter)
         sampler.start()
         phases = [await run_phase(session, "warmup", config.warmup_rate, config.warmup_seconds)]
         sampler.phase = "trace"
@@ -400,6 +430,7 @@ async def drive_orders(stack: RunningStack, config: BenchConfig, run_id: str) ->
             phases.extend(search["steps"])
         sustain_rate = config.sustain_rate or _sustain_rate(search, config)
         phases.append(await run_phase(session, "sustained", sustain_rate, config.duration))
+        storage = await measure_storage(stack, meter, storage_before, config)
     finally:
         await sampler.stop()
         await offsets.stop()
@@ -416,8 +447,66 @@ async def drive_orders(stack: RunningStack, config: BenchConfig, run_id: str) ->
         "rejections": driver.rejections[:10],
         "metrics_ports": stack.http_ports,
         "metrics_last_errors": {name: scraper.last_error[name] for name in sorted(scraper.last_error)},
+        "storage": storage,
     }
     return orders, driver
+
+
+async def measure_storage(
+    stack: RunningStack, meter: StorageMeter, before: StorageSample, config: BenchConfig
+) -> dict[str, Any]:
+    """Bytes per order of each database and of Kafka since ``before`` (taken once the buyers were
+    funded), after pruning when the services have a pruner (shared.retention): the services'
+    clock is moved past every retention window and the tables given time to shrink (back to
+    what they held at ``before``). Without a pruner, measured as the run left them ("before pruning")."""
+    end = await sample_in_thread(meter)
+    result: dict[str, Any] = {
+        "baseline": before.as_dict(),
+        "before_pruning": end.as_dict(),
+        "bytes_per_order_before_pruning": per_order(before, end),
+        "after_pruning": None,
+        "bytes_per_order_after_pruning": None,
+        "pruned_tables": None,
+    }
+    pruned = pruned_tables()
+    if pruned is None:
+        result["measured"] = "before pruning"
+    else:
+
+        def shrunk_back(rows: Rows) -> bool:
+            return all(check.ok for check in judge_tables(before.rows(), end.rows(), rows))
+
+        console.print(f"storage: moving the services' clock {config.clock_move_days:g} days on, for the pruner")
+        after, waited = await move_clock_and_wait(
+            meter,
+            stack.services.clock_file,
+            config.clock_move_days,
+            shrunk_back,
+            PruneWait(
+                poll=min(5.0, config.prune_stall),
+                stall=config.prune_stall,
+                limit=config.prune_wait,
+                pruner_every=pruner_every(pruner_env(config.pruner_every)),
+            ),
+        )
+        checks = judge_tables(before.rows(), end.rows(), after.rows(), pruned=pruned)
+        result.update(
+            measured="after pruning",
+            after_pruning=after.as_dict(),
+            bytes_per_order_after_pruning=per_order(before, after),
+            pruned_tables={name: sorted(tables) for name, tables in pruned.items()},
+            clock_moved_days=config.clock_move_days,
+            prune_wait_seconds=waited,
+            still_growing=[f"{c.service}.{c.table}" for c in checks if not c.ok],
+        )
+    result["bytes_per_order"] = result["bytes_per_order_after_pruning"] or result["bytes_per_order_before_pruning"]
+    result["table_bytes"] = await asyncio.to_thread(meter.table_bytes)
+    per = result["bytes_per_order"]
+    console.print(
+        f"storage ({result['measured']}): {per['databases_file']} B/order in the databases' files "
+        f"({per['databases_live']} B in use), {per['kafka_tradeguard']} B/order in Kafka, over {per['orders']} orders"
+    )
+    return result
 
 
 def _sustain_rate(search: dict[str, Any] | None, config: BenchConfig) -> float:
@@ -508,6 +597,7 @@ def summarize(results: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
         "throughput_to_raw_produce_ratio": _round(throughput_ratio, 4),
     }
     figures.update(key_figures(results))
+    figures.update(storage_figures(results.get("storage")))
     baseline, baseline_error = load_baseline(config.baseline)
     before = baseline_figures(baseline) if baseline else None
     return {
@@ -522,6 +612,10 @@ def summarize(results: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
             "idle_stack_percent_of_one_core": "services + Kafka, no orders, over the idle phase",
             "sql_statements_per_message": "sum of SQL statements / sum of messages consumed, all services",
             "hop_stage_sum_ms": "sum over stages of the stage's mean (averaged over services)",
+            "db_bytes_per_order": "growth of the five database files (incl. -wal) since the buyers were funded / "
+            "orders stored; after pruning when the services prune (storage_measured)",
+            "db_live_bytes_per_order": "the same for the pages in use (SQLite keeps freed pages in the file)",
+            "kafka_bytes_per_order": "growth of the tradeguard.* partitions on disk / orders stored",
         },
         "baseline": {
             "path": config.baseline,
@@ -531,6 +625,18 @@ def summarize(results: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
         },
         "targets": targets(figures, before),
         "comparison": comparison(figures, before),
+    }
+
+
+def storage_figures(storage: dict[str, Any] | None) -> dict[str, Any]:
+    """Bytes per order in the databases (files, and pages in use) and in Kafka, and when measured."""
+    per = (storage or {}).get("bytes_per_order") or {}
+    return {
+        "storage_measured": (storage or {}).get("measured"),
+        "db_bytes_per_order": per.get("databases_file"),
+        "db_live_bytes_per_order": per.get("databases_live"),
+        "archive_bytes_per_order": per.get("archives"),
+        "kafka_bytes_per_order": per.get("kafka_tradeguard"),
     }
 
 
@@ -587,6 +693,7 @@ async def run_bench(
             bootstrap_servers=bootstrap_servers,
             extra_topics=TRANSPORT_TOPICS,
             http_ports=http_ports,
+            extra_env=pruner_env(config.pruner_every),
         ) as stack,
     ):
         timings["stack_start"] = round(time.perf_counter() - start, 1)

@@ -90,6 +90,8 @@ class RunningStack:
     broker_pid: int | None
     pids: dict[str, int] = field(default_factory=dict)
     http_ports: dict[str, int] = field(default_factory=dict)
+    kafka_data_dir: Path | None = None
+    """The broker's data folder when the bench started it (its partitions' bytes are measured there)."""
 
     def check_alive(self) -> None:
         self.services.check_alive()
@@ -156,6 +158,7 @@ async def bench_stack(
             broker_pid=broker_pid(broker) if own_broker else None,
             pids={n: p.pid for n, p in services.processes.items()},
             http_ports=ports,
+            kafka_data_dir=broker.data_path if own_broker else None,
         )
         yield stack
     finally:

@@ -22,7 +22,7 @@ Why a restored database comes back consistent by itself: each service stores its
 offsets in the same transaction as its effects (shared.offsets), so the restored database
 carries the offsets of the moment of the backup and the service, on start, replays from Kafka
 exactly the records it lacks. That holds only while Kafka still has them: a backup older than
-the topics' retention cannot be replayed (docs/backup-restore.md).
+the topics' retention cannot be replayed (docs/operations.md, "Backup and restore").
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ alone. `run` then exits 0; an interrupted `demo` 128 + the signal's number.
 Environment: ``KAFKA_DATA_DIR``, ``KAFKA_PORT`` and ``KAFKA_CONTROLLER_PORT`` as scripts/kafka.sh
 reads them (the bootstrap servers are ``127.0.0.1:$KAFKA_PORT`` unless
 ``KAFKA_BOOTSTRAP_SERVERS`` says otherwise); ``TRADEGUARD_STATE_DIR``: the stack's state folder
-(default ``.data``), so a second stack (a test's) keeps its own.
+(default ``.data``), so a second stack (a test's) keeps its own. Each process's log
+(``<state>/logs/<name>.log``) rotates by size: ``TRADEGUARD_LOG_MAX_BYTES`` (10 MiB; 0: never) and
+``TRADEGUARD_LOG_BACKUPS`` (5 old files), see scripts/log_rotation.py.
 """
 
 from __future__ import annotations
@@ -222,7 +224,10 @@ async def main(mode: str) -> int:
         console.print("every service has joined its consumer group")
         completed = await demo_order(BOOTSTRAP, services)
         if mode == "run":
-            console.print(f"Stack is running (Kafka on {BOOTSTRAP}, logs in {state / 'logs'}). Press Ctrl-C to stop.")
+            console.print(
+                f"Stack is running (Kafka on {BOOTSTRAP}, logs in {state / 'logs'}, {_rotation(services)}). "
+                "Press Ctrl-C to stop."
+            )
             await asyncio.Event().wait()
     except asyncio.CancelledError:
         if signals.received is None:
@@ -235,6 +240,13 @@ async def main(mode: str) -> int:
         console.print("stopping services...")
         services.stop()
         broker.stop()
+
+
+def _rotation(services: ServiceProcesses) -> str:
+    rotation = services.log_rotation
+    if rotation is None:
+        return "not rotated (TRADEGUARD_LOG_MAX_BYTES=0)"
+    return f"each rotated at {rotation.max_bytes / 2**20:g} MiB, {rotation.backups} old files kept"
 
 
 if __name__ == "__main__":

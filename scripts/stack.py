@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -10,12 +11,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from contracts import SealingKey
+from scripts.log_rotation import LogRotation, LogWriter
 from shared.clock import CLOCK_FILE_VARIABLE
 from shared.sealing import ensure_key_file, public_path
 from shared.signing import (
@@ -136,7 +137,11 @@ class ServiceProcesses:
     """Where the escrow service's read API (the ledger, holds) answers."""
     smtp_port: int = field(default_factory=free_port)
     """The local SMTP server (scripts/mailbox.py) the notification service sends to."""
-    _logs: list[IO[bytes]] = field(default_factory=list)
+    log_rotation: LogRotation | None = field(default_factory=LogRotation.from_environment)
+    """How ``<name>.log`` rolls over (scripts/log_rotation.py: by size, through a writer process per
+    log); None: each process writes straight into its file, which then only grows."""
+    _logs: dict[str, LogWriter] = field(default_factory=dict)
+    """Each process's log writer (it may still be writing out what a process that ended left in its pipe)."""
 
     @property
     def layout(self) -> StackLayout:
@@ -268,16 +273,43 @@ class ServiceProcesses:
             **self._shared_env(),
             **self.extra_env,
         }
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self._logs.append(log)
         # One a killed process left would say "ready" before this one is.
         self._ready_file(name).unlink(missing_ok=True)
-        # Each in a session of its own: Ctrl-C in a terminal (SIGINT to the whole foreground
-        # group) reaches only the process that started them, which stops each once, in order
-        # (a second signal would make a service exit at once, mid-stop).
-        self.processes[name] = subprocess.Popen(
-            self._command(name), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with self._log_for(name) as log:
+            # Each in a session of its own: Ctrl-C in a terminal (SIGINT to the whole foreground
+            # group) reaches only the process that started them, which stops each once, in order
+            # (a second signal would make a service exit at once, mid-stop).
+            self.processes[name] = subprocess.Popen(
+                self._command(name), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    @contextlib.contextmanager
+    def _log_for(self, name: str) -> Iterator[int]:
+        """The file descriptor ``name``'s output goes to: a rotating writer's pipe, or the file
+        itself without rotation; closed here once the process holds its own copy."""
+        path = self.log_dir / f"{name}.log"
+        if self.log_rotation is None:
+            with path.open("ab") as log:
+                yield log.fileno()
+            return
+        # A restart's writer appends to the same file: the last one must have written out first
+        # (its process has ended, so it is at most a few lines from done).
+        earlier = self._logs.pop(name, None)
+        if earlier is not None:
+            earlier.wait(timeout=2.0)
+        writer = self._logs[name] = LogWriter(path, self.log_rotation)
+        try:
+            yield writer.write_end
+        finally:
+            writer.handed_over()
+
+    def _close_logs(self, name: str | None = None) -> None:
+        """Wait for the writers of ``name`` (every process's: None) to write out what their
+        processes left, now that those have ended."""
+        for each in list(self._logs) if name is None else [name]:
+            writer = self._logs.pop(each, None)
+            if writer is not None:
+                writer.wait()
 
     def _ready_file(self, name: str) -> Path:
         return self.layout.ready_file(name)
@@ -290,7 +322,9 @@ class ServiceProcesses:
             return None
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-        return self._reap(name, process, timeout)
+        code = self._reap(name, process, timeout)
+        self._close_logs(name)
+        return code
 
     def _reap(self, name: str, process: subprocess.Popen[bytes], timeout: float) -> int:
         try:
@@ -310,9 +344,7 @@ class ServiceProcesses:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         codes = {name: self._reap(name, p, max(0.1, deadline - time.monotonic())) for name, p in processes.items()}
-        for log in self._logs:
-            log.close()
-        self._logs.clear()
+        self._close_logs()
         return codes
 
     def check_alive(self) -> None:

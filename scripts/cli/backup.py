@@ -1,5 +1,5 @@
 """``tradeguard backup`` and ``tradeguard restore``: the services' databases, copied while they run,
-put back while the service is stopped (issue 19; the procedure: docs/backup-restore.md).
+put back while the service is stopped (issue 19; the procedure: docs/operations.md, "Backup and restore").
 
 tradeguard backup backups/2026-03-01                      # every service's database
 tradeguard backup --service account backups/2026-03-01    # one

@@ -36,6 +36,17 @@ async def test_bench_smoke_run_measures_transport_and_completes_orders(kafka_boo
         metrics = phase["service_metrics"]
         assert set(metrics["services"]) | set(metrics["errors"]) == set(SERVICES)
         assert metrics["available"] == bool(metrics["services"])
+    # storage per order (issue 19): each database and Kafka, after the pruner had its turn
+    storage = results["storage"]
+    assert storage["measured"] == figures["storage_measured"] == "after pruning"
+    assert set(storage["bytes_per_order"]["databases"]) == set(SERVICES)
+    assert figures["db_bytes_per_order"] is not None
+    assert figures["kafka_bytes_per_order"] is not None
+    assert (
+        storage["bytes_per_order"]["orders"]
+        == results["storage"]["before_pruning"]["orders"] - storage["baseline"]["orders"]
+        > 0
+    )
     # every target has a verdict slot, and the baseline was read
     assert results["summary"]["baseline"]["error"] is None
     keys = {t["key"] for t in results["summary"]["targets"]}
