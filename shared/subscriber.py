@@ -75,8 +75,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._subscriber = subscriber
 
     async def on_partitions_revoked(self, _revoked: Collection[TopicPartition]) -> None:
-        # Commit what is stored before the partitions go: their next owner starts there.
-        # Bounded: a commit that cannot finish only means a redelivery the inbox recognises.
+        # Copy what is stored to Kafka before the partitions go (lag monitoring, an owner whose
+        # database holds no offsets yet). Bounded: the database's offsets are the record anyway.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._subscriber.offsets.commit_now(self._subscriber.consumer), timeout=5)
         self._subscriber.readiness.set(assigned=False)
