@@ -65,6 +65,7 @@ re-driven (``tradeguard dead-letters redrive``) and then takes effect exactly on
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 import traceback
@@ -516,6 +517,7 @@ class BatchConsumer:
         # are stored with the effects under it. None stores none (a consumer without a broker).
         self.cluster_id: str | None = None
         self._skipped: dict[TopicPartition, int] = {}  # batches with nothing of ours: stored with the next
+        self.last_batch_at = -math.inf  # time.monotonic() of the last batch: the pruner yields while they come
 
     async def stored_offsets(self) -> dict[TopicPartition, int]:
         """Where this database says each partition's consumption stands (shared.offsets)."""
@@ -532,6 +534,7 @@ class BatchConsumer:
         """Apply a batch. Raises :class:`SystemFault` when the database (or the network) is
         the problem: nothing was stored and the same batch should be offered again."""
         started = time.perf_counter()
+        self.last_batch_at = time.monotonic()
         deliveries = [d for r in records if (d := decode_record(r, self._handlers, self._verifier)) is not None]
         METRICS.messages.labels("skipped").inc(len(records) - len(deliveries))
         METRICS.stage("decode", time.perf_counter() - started)

@@ -20,11 +20,14 @@ Money records (wallets and their movements, holds, the ledger, payments, refunds
 disputes) are on no list: a unit test fails if a table with an amount is ever added.
 
 **The hot path first.** A batch is one short transaction; after each, the pruner pauses at least
-``RETENTION_PAUSE_MS`` and at least ``RETENTION_BUSY_RATIO`` times as long as the batch took. That
-one rule is the whole back-pressure: a database that is busy (the consumer's batches, another
-process, disk contention) answers more slowly, so the pauses grow with it, and the pruner never
-spends more than a tenth (by default) of the time in the database. It needs no load signal from
-the consumer and cannot starve: every pause ends. The statements need no index on the age
+``RETENTION_PAUSE_MS`` and, while the service's consumer is at work, at least
+``RETENTION_BUSY_RATIO`` times as long as the batch took. That rule is the back-pressure: a
+database that is busy (the consumer's batches, another process, disk contention) answers more
+slowly, so the pauses grow with it, and the pruner never spends more than a tenth (by default)
+of the time in the database while messages flow. Once the consumer has had no batch for
+``RETENTION_IDLE_SECONDS`` (quiet hours, or a backlog after a long outage or a clock move), the
+pauses shrink to ``RETENTION_PAUSE_MS`` alone: the next batch of messages waits for at most one
+short transaction. It cannot starve: every pause ends. The statements need no index on the age
 columns to be correct; the indexes (``messaging_0004``) make them cheap: an expiry is
 ``DELETE ... WHERE key IN (SELECT key ... WHERE age < cutoff LIMIT n)``, and an archive walks its
 table by primary key from the oldest row and stops at the first one not old enough.
@@ -420,12 +423,16 @@ class Pruner:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         timer: Callable[[], float] = time.monotonic,
+        last_busy: Callable[[], float] | None = None,
     ) -> None:
+        """``last_busy`` tells (on ``timer``'s scale) when the service's consumer last applied a
+        batch; without it the consumer counts as always at work."""
         self.engine = engine
         self.steps = list(steps)
         self.clock = clock
         self.settings = settings
         self._sleep, self._timer = sleep, timer
+        self._last_busy = last_busy
         self._errors = RateLimitedLog(log, interval=60.0)
 
     @property
@@ -433,8 +440,19 @@ class Pruner:
         return pruned_tables(self.steps)
 
     def pause_after(self, took: float) -> float:
-        """The pause after a batch that took ``took`` seconds: the module docstring's one rule."""
-        return max(self.settings.pause_ms / 1000, took * self.settings.busy_ratio)
+        """The pause after a batch that took ``took`` seconds: the module docstring's rule."""
+        least = self.settings.pause_ms / 1000
+        return least if self.consumer_idle() else max(least, took * self.settings.busy_ratio)
+
+    def consumer_idle(self) -> bool:
+        """The consumer has applied no batch for ``idle_seconds``: nothing on the hot path to yield to."""
+        if self._last_busy is None:
+            return False
+        return self._timer() - self._last_busy() >= self.settings.idle_seconds
+
+    def batch_rows(self, step: Step) -> int:
+        """Rows per transaction for ``step``: archive batches are larger (module docstring)."""
+        return self.settings.archive_batch_rows if isinstance(step, ArchiveStep) else self.settings.batch_rows
 
     async def prune(self) -> dict[str, int]:
         """One pass: every step until it has nothing left; rows gone per table."""
@@ -446,7 +464,7 @@ class Pruner:
             counter = METRICS.retention_rows.labels(step.table.name, step.action)
             while True:
                 started = self._timer()
-                batch = await step.batch(self.engine, now, self.settings.batch_rows)
+                batch = await step.batch(self.engine, now, self.batch_rows(step))
                 counter.inc(batch.rows)
                 gone[step.table.name] = gone.get(step.table.name, 0) + batch.rows
                 await self._sleep(self.pause_after(self._timer() - started))

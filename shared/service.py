@@ -166,7 +166,13 @@ class Service:
         )
         retention = settings.retention
         root = archive_root(retention, settings.database_url, definition.name)
-        self.pruner = Pruner(self.engine, service_steps(definition.archives, retention, root), clock, retention)
+        self.pruner = Pruner(
+            self.engine,
+            service_steps(definition.archives, retention, root),
+            clock,
+            retention,
+            last_busy=lambda: self.subscriber.batch_consumer.last_batch_at,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._startup_errors = RateLimitedLog(log, interval=10.0)

@@ -86,12 +86,25 @@ class RetentionSettings(BaseSettings):
         description="Rows deleted or moved per transaction (200 inbox ids: about 5 ms on SQLite, which runs "
         "its statements on the service's event loop).",
     )
+    archive_batch_rows: int = Field(
+        default=1000,
+        ge=1,
+        le=5000,
+        description="Rows per archive file and its delete transaction (a file costs fsyncs; the delete walks "
+        "the primary key in order).",
+    )
     pause_ms: float = Field(default=20.0, ge=0, description="Least pause between two batches.")
     busy_ratio: float = Field(
         default=9.0,
         ge=0,
         description="After a batch that took t, the pruner pauses at least t times this (9: at most a tenth "
         "of the time in the database), so a slow, busy database gets longer pauses.",
+    )
+    idle_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="The consumer applied no batch for this long: the busy ratio is dropped and batches follow "
+        "each other after pause_ms alone (a backlog clears in quiet hours).",
     )
     every_seconds: float = Field(default=60.0, gt=0, description="Pause between two passes over every table.")
 

@@ -3,8 +3,10 @@
 A notice older than the archive window (``RETENTION_ARCHIVE_AFTER_DAYS``, 30 days) moves to the
 archive with the rows that exist only for it: its email's delivery, the worker's send log and
 its release (the held notice rendered again). It stays while its email may still be sent:
-``held`` (the recipient's profile may yet arrive), ``pending`` (the worker is at it) or ``dead``
-(an operator may re-drive it, and ``tradeguard notifications undelivered`` lists it). What
+``pending`` (the worker is at it) or ``dead`` (an operator may re-drive it, and ``tradeguard
+notifications undelivered`` lists it). A ``held`` one goes too: its recipient's profile has not
+come in all of the archive window, and a notice that old would be news to no one (the archive
+keeps it; a recipient who registers later finds it released in the inbox no more). What
 every other table holds (recipients, their preferences, the orders' read copies) is kept: it is
 one row per account or order, and new notices are decided with it.
 """
@@ -22,8 +24,13 @@ FINISHED = frozenset({DeliveryState.SENT.value, DeliveryState.SUPPRESSED.value})
 
 
 def email_finished(candidate: Candidate, _cutoff: datetime) -> bool:
-    """No email, or one that is sent or suppressed: nothing will read or change the notice again."""
-    return all(d["state"] in FINISHED for d in candidate.related[email_deliveries.name])
+    """No email, or one that is sent, suppressed, or held for a recipient who never came (a held
+    one released to an address is about to be sent: it stays)."""
+    released = any(r["address"] is not None for r in candidate.related[notification_releases.name])
+    return all(
+        d["state"] in FINISHED or (d["state"] == DeliveryState.HELD.value and not released)
+        for d in candidate.related[email_deliveries.name]
+    )
 
 
 NOTICES_ARCHIVE = Archive(

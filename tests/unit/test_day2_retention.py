@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -209,7 +209,13 @@ class FakeTimer:
 TIMER = FakeTimer()
 
 
-def pruner(steps: Sequence[ScriptedStep], clock: ManualClock, pauses: list[float], **settings: float) -> Pruner:
+def pruner(
+    steps: Sequence[ScriptedStep],
+    clock: ManualClock,
+    pauses: list[float],
+    last_busy: Callable[[], float] | None = None,
+    **settings: float,
+) -> Pruner:
     async def sleep(seconds: float) -> None:
         pauses.append(seconds)
 
@@ -220,6 +226,7 @@ def pruner(steps: Sequence[ScriptedStep], clock: ManualClock, pauses: list[float
         RetentionSettings(**settings),  # type: ignore[arg-type]
         sleep=sleep,
         timer=TIMER,
+        last_busy=last_busy,
     )
 
 
@@ -246,6 +253,28 @@ async def test_day2_retention_pauses_grow_when_the_database_is_slow() -> None:
     pauses: list[float] = []
     await pruner([slow], clock, pauses, pause_ms=20, busy_ratio=9).prune()
     assert pauses == pytest.approx([1.8, 1.8])  # a batch of 0.2 s: 1.8 s away, a tenth of the time inside
+
+
+async def test_day2_retention_a_consumer_at_work_keeps_the_busy_ratio_an_idle_one_drops_it() -> None:
+    slow = [Batch(500, more=True), Batch(1, more=False)]
+    TIMER.now = 100.0
+    busy: list[float] = []
+    await pruner(
+        [ScriptedStep(inbox, list(slow), took=0.2)], ManualClock(DAY0), busy, lambda: 99.5, pause_ms=20
+    ).prune()
+    idle: list[float] = []
+    await pruner(
+        [ScriptedStep(inbox, list(slow), took=0.2)], ManualClock(DAY0), idle, lambda: 90.0, pause_ms=20
+    ).prune()
+    assert busy == pytest.approx([1.8, 1.8])  # a batch half a second ago: the hot path comes first
+    assert idle == pytest.approx([0.02, 0.02])  # none for 10 s (idle_seconds 2): only the least pause
+
+
+async def test_day2_retention_archive_batches_take_their_own_size(tmp_path: Path) -> None:
+    archive = ArchiveStep(SAGA.archives[0], timedelta(days=30), tmp_path)
+    prune = pruner([], ManualClock(DAY0), [], batch_rows=200, archive_batch_rows=1000)
+    expiry = service_steps((), RetentionSettings(), tmp_path)[0]
+    assert (prune.batch_rows(archive), prune.batch_rows(expiry)) == (1000, 200)
 
 
 async def test_day2_retention_each_pass_reads_the_clock_once_and_starts_afresh() -> None:
@@ -313,8 +342,12 @@ def test_day2_retention_archiving_the_same_rows_again_never_overwrites(tmp_path:
 # ---------------------------------------------------------------------- what may leave
 
 
-def notice(*states: str) -> Candidate:
-    return Candidate({"notification_id": "n"}, {"email_deliveries": [{"state": s} for s in states]})
+def notice(*states: str, released_to: str | None = None) -> Candidate:
+    releases = [{"address": released_to}] if released_to is not None else []
+    return Candidate(
+        {"notification_id": "n"},
+        {"email_deliveries": [{"state": s} for s in states], "notification_releases": releases},
+    )
 
 
 @pytest.mark.parametrize(
@@ -324,12 +357,16 @@ def notice(*states: str) -> Candidate:
         (("sent",), True),
         (("suppressed",), True),
         (("pending",), False),
-        (("held",), False),
+        (("held",), True),  # its recipient never came in the whole window
         (("dead",), False),
     ],
 )
 def test_day2_retention_a_notice_leaves_once_its_email_is_settled(states: tuple[str, ...], movable: bool) -> None:
     assert email_finished(notice(*states), DAY0) is movable
+
+
+def test_day2_retention_a_held_notice_released_to_an_address_stays_until_sent() -> None:
+    assert email_finished(notice("held", released_to="buyer@example.com"), DAY0) is False
 
 
 def order(status: str, updated_at: datetime, refunding: str | None = None) -> Candidate:
