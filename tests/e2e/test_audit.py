@@ -4,8 +4,11 @@ read routes it relies on answer what they promise."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -97,6 +100,11 @@ async def test_g1_orders_through_the_stack_leave_books_the_audit_finds_balanced(
     orders = {p["order_id"] for p in captured.json()["payments"]}
     assert {completed, held} <= orders
     assert declined not in orders
+    PLACED.update(completed=completed, held=held, declined=declined)
+
+
+PLACED: dict[str, str] = {}
+"""The first test's orders, which the tampering test below breaks the books of."""
 
 
 def test_g1_tradeguard_audit_over_the_stack_exits_0(stack: ServiceProcesses) -> None:
@@ -105,3 +113,68 @@ def test_g1_tradeguard_audit_over_the_stack_exits_0(stack: ServiceProcesses) -> 
 
     assert done.exit_code == 0, done.stdout
     assert "the books balance" in done.stdout
+
+
+async def restart(stack: ServiceProcesses, *names: str) -> None:
+    for name in names:
+        stack.stop_one(name)
+        stack.layout.ready_file(name).unlink(missing_ok=True)
+        stack.start_one(name)
+    await stack.wait_ready(timeout=90)
+
+
+def database_files(service_db: dict[str, str], name: str) -> list[Path]:
+    """A stopped service's SQLite file with its WAL and shared-memory files."""
+    main = service_db[name].removeprefix("sqlite+aiosqlite:///")
+    return [Path(f"{main}{suffix}") for suffix in ("", "-wal", "-shm")]
+
+
+def copy_aside(files: list[Path], folder: Path) -> None:
+    for file in files:
+        if file.exists():
+            shutil.copy2(file, folder / file.name)
+
+
+def put_back(files: list[Path], folder: Path) -> None:
+    for file in files:
+        file.unlink(missing_ok=True)
+        if (copy := folder / file.name).exists():
+            shutil.copy2(copy, file)
+
+
+def tamper(database: Path, statement: str, *parameters: str) -> int:
+    with sqlite3.connect(database) as connection:
+        return connection.execute(statement, parameters).rowcount
+
+
+async def test_g1_the_audit_names_each_break_of_real_databases_tampered_with(
+    stack: ServiceProcesses, service_db: dict[str, str], tmp_path: Path
+) -> None:
+    """The first test's books, broken on purpose in the services' own SQLite files (each copied
+    aside first): the declined order's payment marked captured, and the held order's transfers
+    taken out of the ledger. The audit names both breaks; with the copies put back, it is clean."""
+    assert PLACED, "runs after the first test of this module, on its orders"
+    touched = ("payment", "escrow")
+    for name in touched:
+        stack.stop_one(name)
+        copy_aside(database_files(service_db, name), tmp_path)
+    payment, escrow = database_files(service_db, "payment")[0], database_files(service_db, "escrow")[0]
+    marked = tamper(payment, "UPDATE payments SET status = 'captured' WHERE order_id = ?", PLACED["declined"])
+    gone = tamper(escrow, "DELETE FROM ledger_transfers WHERE order_id = ?", PLACED["held"])
+    assert (marked, gone >= 1) == (1, True)
+    await restart(stack, *touched)
+
+    broken = await audit_stack(stack.state_dir, attempts=3)
+
+    named = [str(b) for b in broken.breaks]
+    assert not broken.ok
+    assert any(n.startswith("captured_not_accounted") and PLACED["declined"] in n for n in named), named
+    assert any(PLACED["held"] in n for n in named), named
+    assert not any(PLACED["completed"] in n for n in named), named  # untouched: not named
+
+    for name in touched:
+        stack.stop_one(name)
+        put_back(database_files(service_db, name), tmp_path)
+    await restart(stack, *touched)
+    mended = await audit_stack(stack.state_dir, attempts=3)
+    assert mended.ok, mended.summary()
