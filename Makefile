@@ -6,7 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 UV_RUN = $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup run demo scenarios audit timeline test test-fast lint format contracts asyncapi-docs bench bench-smoke soak soak-short chaos chaos-short images compose-test test-containers kafka-stop clean
+.PHONY: help setup run demo scenarios audit timeline test test-long test-fast lint format contracts asyncapi-docs bench bench-smoke soak soak-short chaos chaos-short images compose-test test-containers kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,9 +30,13 @@ timeline:  ## one order's messages across every service, then its status (G3): m
 	@test -n "$(ORDER)" || { echo "make timeline: say which order, e.g. make timeline ORDER=order-7f3a" >&2; exit 2; }
 	@$(UV_RUN) tradeguard timeline "$(ORDER)"
 
-test: setup  ## unit, integration (SQLite and PostgreSQL) and end-to-end tests against a real broker
+test: setup  ## unit, integration (SQLite and PostgreSQL), end-to-end and fault tests against a real broker (under 20 min)
 	@bash scripts/postgres.sh install
-	@$(UV_RUN) pytest
+	@$(UV_RUN) pytest -m "not long"
+
+test-long: setup  ## the rest of the fault matrices and drills (marker `long`; CI runs it after make test)
+	@bash scripts/postgres.sh install
+	@$(UV_RUN) pytest -m long
 
 test-fast: setup  ## unit tests only
 	@$(UV_RUN) pytest tests/unit

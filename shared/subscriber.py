@@ -37,6 +37,9 @@ from shared.settings import KafkaSettings
 
 log = get_logger(__name__)
 
+ANCHORING_POLL_MS = 100
+"""The poll's wait while partitions are not yet assigned and anchored (see ``Subscriber.run``)."""
+
 
 class Readiness:
     """Ready while the consumer holds partitions and its database answers; mirrored in a file."""
@@ -150,7 +153,7 @@ class Subscriber:
             try:
                 self._interruptible = True
                 batches = await self.consumer.getmany(
-                    timeout_ms=self._settings.poll_timeout_ms, max_records=self._settings.max_batch_records
+                    timeout_ms=self._poll_timeout_ms(), max_records=self._settings.max_batch_records
                 )
             except ConsumerStoppedError:
                 return
@@ -172,6 +175,12 @@ class Subscriber:
             if await self._apply(records):
                 METRICS.batches.inc()
                 self.offsets.stored(self.consumer, records)
+
+    def _poll_timeout_ms(self) -> int:
+        """How long the next poll may wait for records: briefly until the partitions are assigned
+        and anchored, so that the loop comes back to anchor them (and the service reports ready)
+        at once rather than after a whole idle poll."""
+        return self._settings.poll_timeout_ms if self.readiness.assigned else ANCHORING_POLL_MS
 
     async def _anchor(self) -> None:
         """Store where each unanchored partition starts (Kafka's committed offset, or the reset
