@@ -7,7 +7,7 @@ import pytest
 from bench.run import run_smoke
 from scripts.stack import SERVICES
 
-pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow, pytest.mark.long]  # make test-long
 
 
 async def test_bench_smoke_run_measures_transport_and_completes_orders(kafka_bootstrap: str) -> None:

@@ -134,11 +134,15 @@ async def restart(stack: ServiceProcesses, service: str, within: float = SESSION
 
 
 # SIGTERM to every service; SIGINT takes the same path (one handler for both), so once is enough
-# to prove it: the full matrix would add a minute to `make test` and no new way to fail.
-SIGNALLED = [(service, signal.SIGTERM) for service in SERVICES] + [("saga", signal.SIGINT)]
+# to prove it: the full matrix would add a minute to `make test` and no new way to fail. `make
+# test` signals the saga (both signals); the other four services are in `make test-long`.
+SIGNALLED = [
+    pytest.param(service, signal.SIGTERM, id=f"{service}-sigterm", marks=() if service == "saga" else pytest.mark.long)
+    for service in SERVICES
+] + [pytest.param("saga", signal.SIGINT, id="saga-sigint")]
 
 
-@pytest.mark.parametrize(("service", "signum"), SIGNALLED, ids=[f"{s}-{n.name.lower()}" for s, n in SIGNALLED])
+@pytest.mark.parametrize(("service", "signum"), SIGNALLED)
 async def test_x2_a_service_signalled_while_orders_flow_stops_cleanly_and_loses_no_order(  # noqa: PLR0917 - pytest passes fixtures by position
     stack: ServiceProcesses,
     market: Marketplace,
@@ -213,7 +217,10 @@ async def test_x2_a_saga_signalled_with_a_batch_in_hand_finishes_it_and_publishe
 
 
 @pytest.mark.usefixtures("kafka_bootstrap")  # the broker's credentials, though this service never reaches it
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+@pytest.mark.parametrize(
+    "signum",
+    [pytest.param(signal.SIGTERM, id="sigterm"), pytest.param(signal.SIGINT, id="sigint", marks=pytest.mark.long)],
+)
 async def test_x2_a_service_signalled_while_it_waits_for_the_broker_stops_at_once(
     tmp_path: Path, signum: signal.Signals
 ) -> None:
@@ -471,8 +478,10 @@ def everything_running(run: Parent) -> set[int]:
     ("signum", "group"),
     # `kill <pid>` and Ctrl-C in a terminal: the two ways a person stops it (the parent handles
     # both signals alike, and forwards to its children whichever way it was reached).
-    [(signal.SIGTERM, False), (signal.SIGINT, True)],
-    ids=["sigterm-to-parent", "sigint-to-group"],
+    [
+        pytest.param(signal.SIGTERM, False, id="sigterm-to-parent", marks=pytest.mark.long),
+        pytest.param(signal.SIGINT, True, id="sigint-to-group"),
+    ],
 )
 async def test_x4_tradeguard_run_signalled_leaves_nothing_running(
     tmp_path: Path, signum: signal.Signals, group: bool
@@ -490,6 +499,7 @@ async def test_x4_tradeguard_run_signalled_leaves_nothing_running(
         print(f"run {signum.name} to {'group' if group else 'parent'}: everything stopped in {stopped_in:.1f}s")
 
 
+@pytest.mark.long
 async def test_x4_a_second_ctrl_c_during_the_clean_up_does_not_cut_it_short(tmp_path: Path) -> None:
     async with parent(tmp_path, "run") as run:
         await run.printed("Press Ctrl-C to stop.", within=240)
@@ -521,6 +531,7 @@ async def test_x4_tradeguard_demo_signalled_while_the_broker_starts_leaves_nothi
         assert not run.children()  # stopped before any service started
 
 
+@pytest.mark.long
 async def test_x4_make_scenarios_signalled_leaves_nothing_running(tmp_path: Path) -> None:
     state = tmp_path / "state"
     async with parent(tmp_path, "scenario", "--all", "--start-stack", "--state-dir", str(state)) as run:
@@ -532,6 +543,7 @@ async def test_x4_make_scenarios_signalled_leaves_nothing_running(tmp_path: Path
         assert_nothing_left(run, pids)
 
 
+@pytest.mark.long
 async def test_x4_a_broker_running_before_the_stack_is_left_running(tmp_path: Path) -> None:
     env = stack_env(tmp_path)
     assert await kafka_sh("start", env) == 0

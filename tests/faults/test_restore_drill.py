@@ -297,6 +297,7 @@ async def test_restore_drill_the_account_database_restored_replays_what_it_lacks
     assert report.ok, report.summary()
 
 
+@pytest.mark.long  # make test runs the drill itself on both databases; this edge case is in make test-long
 @pytest.mark.parametrize("drill_stack", ["sqlite"], indirect=True)
 async def test_restore_drill_a_backup_taken_before_the_first_record_replays_everything_since(
     drill_stack: ServiceProcesses, market: Marketplace, tmp_path: Path

@@ -16,7 +16,8 @@ from bench.soak_verdict import Window, judge_performance
 from bench.storage import kept_tables
 from scripts.stack import SERVICES
 
-pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
+# CI runs `make soak-short` itself; this test of the soak's own figures is in make test-long.
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow, pytest.mark.long]
 
 TINY = SoakConfig(
     name="soak-test",
