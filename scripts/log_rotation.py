@@ -26,55 +26,20 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import BinaryIO
 
-MAX_BYTES_VARIABLE = "TRADEGUARD_LOG_MAX_BYTES"
-BACKUPS_VARIABLE = "TRADEGUARD_LOG_BACKUPS"
-DEFAULT_MAX_BYTES = 10 * 2**20
-DEFAULT_BACKUPS = 5
+from shared.log_files import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, LogRotation, rotating_handler, write_line
+
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True, slots=True)
-class LogRotation:
-    """Roll a log over once it would pass ``max_bytes``, keeping ``backups`` old files."""
-
-    max_bytes: int = DEFAULT_MAX_BYTES
-    backups: int = DEFAULT_BACKUPS
-
-    def __post_init__(self) -> None:
-        if self.max_bytes <= 0 or self.backups < 1:
-            raise ValueError(f"a rotation needs a positive size and at least one old file, not {self}")
-
-    @classmethod
-    def from_environment(cls) -> LogRotation | None:
-        """From ``TRADEGUARD_LOG_MAX_BYTES`` and ``TRADEGUARD_LOG_BACKUPS``; None when the size is 0 (no rotation)."""
-        max_bytes = int(os.environ.get(MAX_BYTES_VARIABLE) or DEFAULT_MAX_BYTES)
-        if max_bytes == 0:
-            return None
-        return cls(max_bytes, int(os.environ.get(BACKUPS_VARIABLE) or DEFAULT_BACKUPS))
-
-
-def rotating_handler(path: Path, rotation: LogRotation) -> RotatingFileHandler:
-    """The standard library's rotating file, writing each line as it came (no format added)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(
-        path, maxBytes=rotation.max_bytes, backupCount=rotation.backups, encoding="utf-8", errors="backslashreplace"
-    )
-    handler.terminator = ""  # each line keeps its own newline
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    return handler
 
 
 def pump(source: BinaryIO, handler: logging.Handler) -> int:
     """Copy ``source`` line by line into ``handler`` until its end; the lines copied."""
     lines = 0
     for line in source:
-        handler.emit(logging.makeLogRecord({"msg": line.decode("utf-8", "backslashreplace")}))
+        write_line(handler, line.decode("utf-8", "backslashreplace"))
         lines += 1
     return lines
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts import SealingKey
-from scripts.log_rotation import LogRotation, LogWriter
+from scripts.log_rotation import LogWriter
 from shared.clock import CLOCK_FILE_VARIABLE
+from shared.log_files import LogRotation
 from shared.sealing import ensure_key_file, public_path
 from shared.signing import (
     SIGNING_DIR_VARIABLE,

@@ -31,6 +31,7 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from contracts.topics import TRACEPARENT_HEADER
+from shared.log_files import LogRotation, rotating_handler, write_line
 
 TRACES_DIR_VARIABLE = "TRADEGUARD_TRACES_DIR"
 TRACEPARENT = TRACEPARENT_HEADER
@@ -41,11 +42,15 @@ _recording = False
 
 
 class JsonLinesExporter(SpanExporter):
-    """Appends each finished span as one JSON line: enough to read a trace without a collector."""
+    """Appends each finished span as one JSON line: enough to read a trace without a collector.
+    The file rolls over by size as the stack's logs do (``shared.log_files``: 10 MiB, five old
+    files, unless ``TRADEGUARD_LOG_MAX_BYTES=0`` turns rotation off)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rotation: LogRotation | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._out: IO[str] = path.open("a", encoding="utf-8")
+        rotation = rotation if rotation is not None else LogRotation.from_environment()
+        self._handler = rotating_handler(path, rotation) if rotation is not None else None
+        self._out: IO[str] | None = path.open("a", encoding="utf-8") if self._handler is None else None
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -68,14 +73,21 @@ class JsonLinesExporter(SpanExporter):
                     }
                 )
             )
+        text = "".join(f"{line}\n" for line in lines)
         with self._lock:
-            self._out.write("".join(f"{line}\n" for line in lines))
-            self._out.flush()
+            if self._handler is not None:
+                write_line(self._handler, text)
+            elif self._out is not None:
+                self._out.write(text)
+                self._out.flush()
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         with self._lock:
-            self._out.close()
+            if self._handler is not None:
+                self._handler.close()
+            if self._out is not None:
+                self._out.close()
 
 
 def configure(service: str, directory: str | None = None) -> TracerProvider | None:

@@ -5,6 +5,7 @@ the process it writes for."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -12,9 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from scripts.log_rotation import LogRotation, LogWriter, pump, rotating_handler
+from scripts.log_rotation import LogWriter, pump
 from scripts.stack import ServiceProcesses
+from shared.log_files import LogRotation, rotating_handler
+from shared.tracing import JsonLinesExporter
 
 LINE = "x" * 99 + "\n"  # 100 bytes
 
@@ -125,3 +131,21 @@ def test_logs_of_a_stack_rotate_and_a_restart_appends_to_the_same_files(tmp_path
     assert set(files) == {"funding.log", "funding.log.1", "funding.log.2", "funding.log.3"}
     assert all(sum(len(line) for line in lines) <= 8000 for lines in files.values())
     assert files["funding.log"][-1].startswith("funding 299 ")
+
+
+def test_x5_span_files_roll_over_like_the_logs(tmp_path: Path) -> None:
+    """A service's span file (shared.tracing) keeps at most its size and old files, as its log does."""
+    exporter = JsonLinesExporter(tmp_path / "traces-saga.jsonl", LogRotation(max_bytes=4000, backups=2))
+    provider = TracerProvider(resource=Resource.create({"service.name": "saga"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    for n in range(200):
+        with tracer.start_as_current_span(f"handle order-{n}"):
+            pass
+    provider.shutdown()
+
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["traces-saga.jsonl", "traces-saga.jsonl.1", "traces-saga.jsonl.2"]
+    assert all((tmp_path / name).stat().st_size <= 4000 for name in files)
+    newest = [json.loads(line)["name"] for line in (tmp_path / "traces-saga.jsonl").read_text().splitlines()]
+    assert newest[-1] == "handle order-199"  # the latest spans are in the live file, whole lines
