@@ -69,6 +69,7 @@ async def test_scenario_passes(runner: ScenarioRunner, name: str) -> None:
     assert result.passed, result.message
 
 
+@pytest.mark.long  # make test runs the catalogue once, in order
 async def test_the_catalogue_passes_again_in_reverse_order(runner: ScenarioRunner) -> None:
     """Fresh ids every run: the same stack takes every scenario again, in another order."""
     results = await runner.run_all(reversed(list(CATALOGUE)))

@@ -279,6 +279,7 @@ async def test_x2_ctrl_c_to_a_service_run_by_uv_is_one_clean_stop(
     await all_complete(market, watcher, orders)
 
 
+@pytest.mark.long
 async def test_x2_a_second_signal_during_the_stop_exits_at_once_and_loses_nothing(
     stack: ServiceProcesses,
     market: Marketplace,
@@ -480,7 +481,7 @@ def everything_running(run: Parent) -> set[int]:
     # both signals alike, and forwards to its children whichever way it was reached).
     [
         pytest.param(signal.SIGTERM, False, id="sigterm-to-parent", marks=pytest.mark.long),
-        pytest.param(signal.SIGINT, True, id="sigint-to-group"),
+        pytest.param(signal.SIGINT, True, id="sigint-to-group", marks=pytest.mark.long),
     ],
 )
 async def test_x4_tradeguard_run_signalled_leaves_nothing_running(

@@ -393,6 +393,7 @@ def assignments(log: Path) -> int:
     return sum("partitions assigned" in line for line in log.read_text(errors="replace").splitlines())
 
 
+@pytest.mark.long
 async def test_x2_the_account_database_locked_by_another_process_delays_orders_without_loss(
     stack: ServiceProcesses,
     market: Marketplace,

@@ -44,7 +44,11 @@ async def restart_saga(stack: ServiceProcesses, env: dict[str, str]) -> None:
 
 @pytest.mark.parametrize(
     "crash",
-    ["saga:before_store:PaymentCaptured", "saga:after_store:PaymentCaptured", "saga:after_store:ConfirmReceipt"],
+    [
+        "saga:before_store:PaymentCaptured",
+        "saga:after_store:PaymentCaptured",
+        pytest.param("saga:after_store:ConfirmReceipt", marks=pytest.mark.long),
+    ],
 )
 async def test_s5_a_saga_killed_mid_step_finishes_the_order_once(  # noqa: PLR0917 - pytest passes fixtures by position
     stack: ServiceProcesses,

@@ -78,6 +78,7 @@ def test_x1_the_official_parser_accepts_the_asyncapi_document(node: str) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_x1_the_parser_check_fails_on_a_broken_document(node: str, tmp_path: Path) -> None:
     broken = copy.deepcopy(_document())
     operation = broken["operations"]["saga.send.payment-commands"]
