@@ -288,7 +288,13 @@ async def test_day2_retention_runs_beside_every_service_and_stops_with_it(
         async def left() -> tuple[list[Any], list[Any]]:
             return await column(service.engine, audit.c.note), await column(service.engine, inbox.c.message_id)
 
-        assert await eventually(left, lambda rows: rows == ([], []), timeout=30) == ([], [])
+        def pruned(rows: tuple[list[Any], list[Any]]) -> bool:
+            # Only this test's rows: the consumer may meanwhile handle what other tests left on the
+            # session's broker, and its own fresh rows are young.
+            notes, ids = rows
+            return "refused-checkout" not in notes and "m-old" not in ids
+
+        assert pruned(await eventually(left, pruned, timeout=30))
         assert [r["row"]["note"] for r in read_archive(tmp_path / "saga", "order_audit")] == ["refused-checkout"]
     finally:
         await service.stop()
