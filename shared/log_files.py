@@ -9,11 +9,14 @@ import os
 from dataclasses import dataclass
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import TypeVar
 
 MAX_BYTES_VARIABLE = "TRADEGUARD_LOG_MAX_BYTES"
 BACKUPS_VARIABLE = "TRADEGUARD_LOG_BACKUPS"
 DEFAULT_MAX_BYTES = 10 * 2**20
 DEFAULT_BACKUPS = 5
+
+_Handler = TypeVar("_Handler", bound=logging.FileHandler)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +42,22 @@ class LogRotation:
 def rotating_handler(path: Path, rotation: LogRotation) -> RotatingFileHandler:
     """The standard library's rotating file, writing each line as it came (no format added)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(
-        path, maxBytes=rotation.max_bytes, backupCount=rotation.backups, encoding="utf-8", errors="backslashreplace"
+    return _as_written(
+        RotatingFileHandler(
+            path, maxBytes=rotation.max_bytes, backupCount=rotation.backups, encoding="utf-8", errors="backslashreplace"
+        )
     )
+
+
+def log_file(path: Path, rotation: LogRotation | None) -> logging.FileHandler:
+    """A file written line by line as each came: rolled over by ``rotation``, or without one appended to for good."""
+    if rotation is not None:
+        return rotating_handler(path, rotation)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _as_written(logging.FileHandler(path, encoding="utf-8", errors="backslashreplace"))
+
+
+def _as_written(handler: _Handler) -> _Handler:
     handler.terminator = ""  # each line keeps its own newline
     handler.setFormatter(logging.Formatter("%(message)s"))
     return handler

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 from opentelemetry import context, trace
 from opentelemetry.sdk.resources import Resource
@@ -31,7 +29,7 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from contracts.topics import TRACEPARENT_HEADER
-from shared.log_files import LogRotation, rotating_handler, write_line
+from shared.log_files import LogRotation, log_file, write_line
 
 TRACES_DIR_VARIABLE = "TRADEGUARD_TRACES_DIR"
 TRACEPARENT = TRACEPARENT_HEADER
@@ -47,11 +45,7 @@ class JsonLinesExporter(SpanExporter):
     files, unless ``TRADEGUARD_LOG_MAX_BYTES=0`` turns rotation off)."""
 
     def __init__(self, path: Path, rotation: LogRotation | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rotation = rotation if rotation is not None else LogRotation.from_environment()
-        self._handler = rotating_handler(path, rotation) if rotation is not None else None
-        self._out: IO[str] | None = path.open("a", encoding="utf-8") if self._handler is None else None
-        self._lock = threading.Lock()
+        self._file = log_file(path, rotation if rotation is not None else LogRotation.from_environment())
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         lines = []
@@ -73,21 +67,11 @@ class JsonLinesExporter(SpanExporter):
                     }
                 )
             )
-        text = "".join(f"{line}\n" for line in lines)
-        with self._lock:
-            if self._handler is not None:
-                write_line(self._handler, text)
-            elif self._out is not None:
-                self._out.write(text)
-                self._out.flush()
+        write_line(self._file, "".join(f"{line}\n" for line in lines))  # the handler locks and flushes
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        with self._lock:
-            if self._handler is not None:
-                self._handler.close()
-            if self._out is not None:
-                self._out.close()
+        self._file.close()
 
 
 def configure(service: str, directory: str | None = None) -> TracerProvider | None:
