@@ -70,10 +70,10 @@ soak: setup  ## steady mixed orders (default 100/s for 30 min), per-minute figur
 soak-short: setup  ## the soak CI runs: 2 minutes at 20 orders/s (writes bench/results/soak-short-latest.json)
 	@$(UV_RUN) python -m bench.soak --short --rate $(or $(RATE),20) --minutes $(or $(MINUTES),2)
 
-chaos:  ## 10,000 orders under SIGKILLs, a broker restart, duplicates, poison and funding faults, then every invariant (G2): make chaos SEED=7
-	@$(UV_RUN) tradeguard chaos --seed $(or $(SEED),1) --orders $(or $(ORDERS),10000) --minutes $(or $(MINUTES),10)
+chaos: setup  ## 10,000 orders over 65 min of SIGKILLs, a broker restart, duplicates, poison and funding faults, then every invariant (G2): make chaos SEED=7
+	@$(UV_RUN) tradeguard chaos --seed $(or $(SEED),1) --orders $(or $(ORDERS),10000) --minutes $(or $(MINUTES),65)
 
-chaos-short:  ## the short chaos run make test runs (300 orders, 1 minute of faults)
+chaos-short: setup  ## a short chaos run (300 orders, 1 minute of faults; make test runs its own, tests/faults/test_chaos.py)
 	@$(UV_RUN) tradeguard chaos --seed $(or $(SEED),1) --orders 300 --minutes 1
 
 images:  ## the container images from docker/ (podman here: a debootstrapped Debian base; Docker: debian:bookworm-slim)

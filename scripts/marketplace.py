@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
@@ -117,6 +118,19 @@ class Marketplace:
         await self._producer.send_and_wait(topic.name, value, key=key.encode(), headers=headers)
 
 
+NAMING_FIELDS = ("order_id", "account_id", "subject_id")
+"""The payload fields whose ids :meth:`EventWatcher.wait_for`'s ``about`` finds a message by."""
+
+
+def names(envelope: Envelope[Any]) -> set[str]:
+    """The ids a message is about: its correlation id and the ids its payload's naming fields hold."""
+    named = {envelope.correlation_id} if envelope.correlation_id else set()
+    for name in NAMING_FIELDS:
+        if isinstance(value := getattr(envelope.payload, name, None), str):
+            named.add(value)
+    return named
+
+
 class EventWatcher:
     """Reads topics from their current end and lets callers await a matching message."""
 
@@ -127,6 +141,12 @@ class EventWatcher:
         )
         self._topics = list(topics)
         self.seen: list[Seen] = []
+        # ``seen`` by causation id and by the ids each message names: a waiter scans what its
+        # command caused, or what names its order or account, not everything (a new waiter
+        # starts from the first message: over a long chaos run's million messages, scanning
+        # them all for each of its thousands of waits grows with the square of the run).
+        self._caused: dict[uuid.UUID, list[Seen]] = {}
+        self._about: dict[str, list[Seen]] = {}
         self.raw: list[RawRecord] = []
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -158,13 +178,33 @@ class EventWatcher:
                     envelope = decode_message(record.value or b"")
                 except InvalidMessage:
                     continue  # malformed records are the dead-letter topic's business
-                self.seen.append(Seen(record.topic, envelope, envelope.payload, time.time()))
+                seen = Seen(record.topic, envelope, envelope.payload, time.time())
+                self.seen.append(seen)
+                if envelope.causation_id is not None:
+                    self._caused.setdefault(envelope.causation_id, []).append(seen)
+                for named in names(envelope):
+                    self._about.setdefault(named, []).append(seen)
             async with self._changed:
                 self._changed.notify_all()
 
-    async def wait_for(self, predicate: Callable[[Seen], bool], timeout: float = 30.0) -> Seen:
-        """The first message (already seen or arriving) that matches."""
-        return await self._wait(self.seen, predicate, timeout)
+    async def wait_for(
+        self,
+        predicate: Callable[[Seen], bool],
+        timeout: float = 30.0,
+        *,
+        caused_by: uuid.UUID | None = None,
+        about: str | None = None,
+    ) -> Seen:
+        """The first message (already seen or arriving) that matches. ``caused_by``: only what
+        that message caused can match; ``about``: only messages that name that id (see
+        :func:`names`) can. Either narrows the search, never what matches."""
+        if caused_by is not None:
+            items = self._caused.setdefault(caused_by, [])
+        elif about is not None:
+            items = self._about.setdefault(about, [])
+        else:
+            items = self.seen
+        return await self._wait(items, predicate, timeout)
 
     async def wait_for_record(self, predicate: Callable[[RawRecord], bool], timeout: float = 30.0) -> RawRecord:
         """The first record, parsed or not (dead letters are raw bytes), that matches."""

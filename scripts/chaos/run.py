@@ -267,8 +267,8 @@ class ChaosRun:
         try:
             await asyncio.sleep(max(0.0, opened + window - time.monotonic()))
             await background[0]  # the last fault carried out (a kill's restart included)
-            stopped = time.monotonic()
-            self.report.seconds["fault window"] = stopped - opened
+            self.report.seconds["fault window"] = time.monotonic() - opened
+            stopped = time.time()  # the orders' times are arrival times on the watcher's clock
             self._injectors_alive(background[1:])
             for task in background[2:]:
                 task.cancel()
@@ -310,12 +310,17 @@ class ChaosRun:
         begun, ended = times
         await asyncio.sleep(max(0.0, at - time.monotonic()))
         async with slots:
-            begun[plan.index] = time.monotonic()
+            begun[plan.index] = time.time()
             try:
-                self.report.driven[plan.index] = await drive(runner.world(), plan, timeout=self.options.step_timeout)
+                driven = await drive(runner.world(), plan, timeout=self.options.step_timeout)
             except Exception as error:  # a step timed out or was refused: the order's violation
                 self.report.failed_to_drive[plan.index] = f"{plan.branch}: {type(error).__name__}: {error}"
-            ended[plan.index] = time.monotonic()
+                ended[plan.index] = time.time()
+            else:
+                self.report.driven[plan.index] = driven
+                # Final when its status was published, not when this loop (driving hundreds of
+                # orders at once) had also checked the money and came back to it.
+                ended[plan.index] = driven.reached_at or time.time()
 
     async def _wait_for(self, orders: dict[asyncio.Task[None], OrderPlan]) -> None:
         _, pending = await asyncio.wait(orders, timeout=self.options.settle_timeout)

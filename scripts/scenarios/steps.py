@@ -100,7 +100,7 @@ async def order_reaches(world: World, order_id: str, *statuses: OrderStatus) -> 
         return isinstance(m, OrderStatusChanged) and m.order_id == order_id and m.status in statuses
 
     names = " or ".join(s.value for s in statuses)
-    seen = await world.wait_for(moved, f"order {order_id} to become {names}", timeout=world.timeout * 2)
+    seen = await world.wait_for(moved, f"order {order_id} to become {names}", timeout=world.timeout * 2, about=order_id)
     assert isinstance(seen.message, OrderStatusChanged)
     return seen.message
 
@@ -202,6 +202,7 @@ async def refund(world: World, order_id: str, amount: Money, *, reason: str = ""
         lambda s: isinstance(m := s.message, PaymentRefunded) and (m.order_id, m.refund_id) == (order_id, refund_id),
         f"PaymentRefunded of {refund_id}",
         timeout=world.timeout * 2,
+        about=order_id,
     )
     refunded = paid_back.message
     assert isinstance(refunded, PaymentRefunded)
@@ -213,6 +214,7 @@ async def refund(world: World, order_id: str, amount: Money, *, reason: str = ""
             isinstance(s.message, OrderStatusChanged) and s.envelope.causation_id == paid_back.envelope.message_id
         ),
         f"order {order_id} to count refund {refund_id}",
+        caused_by=paid_back.envelope.message_id,
     )
     return refunded
 

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from contracts import Command, CommandRejected, Message, RawEnvelope, SealingKey
 from contracts.catalogue import PRODUCERS
-from scripts.marketplace import EventWatcher, Marketplace, Seen
+from scripts.marketplace import NAMING_FIELDS, EventWatcher, Marketplace, Seen
 from scripts.onboarding import Onboarding, Person, Phone
 from scripts.scenarios.handle import StackClock, StackMailbox, read_endpoint
 from scripts.scenarios.outcome import ScenarioFailed
@@ -114,11 +114,20 @@ class World:
 
     # ------------------------------------------------------------------ watching
 
-    async def wait_for(self, predicate: Callable[[Seen], bool], what: str, timeout: float | None = None) -> Seen:
-        """The first message that matches; :class:`ScenarioFailed` saying ``what`` if none comes in time."""
+    async def wait_for(
+        self,
+        predicate: Callable[[Seen], bool],
+        what: str,
+        timeout: float | None = None,
+        *,
+        caused_by: uuid.UUID | None = None,
+        about: str | None = None,
+    ) -> Seen:
+        """The first message that matches; :class:`ScenarioFailed` saying ``what`` if none comes
+        in time. ``caused_by``, ``about``: what every match has (the watcher searches less)."""
         limit = self.timeout if timeout is None else timeout
         try:
-            return await self.watcher.wait_for(predicate, timeout=limit)
+            return await self.watcher.wait_for(predicate, timeout=limit, caused_by=caused_by, about=about)
         except TimeoutError:
             raise ScenarioFailed(f"timed out after {limit:.0f} s waiting for {what}") from None
 
@@ -133,7 +142,10 @@ class World:
 
         described = ", ".join(f"{k}={v}" for k, v in fields.items())
         because = f" answering {caused_by.type}" if caused_by else ""
-        seen = await self.wait_for(matches, f"{kind.__name__}({described}){because}", timeout)
+        cause = caused_by.message_id if caused_by else None
+        named = next((v for k in NAMING_FIELDS if isinstance(v := fields.get(k), str)), None)
+        what = f"{kind.__name__}({described}){because}"
+        seen = await self.wait_for(matches, what, timeout, caused_by=cause, about=named)
         assert isinstance(seen.message, kind)
         return seen.message
 
@@ -145,7 +157,8 @@ class World:
             return seen.envelope.causation_id == sent.message_id and isinstance(seen.message, wanted)
 
         names = " or ".join(k.__name__ for k in wanted)
-        return (await self.wait_for(caused, f"{names} answering {sent.type} {sent.message_id}")).message
+        what = f"{names} answering {sent.type} {sent.message_id}"
+        return (await self.wait_for(caused, what, caused_by=sent.message_id)).message
 
     async def reply(self, sent: RawEnvelope, kind: type[M]) -> M:
         """The ``kind`` message ``sent`` caused; :class:`ScenarioFailed` if the command was refused."""

@@ -49,6 +49,9 @@ class Driven:
     """Left waiting on a timer: :func:`settle` it once the clock has moved."""
     seconds: float = 0.0
     """How long driving (and settling) it took."""
+    reached_at: float | None = None
+    """When the status it ended in (or waits in) reached the marketplace (time.time()); None when
+    it never got one."""
 
     @property
     def ok(self) -> bool:
@@ -107,6 +110,7 @@ def _driven(run: OrderRun, reached: OrderStatusChanged | None, *, awaits_clock: 
     if run.problems:
         outcome = f"{outcome} -- {'; '.join(run.problems)}"
     tag = run.plan.tag
+    at = run.world.arrived.get((run.order_id, reached.status.value)) if reached and run.order_id else None
     return Driven(
         plan=run.plan,
         order_id=run.order_id,
@@ -118,6 +122,7 @@ def _driven(run: OrderRun, reached: OrderStatusChanged | None, *, awaits_clock: 
         problems=tuple(run.problems),
         awaits_clock=awaits_clock,
         seconds=seconds,
+        reached_at=at,
     )
 
 

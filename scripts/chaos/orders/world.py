@@ -9,6 +9,9 @@ fails under it (G2): the scenario steps act through it unchanged.
 - each buyer gets a phone number of their own within the run (random ones collide among
   thousands of buyers, and a number opens one account only);
 - every wait lasts the step's timeout (services are killed and restarted meanwhile);
+- it notes when each of its order's statuses reached the marketplace (the watcher's arrival
+  time): an order is final when its final status is published, not when the driving loop, busy
+  with hundreds of orders, next looks at it;
 - the buyers' phone reads only the texts appended since it last looked (the SMS file holds one
   text per buyer of the run: reading it whole at every poll of every waiting buyer takes about
   0.1 s a read at 20,000 texts, which stalls the loop that drives every order).
@@ -28,7 +31,8 @@ from typing import Self, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from contracts import Command, Message, RawEnvelope
+from contracts import Command, Message, OrderStatusChanged, RawEnvelope
+from scripts.marketplace import Seen
 from scripts.onboarding import Onboarding, Phone
 from scripts.scenarios.world import PHONE_NUMBERS, World
 from services.funding.client import VaultUnavailable
@@ -119,6 +123,8 @@ class OrderWorld(World):
     """The plan's tag, in every id this view makes."""
     phones: int = 0
     """The first phone number set aside for this order."""
+    arrived: dict[tuple[str, str], float] = field(default_factory=dict)
+    """When each (order id, status) this view waited for first reached the marketplace (time.time())."""
     _sent: Counter[tuple[str, str]] = field(default_factory=Counter)
     _people: int = 0
 
@@ -136,6 +142,20 @@ class OrderWorld(World):
         new = f"{role}-{self.tag}-{uuid.uuid4().hex[:6]}"
         self.ids.append(new)
         return new
+
+    async def wait_for(
+        self,
+        predicate: Callable[[Seen], bool],
+        what: str,
+        timeout: float | None = None,
+        *,
+        caused_by: uuid.UUID | None = None,
+        about: str | None = None,
+    ) -> Seen:
+        seen = await World.wait_for(self, predicate, what, timeout, caused_by=caused_by, about=about)
+        if isinstance(status := seen.message, OrderStatusChanged):
+            self.arrived.setdefault((status.order_id, status.status.value), seen.received_at)
+        return seen
 
     def phone_number(self) -> int:
         if self._people >= PEOPLE_PER_ORDER:
