@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -42,6 +43,8 @@ from contracts import (
     OrderStatus,
     OrderStatusChanged,
 )
+from scripts.console.app import serve
+from scripts.console.settings import settings_for
 from scripts.marketplace import EventWatcher, Marketplace, Seen
 from scripts.onboarding import MARKETPLACE_ID, Onboarding, Person, Phone
 from scripts.stack import DEFAULT_STATE_DIR, ROOT, ServiceProcesses, sqlite_urls
@@ -123,8 +126,9 @@ class CancelOnSignal:
             self._task.cancel()
 
 
-async def demo_order(bootstrap: str, services: ServiceProcesses) -> bool:
-    """One order through the happy path; prints its timeline; True when it completed."""
+async def demo_order(bootstrap: str, services: ServiceProcesses, console_url: str | None = None) -> bool:
+    """One order through the happy path; prints its timeline (and its page in the operator
+    console, when one is served); True when it completed."""
     suffix = uuid.uuid4().hex[:6]
     buyer, seller, order_id = f"buyer-{suffix}", f"seller-{suffix}", f"order-{suffix}"
     price = Money(amount_minor=12999, currency="USD")
@@ -136,6 +140,8 @@ async def demo_order(bootstrap: str, services: ServiceProcesses) -> bool:
         console.print(f"[bold]{buyer}[/] registers, proves the phone with the texted code, binds the wallet")
         await onboarding.buyer(person)
         console.print(f"[bold]Demo order {order_id}[/]: {buyer} buys from {seller} for {price}")
+        if console_url is not None:
+            console.print(f"follow it in the operator console: {console_url}/orders/{order_id}")
         await market.publish(
             FundWallet(account_id=buyer, amount=Money(amount_minor=50000, currency="USD")),
             correlation_id=order_id,
@@ -222,7 +228,8 @@ async def main(mode: str) -> int:
         console.print(f"started {', '.join(f'{n} (pid {p.pid})' for n, p in services.processes.items())}")
         await services.wait_ready()
         console.print("every service has joined its consumer group")
-        completed = await demo_order(BOOTSTRAP, services)
+        console_url = await start_console(state) if mode == "run" else None
+        completed = await demo_order(BOOTSTRAP, services, console_url)
         if mode == "run":
             console.print(
                 f"Stack is running (Kafka on {BOOTSTRAP}, logs in {state / 'logs'}, {_rotation(services)}). "
@@ -240,6 +247,28 @@ async def main(mode: str) -> int:
         console.print("stopping services...")
         services.stop()
         broker.stop()
+
+
+async def start_console(state: Path) -> str:
+    """Serve the operator console beside the stack (on this loop, until the run ends); its address."""
+    settings = settings_for(state)
+    listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(settings, BOOTSTRAP, listening.set_result))
+    _background.add(task)
+    waiting: set[asyncio.Future[Any]] = {listening, task}
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:  # it stopped before listening: the port is taken, say so and run without it
+        task.result()
+    url = listening.result()
+    console.print(
+        f"[bold]Operator console[/]: {url} (sign in as {settings.operator_id}; the password is in "
+        f"{settings.password_file})"
+    )
+    return url
+
+
+_background: set[asyncio.Task[None]] = set()
+"""Tasks that live as long as the run (a reference keeps them from being collected)."""
 
 
 def _rotation(services: ServiceProcesses) -> str:

@@ -13,6 +13,7 @@ tradeguard notifications undelivered # email retrying or dead-lettered (N2); `re
 tradeguard audit                     # the books audit of the running stack (G1); exit 1 naming each break
 tradeguard settlements SELLER --day 2026-03-01  # what escrow released to a seller that day (E4)
 tradeguard timeline ORDER_ID         # one order's messages across every service, then its status (G3)
+tradeguard console                   # the operator console for the running stack (make run serves it too)
 tradeguard chaos --seed 7 --orders 10000 --minutes 10  # orders under seeded faults, then every invariant (G2)
 tradeguard backup backups/2026-03-01 # each service's database, copied while it runs, with a manifest
 tradeguard restore --service account backups/2026-03-01  # put one back (the service stopped first)
@@ -26,7 +27,18 @@ from typing import Annotated
 
 import typer
 
-from scripts.cli import audit, backup, clock, dead_letters, notifications, orders, payments, settlements, timeline
+from scripts.cli import (
+    audit,
+    backup,
+    clock,
+    console,
+    dead_letters,
+    notifications,
+    orders,
+    payments,
+    settlements,
+    timeline,
+)
 
 app = typer.Typer(
     help="TradeGuard: run the local stack and its scenarios, inspect and re-drive dead letters.",
@@ -44,6 +56,7 @@ app.command(name="settlements")(settlements.settlements)
 app.command(name="timeline")(timeline.timeline)
 app.command(name="backup")(backup.backup)
 app.command(name="restore")(backup.restore)
+app.command(name="console")(console.console)
 
 
 def _devstack(mode: str) -> int:

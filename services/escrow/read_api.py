@@ -11,6 +11,9 @@ sellers' settlements. The books audit (G1, scripts/audit) reads the first three.
   what each still holds (once released, what the seller was paid), ``frozen`` (E3: the dispute
   that freezes it and ``since`` when, null when no freeze is in force) and ``dispute_id`` (the
   dispute that froze it, kept once the hold has ended).
+- ``GET /order?order_id=``: where one order's money is: its hold (as ``/holds`` shows each, null
+  when escrow has none), the ledger accounts the order owns with their four totals and the net
+  balance, and every transfer booked for it, oldest first (the operator console's order page).
 - ``GET /settlements?seller_id=&day=YYYY-MM-DD`` (E4): the releases posted to a seller's payable
   on that day (UTC), the total per currency and their count.
 """
@@ -25,10 +28,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.escrow.domain import EscrowHold, HoldStatus
+from services.escrow.domain import AccountState, EscrowHold, HoldStatus
 from services.escrow.domain.ledger import TransferRecord
 from services.escrow.domain.settlements import settlement
-from services.escrow.store import account_states, holds_page, ledger_transfers, records_after, releases
+from services.escrow.store import (
+    account_states,
+    holds_page,
+    ledger_transfers,
+    order_books,
+    records_after,
+    releases,
+)
 from shared.db import reading
 from shared.observability import ReadRoute
 from shared.read_api import Page, iso, whole
@@ -68,23 +78,40 @@ async def records(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
     }
 
 
+def _account(state: AccountState) -> dict[str, Any]:
+    return {
+        "code": state.code,
+        "kind": state.kind,
+        "owner": state.owner,
+        "currency": state.currency,
+        "debits_pending": state.debits_pending,
+        "debits_posted": state.debits_posted,
+        "credits_pending": state.credits_pending,
+        "credits_posted": state.credits_posted,
+    }
+
+
 async def balances(engine: AsyncEngine, _query: Mapping[str, str]) -> Answer:
     async with reading(engine) as conn:
         states = await account_states(conn)
+    return 200, {"accounts": [_account(state) for state in states]}
+
+
+async def order(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
+    order_id = query.get("order_id", "")
+    if not order_id:
+        return 400, {"error": "order_id: required"}
+    async with reading(engine) as conn:
+        books = await order_books(conn, order_id)
+    if books.hold is None and not books.transfers:
+        return 404, {"error": f"escrow has nothing for order {order_id[:100]!r}"}
     return 200, {
+        "order_id": order_id,
+        "hold": _hold(books.hold) if books.hold is not None else None,
         "accounts": [
-            {
-                "code": state.code,
-                "kind": state.kind,
-                "owner": state.owner,
-                "currency": state.currency,
-                "debits_pending": state.debits_pending,
-                "debits_posted": state.debits_posted,
-                "credits_pending": state.credits_pending,
-                "credits_posted": state.credits_posted,
-            }
-            for state in states
-        ]
+            _account(state) | {"balance_minor": state.credits_posted - state.debits_posted} for state in books.accounts
+        ],
+        "transfers": [_record(record, index) for index, record in enumerate(books.transfers)],
     }
 
 
@@ -156,5 +183,6 @@ def routes(engine: AsyncEngine) -> dict[str, ReadRoute]:
         "/ledger/records": partial(records, engine),
         "/ledger/balances": partial(balances, engine),
         "/holds": partial(holds, engine),
+        "/order": partial(order, engine),
         "/settlements": partial(settlements, engine),
     }

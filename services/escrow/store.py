@@ -16,6 +16,7 @@ can be split per partition (``fx_position:platform-<n>``) and summed when read.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date
 from typing import Any
 
@@ -174,6 +175,35 @@ async def holds_page(
     rows = (await connection.execute(query)).all()
     total = int((await connection.execute(count)).scalar_one())
     return [HOLDS.from_row(row._mapping) for row in rows], total
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBooks:
+    """Everything escrow keeps about one order: its hold, the ledger accounts it owns, and every
+    transfer booked for it, oldest first."""
+
+    hold: EscrowHold | None
+    accounts: list[AccountState]
+    transfers: list[TransferRecord]
+
+
+async def order_books(connection: AsyncConnection, order_id: str) -> OrderBooks:
+    hold = (await connection.execute(sa.select(holds).where(holds.c.order_id == order_id))).first()
+    accounts = (
+        await connection.execute(
+            sa.select(ledger_accounts).where(ledger_accounts.c.order_id == order_id).order_by(ledger_accounts.c.code)
+        )
+    ).all()
+    transfers = (
+        await connection.execute(
+            sa.select(ledger_transfers).where(ledger_transfers.c.order_id == order_id).order_by(ledger_transfers.c.id)
+        )
+    ).all()
+    return OrderBooks(
+        HOLDS.from_row(hold._mapping) if hold is not None else None,
+        [LEDGER_ACCOUNTS.from_row(row._mapping) for row in accounts],
+        [record_of(row) for row in transfers],
+    )
 
 
 async def releases(connection: AsyncConnection, seller_id: str, day: date) -> list[Release]:

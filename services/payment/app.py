@@ -9,7 +9,7 @@ from pathlib import Path
 from contracts.topics import ACCOUNT_EVENTS, PAYMENT_COMMANDS, PAYMENT_EVENTS
 from services.payment.handlers import handlers
 from services.payment.ports import PaymentPorts, build_ports
-from services.payment.read_api import history, limits
+from services.payment.read_api import history, limits, order_payment
 from services.payment.settings import PaymentSettings
 from services.payment.worker import NetworkWorker
 from shared.service import Service, ServiceDefinition
@@ -29,6 +29,7 @@ DEFINITION = ServiceDefinition(
     dependencies=build_ports,
     read_api=lambda service: {
         "/payments": partial(history, service.engine),
+        "/payment": partial(order_payment, service.engine),
         "/limits": partial(limits, service.engine),
     },
     workers=(run_network_worker,),

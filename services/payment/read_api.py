@@ -12,6 +12,9 @@ account's payments in that status, oldest first (new ones land on the last page,
 paging through them misses none and sees none twice), in the same form: what the books audit
 (G1, scripts/audit) checks against escrow. ``status`` also narrows one account's history.
 
+``GET /payment?order_id=order-7f3a``: the one order's payment in the same form (404 when the
+service has none): what the operator console shows beside the saga's view of the order.
+
 ``GET /limits?account_id=buyer-1``: the payment service's copy of the buyer's limits (P2): the
 verification level it has seen, the per-payment, daily and monthly limits, and what the current
 windows have spent. The copy follows the account service's events, so it may lag a moment
@@ -113,6 +116,18 @@ async def history(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, A
         "total": int(total),
         "payments": [_entry(row) for row in rows],
     }
+
+
+async def order_payment(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any]:
+    """The payment of one order (its latest attempt), as :func:`history` shows each."""
+    order_id = query.get("order_id", "")
+    if not order_id:
+        return 400, {"error": "order_id: required"}
+    async with reading(engine) as conn:
+        row = (await conn.execute(sa.select(payments).where(payments.c.order_id == order_id))).first()
+    if row is None:
+        return 404, {"error": f"no payment for order {order_id[:100]!r}"}
+    return 200, _entry(row)
 
 
 async def limits(engine: AsyncEngine, query: Mapping[str, str]) -> tuple[int, Any]:
