@@ -136,6 +136,8 @@ class ServiceProcesses:
     """Where the saga's read API (orders) answers."""
     escrow_http_port: int = field(default_factory=free_port)
     """Where the escrow service's read API (the ledger, holds) answers."""
+    account_http_port: int = field(default_factory=free_port)
+    """Where the account service's read API (identities to review, locked accounts) answers."""
     smtp_port: int = field(default_factory=free_port)
     """The local SMTP server (scripts/mailbox.py) the notification service sends to."""
     log_rotation: LogRotation | None = field(default_factory=LogRotation.from_environment)
@@ -191,6 +193,7 @@ class ServiceProcesses:
             "NOTIFICATION_HTTP_PORT": str(self.notification_http_port),
             "SAGA_HTTP_PORT": str(self.saga_http_port),
             "ESCROW_HTTP_PORT": str(self.escrow_http_port),
+            "ACCOUNT_HTTP_PORT": str(self.account_http_port),
             "NOTIFICATION_SMTP_HOST": "127.0.0.1",
             "NOTIFICATION_SMTP_PORT": str(self.smtp_port),
         }
@@ -205,6 +208,7 @@ class ServiceProcesses:
                 "notification": self.notification_url,
                 "saga": self.saga_url,
                 "escrow": self.escrow_url,
+                "account": self.account_url,
             }
             self.layout.endpoints_file.write_text(json.dumps(endpoints))
         for name in names:
@@ -232,6 +236,11 @@ class ServiceProcesses:
     def escrow_url(self) -> str:
         """The escrow service's read API (``GET /ledger/records``, ``/ledger/balances``, ``/holds``)."""
         return f"http://127.0.0.1:{self._env_port('ESCROW_HTTP_PORT', self.escrow_http_port)}"
+
+    @property
+    def account_url(self) -> str:
+        """The account service's read API (``GET /identities``, ``/accounts``, ``/account``)."""
+        return f"http://127.0.0.1:{self._env_port('ACCOUNT_HTTP_PORT', self.account_http_port)}"
 
     def _env_port(self, variable: str, default: int) -> int:
         return int(self.extra_env.get(variable, default))  # the benchmark picks its own ports

@@ -322,7 +322,10 @@ async def serve(
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    # Server.serve() would also take over SIGINT and SIGTERM, which belong to whoever runs the
+    # stack (`make run`): its steps, without that (as uvicorn's own _serve takes them).
     config.load()
+    server.lifespan = config.lifespan_class(config)
     await server.startup()
     if server.should_exit:  # the port was taken: uvicorn has said so
         raise OSError(f"the console could not listen on {settings.host}:{settings.port}")

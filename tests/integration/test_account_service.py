@@ -81,6 +81,7 @@ from contracts import (
 )
 from contracts.sealing import Purpose, SealingKey
 from services.account.app import DEFINITION as ACCOUNT
+from services.account import read_api
 from services.account.store import (
     account_audit,
     accounts,
@@ -665,6 +666,13 @@ async def test_a2_an_operator_reviews_when_automatic_review_is_off(
     assert kinds(out) == ["IdentitySubmitted"]
     assert one(out, IdentitySubmitted).review == "operator"
     await refused(driver, identity(driver, "ana"), "review_pending")
+    # The operators' queue (the console reads it): waiting, masked, never the number itself.
+    code, waiting = await read_api.identities(engine, {})
+    assert code == 200
+    assert [(i["account_id"], i["level"], i["status"]) for i in waiting["identities"]] == [("ana", "L1", "submitted")]
+    assert waiting["identities"][0]["document_masked"].endswith(waiting["identities"][0]["document_masked"][-2:])
+    assert "document_digest" not in waiting["identities"][0]
+    assert (await read_api.identities(engine, {"status": "pending"}))[0] == 400
 
     reject = RejectIdentity(
         account_id="ana",
@@ -697,6 +705,13 @@ async def test_a2_an_operator_reviews_when_automatic_review_is_off(
     trail = [(r["action"], r["actor"]) for r in await rows_of(engine, account_audit, account_id="ana")]
     assert trail[-2:] == [("rejected:L1", OPERATOR), ("verified:L1", "op-bo")]
     assert (await row_of(engine, accounts, account_id="ana"))["level"] == "L1"
+    assert (await read_api.identities(engine, {}))[1]["total"] == 0
+    code, approved = await read_api.identities(engine, {"status": "approved"})
+    assert [(i["account_id"], i["reviewed_by"]) for i in approved["identities"]] == [("ana", "op-bo")]
+    code, shown = await read_api.account(engine, {"account_id": "ana"})
+    assert (code, shown["status"], shown["level"]) == (200, "active", "L1")
+    assert [a["action"] for a in shown["audit"]][:2] == ["verified:L1", "rejected:L1"]  # newest first
+    assert (await read_api.account(engine, {"account_id": "nobody"}))[0] == 404
 
 
 async def test_a2_a_short_document_number_is_never_shown_in_clear(driver: AccountDriver, engine: AsyncEngine) -> None:
@@ -906,6 +921,10 @@ async def test_a5_a_wrong_password_counts_as_a_failed_check_and_the_fifth_locks(
     row = await row_of(engine, accounts, account_id="ana")
     assert (row["status"], row["failed_checks"]) == ("locked", 5)
     assert await rows_of(engine, marketplace_grants) == []
+    # On the operators' list of locked accounts (the console's), with what locked it.
+    code, listed = await read_api.accounts_in(engine, {})
+    assert (code, [(a["account_id"], a["failed_checks"]) for a in listed["accounts"]]) == (200, [("ana", 5)])
+    assert (await read_api.accounts_in(engine, {"status": "restricted"}))[1]["total"] == 0
     # Locked: even the right password is not asked.
     await refused(driver, driver.grant("ana"), "account_locked")
 
