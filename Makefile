@@ -6,7 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 UV_RUN = $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup run demo scenarios audit timeline test test-long test-fast lint format contracts asyncapi-docs bench bench-smoke soak soak-short chaos chaos-short images compose-test test-containers kafka-stop clean
+.PHONY: help setup run demo scenarios console audit timeline test test-long test-fast lint format contracts asyncapi-docs bench bench-smoke soak soak-short chaos chaos-short images compose-test test-containers kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ demo: setup  ## like run, but exit when the demo order ends (0 = completed)
 scenarios: setup  ## start Kafka and the stack, run every scenario, print the pass/fail table (0 = all passed)
 	@$(UV_RUN) tradeguard scenario --all --start-stack
 
+console: setup  ## the operator console for `make run`'s stack (make run serves it too): http://127.0.0.1:19080
+	@$(UV_RUN) tradeguard console
+
 audit:  ## the books audit of the running stack (G1; `make run`'s .data): exit 1 naming each break
 	@$(UV_RUN) tradeguard audit
 
@@ -30,8 +33,9 @@ timeline:  ## one order's messages across every service, then its status (G3): m
 	@test -n "$(ORDER)" || { echo "make timeline: say which order, e.g. make timeline ORDER=order-7f3a" >&2; exit 2; }
 	@$(UV_RUN) tradeguard timeline "$(ORDER)"
 
-test: setup  ## unit, integration (SQLite and PostgreSQL), end-to-end and fault tests against a real broker (under 20 min)
+test: setup  ## unit, integration (SQLite and PostgreSQL), end-to-end, browser and fault tests against a real broker (under 20 min)
 	@bash scripts/postgres.sh install
+	@bash scripts/chromium.sh install
 	@$(UV_RUN) pytest -m "not long"
 
 test-long: setup  ## the rest of the fault matrices and drills (marker `long`; CI runs it after make test)

@@ -243,6 +243,7 @@ async def main(mode: str) -> int:
     else:
         return 0 if completed else 1
     finally:
+        await stop_background()  # the console first: it answers from the services
         # Blocking on purpose: a signal now only queues, so it cannot cut the clean-up short.
         console.print("stopping services...")
         services.stop()
@@ -269,6 +270,13 @@ async def start_console(state: Path) -> str:
 
 _background: set[asyncio.Task[None]] = set()
 """Tasks that live as long as the run (a reference keeps them from being collected)."""
+
+
+async def stop_background() -> None:
+    for task in _background:
+        task.cancel()
+    await asyncio.gather(*_background, return_exceptions=True)
+    _background.clear()
 
 
 def _rotation(services: ServiceProcesses) -> str:

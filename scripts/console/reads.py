@@ -25,6 +25,7 @@ from shared.broker_security import BrokerSecurityError
 from shared.clock import FileClock
 
 READ_TIMEOUT = 10.0
+FINAL_STATUSES = frozenset({"completed", "cancelled", "refunded"})
 BROKER_TROUBLE = (KafkaUnavailableError, KafkaError, BrokerSecurityError, OSError)
 """What reading the topics may fail with when the broker is away or its credentials are not here."""
 
@@ -80,6 +81,20 @@ class OrderView:
     escrow: dict[str, Any] | None
     timeline: list[TimelineRow]
     problems: list[str]
+
+    @property
+    def final(self) -> bool:
+        """Completed, cancelled or refunded: nothing is left for an operator to do with it."""
+        return self.saga is not None and self.saga["status"] in FINAL_STATUSES
+
+    @property
+    def in_escrow_now(self) -> dict[str, Any] | None:
+        """What escrow holds for the order at this moment (nothing once released or returned)."""
+        hold = (self.escrow or {}).get("hold")
+        if not hold:
+            return None
+        held = hold["still_held"] if hold["status"] == "held" else {**hold["still_held"], "amount_minor": 0}
+        return dict(held)
 
     @property
     def last_error(self) -> str | None:

@@ -195,6 +195,9 @@ async def test_g3_an_operator_follows_a_disputed_order_and_resolves_it_in_the_br
     await expect(page.locator("#resolution")).to_contain_text("split by operator:ops (photos show transit damage), 12.50 USD back")
     await expect(page.locator("#timeline tr.operator", has_text="ResolveDispute")).to_have_count(1)
     await expect(page.locator("#hold-status")).to_have_text("released")
+    await expect(page.locator("#money")).to_contain_text("17.50 USD paid to the seller")
+    await expect(page.locator("#still-held")).to_have_text("0.00 USD")
+    await expect(page.locator("#actions")).to_contain_text("nothing is left to retry")
     await shot(page, "order-resolved")
 
     # The audit log: who, when, why, what came of it; once.
