@@ -4,16 +4,19 @@ processes), driven in headless Chromium (Debian's ``chromium``, through Playwrig
 An operator signs in, opens a disputed order and reads its status, money and timeline, finds it
 among the stuck orders, resolves the dispute with a split (confirmed on its own page), sees the
 ledger move (escrow's read API says so too), and that the same action posted again changes
-nothing; the audit log and the timeline show who did it and why. Screenshots of each page are
+nothing; the audit log and the timeline show who did it and why. Another unlocks an account
+locked by failed checks (A6), and sees why in its audit trail. Screenshots of each page are
 written to ``$TRADEGUARD_ARTIFACTS`` (default ``.cache/artifacts``)/console/."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +24,22 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from contracts import AnswerDispute, DisputeAnswered, DisputeOpened, DisputeReason, OpenDispute, OrderStatus
+from contracts import (
+    AccountStatus,
+    AccountStatusChanged,
+    AnswerDispute,
+    DisputeAnswered,
+    DisputeOpened,
+    DisputeReason,
+    OpenDispute,
+    OrderStatus,
+)
 from contracts.topics import DEAD_LETTER, ORDER_COMMANDS
 from scripts.console.app import serve
 from scripts.console.auth import hash_password
 from scripts.console.settings import ConsoleSettings
-from scripts.marketplace import EventWatcher, Marketplace
-from scripts.onboarding import Onboarding
+from scripts.marketplace import EventWatcher, Marketplace, Seen
+from scripts.onboarding import CommandRefusedError, Onboarding, Person
 from scripts.stack import ROOT, ServiceProcesses
 from tests.e2e.test_orders_cli import placed_order, reaches
 
@@ -67,6 +79,14 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
+
+
+def status_of(account_id: str, status: AccountStatus) -> Callable[[Seen], bool]:
+    def matches(seen: Seen) -> bool:
+        m = seen.message
+        return isinstance(m, AccountStatusChanged) and m.account_id == account_id and m.status is status
+
+    return matches
 
 
 async def shot(page: Page, name: str) -> None:
@@ -192,7 +212,9 @@ async def test_g3_an_operator_follows_a_disputed_order_and_resolves_it_in_the_br
     # The order page shows where the money went, and the operator's command on the timeline.
     await page.click("#back")
     await expect(page.locator("#status")).to_have_text("completed")
-    await expect(page.locator("#resolution")).to_contain_text("split by operator:ops (photos show transit damage), 12.50 USD back")
+    await expect(page.locator("#resolution")).to_contain_text(
+        "split by operator:ops (photos show transit damage), 12.50 USD back"
+    )
     await expect(page.locator("#timeline tr.operator", has_text="ResolveDispute")).to_have_count(1)
     await expect(page.locator("#hold-status")).to_have_text("released")
     await expect(page.locator("#money")).to_contain_text("17.50 USD paid to the seller")
@@ -233,3 +255,35 @@ async def test_g3_dead_letters_are_listed_with_their_reason_and_masked_payload(
     await expect(row).to_contain_text("JSON")
     assert f"hunter2-{marker}" not in await page.content()
     await shot(page, "dead-letters")
+
+
+async def test_a6_an_operator_unlocks_a_locked_account_in_the_browser(
+    onboarding: Onboarding, console_url: str, browser: Browser
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    person = Person.numbered(f"buyer-a6-{run}", int(run, 16) % 10**8)
+    await onboarding.buyer(person)
+    wrong = replace(person, password="Not-Their-Password-1")
+    for _ in range(5):  # the limit of failed checks (A6): the fifth locks the account
+        with contextlib.suppress(CommandRefusedError):
+            await onboarding.grant(wrong)
+    await onboarding.watcher.wait_for(status_of(person.account_id, AccountStatus.LOCKED))
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    await page.goto(f"{console_url}/accounts")
+    await page.fill("input[name=operator_id]", "ops")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button.primary")
+
+    row = page.locator("#accounts tbody tr", has_text=person.account_id)
+    await expect(row).to_contain_text("locked")
+    await shot(page, "accounts-locked")
+    await row.locator("input[name=reason]").fill("passport seen on a video call")
+    await row.locator("button", has_text="Unlock").click()
+    await expect(page.locator(".summary")).to_have_text(f"Unlock account {person.account_id} (it becomes active again)")
+    await page.click("#confirm")
+
+    await expect(page.locator("#outcome")).to_contain_text(f"account {person.account_id} is now active", timeout=60_000)
+    await onboarding.watcher.wait_for(status_of(person.account_id, AccountStatus.ACTIVE))
+    await page.goto(f"{console_url}/accounts/{person.account_id}")
+    await expect(page.locator("h1 .badge")).to_have_text("active")
+    await expect(page.locator("table")).to_contain_text("passport seen on a video call")
