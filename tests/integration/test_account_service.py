@@ -80,8 +80,8 @@ from contracts import (
     parse_envelope,
 )
 from contracts.sealing import Purpose, SealingKey
-from services.account.app import DEFINITION as ACCOUNT
 from services.account import read_api
+from services.account.app import DEFINITION as ACCOUNT
 from services.account.store import (
     account_audit,
     accounts,
