@@ -72,29 +72,28 @@ def _account(row: sa.Row[Any]) -> dict[str, Any]:
     }
 
 
+async def _page(
+    engine: AsyncEngine, table: sa.Table, status: str, paging: Page, order: tuple[sa.ColumnElement[Any], ...]
+) -> tuple[int, list[sa.Row[Any]]]:
+    """Rows of ``table`` in ``status``, a page of them in ``order``, and how many there are in all."""
+    chosen = table.c.status == status
+    async with reading(engine) as conn:
+        total = (await conn.execute(sa.select(sa.func.count()).select_from(table).where(chosen))).scalar_one()
+        query = sa.select(table).where(chosen).order_by(*order).limit(paging.per_page).offset(paging.offset)
+        rows = list((await conn.execute(query)).all())
+    return int(total), rows
+
+
 async def identities(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
     try:
         status = _choice(query, ReviewStatus.SUBMITTED.value, tuple(s.value for s in ReviewStatus))
         paging = Page.of(query)
     except ValueError as error:
         return 400, {"error": str(error)}
-    chosen = identity_reviews.c.status == status
-    async with reading(engine) as conn:
-        total = (
-            await conn.execute(sa.select(sa.func.count()).select_from(identity_reviews).where(chosen))
-        ).scalar_one()
-        rows = (
-            await conn.execute(
-                sa.select(identity_reviews)
-                .where(chosen)
-                .order_by(identity_reviews.c.submitted_at, identity_reviews.c.account_id)
-                .limit(paging.per_page)
-                .offset(paging.offset)
-            )
-        ).all()
-    return 200, {"status": status, "page": paging.page, "per_page": paging.per_page, "total": int(total)} | {
-        "identities": [_identity(row) for row in rows]
-    }
+    order = (identity_reviews.c.submitted_at, identity_reviews.c.account_id)
+    total, rows = await _page(engine, identity_reviews, status, paging, order)
+    listed = {"status": status, "page": paging.page, "per_page": paging.per_page, "total": total}
+    return 200, listed | {"identities": [_identity(row) for row in rows]}
 
 
 async def accounts_in(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
@@ -103,21 +102,9 @@ async def accounts_in(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:
         paging = Page.of(query)
     except ValueError as error:
         return 400, {"error": str(error)}
-    chosen = accounts.c.status == status
-    async with reading(engine) as conn:
-        total = (await conn.execute(sa.select(sa.func.count()).select_from(accounts).where(chosen))).scalar_one()
-        rows = (
-            await conn.execute(
-                sa.select(accounts)
-                .where(chosen)
-                .order_by(accounts.c.updated_at, accounts.c.account_id)
-                .limit(paging.per_page)
-                .offset(paging.offset)
-            )
-        ).all()
-    return 200, {"status": status, "page": paging.page, "per_page": paging.per_page, "total": int(total)} | {
-        "accounts": [_account(row) for row in rows]
-    }
+    total, rows = await _page(engine, accounts, status, paging, (accounts.c.updated_at, accounts.c.account_id))
+    listed = {"status": status, "page": paging.page, "per_page": paging.per_page, "total": total}
+    return 200, listed | {"accounts": [_account(row) for row in rows]}
 
 
 async def account(engine: AsyncEngine, query: Mapping[str, str]) -> Answer:

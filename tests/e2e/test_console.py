@@ -27,11 +27,6 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from contracts import (
     AccountStatus,
     AccountStatusChanged,
-    AnswerDispute,
-    DisputeAnswered,
-    DisputeOpened,
-    DisputeReason,
-    OpenDispute,
     OrderStatus,
 )
 from contracts.topics import DEAD_LETTER, ORDER_COMMANDS
@@ -41,7 +36,7 @@ from scripts.console.settings import ConsoleSettings
 from scripts.marketplace import EventWatcher, Marketplace, Seen
 from scripts.onboarding import CommandRefusedError, Onboarding, Person
 from scripts.stack import ROOT, ServiceProcesses
-from tests.e2e.test_orders_cli import placed_order, reaches
+from tests.e2e.test_orders_cli import answered_dispute, reaches
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
@@ -92,21 +87,6 @@ def status_of(account_id: str, status: AccountStatus) -> Callable[[Seen], bool]:
 async def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-async def disputed_order(market: Marketplace, watcher: EventWatcher, onboarding: Onboarding) -> tuple[str, str]:
-    """An order of 30.00 USD in escrow whose buyer disputed it and whose seller answered: it waits on an operator."""
-    buyer, seller, order_id = await placed_order(
-        market, watcher, onboarding, wallet=10_000, price=3_000, until=OrderStatus.IN_ESCROW
-    )
-    dispute_id = f"dispute-g3-{uuid.uuid4().hex[:8]}"
-    opened = OpenDispute(order_id=order_id, dispute_id=dispute_id, buyer_id=buyer, reason=DisputeReason.DAMAGED)
-    await market.publish(opened, correlation_id=order_id, idempotency_key=f"open-{dispute_id}")
-    await watcher.wait_for(lambda s: isinstance(s.message, DisputeOpened) and s.message.dispute_id == dispute_id)
-    answer = AnswerDispute(order_id=order_id, dispute_id=dispute_id, seller_id=seller, statement="It left intact")
-    await market.publish(answer, correlation_id=order_id, idempotency_key=f"answer-{dispute_id}")
-    await watcher.wait_for(lambda s: isinstance(s.message, DisputeAnswered) and s.message.dispute_id == dispute_id)
-    return order_id, dispute_id
 
 
 async def escrow_order(stack: ServiceProcesses, order_id: str) -> dict[str, Any]:
@@ -194,7 +174,7 @@ async def the_ledger_moved(stack: ServiceProcesses, order_id: str) -> None:
 async def test_g3_an_operator_follows_a_disputed_order_and_resolves_it_in_the_browser(
     stack: ServiceProcesses, onboarding: Onboarding, console_url: str, browser: Browser
 ) -> None:
-    order_id, dispute_id = await disputed_order(onboarding.market, onboarding.watcher, onboarding)
+    order_id, dispute_id = await answered_dispute(onboarding.market, onboarding.watcher, onboarding)
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
 
     await sign_in(page, f"{console_url}/orders/{order_id}")

@@ -66,6 +66,24 @@ async def placed_order(
     return buyer, seller, order_id
 
 
+async def answered_dispute(
+    market: Marketplace, watcher: EventWatcher, onboarding: Onboarding, price: int = 3_000
+) -> tuple[str, str]:
+    """An order of ``price`` cents in escrow whose buyer disputed it (damaged) and whose seller
+    answered: it waits on an operator. (order id, dispute id)."""
+    buyer, seller, order_id = await placed_order(
+        market, watcher, onboarding, wallet=10_000, price=price, until=OrderStatus.IN_ESCROW
+    )
+    dispute_id = f"dispute-s6-{uuid.uuid4().hex[:8]}"
+    opened = OpenDispute(order_id=order_id, dispute_id=dispute_id, buyer_id=buyer, reason=DisputeReason.DAMAGED)
+    await market.publish(opened, correlation_id=order_id, idempotency_key=f"open-{dispute_id}")
+    await watcher.wait_for(lambda s: isinstance(s.message, DisputeOpened) and s.message.dispute_id == dispute_id)
+    answer = AnswerDispute(order_id=order_id, dispute_id=dispute_id, seller_id=seller, statement="It left intact")
+    await market.publish(answer, correlation_id=order_id, idempotency_key=f"answer-{dispute_id}")
+    await watcher.wait_for(lambda s: isinstance(s.message, DisputeAnswered) and s.message.dispute_id == dispute_id)
+    return order_id, dispute_id
+
+
 async def cli(*args: str, answer: str | None = None) -> Result:
     """The ``tradeguard`` command in a thread (it runs its own event loop); ``answer``: typed at its prompt."""
     runner = CliRunner()
@@ -196,16 +214,7 @@ async def test_s6_a_declined_order_is_cancelled_by_an_operator_once_per_action_i
 async def test_s6_stuck_lists_an_answered_dispute_until_an_operator_splits_it(
     stack: ServiceProcesses, market: Marketplace, watcher: EventWatcher, onboarding: Onboarding, kafka_bootstrap: str
 ) -> None:
-    buyer, seller, order_id = await placed_order(
-        market, watcher, onboarding, wallet=10_000, price=3_000, until=OrderStatus.IN_ESCROW
-    )
-    dispute_id = f"dispute-s6-{uuid.uuid4().hex[:8]}"
-    opened = OpenDispute(order_id=order_id, dispute_id=dispute_id, buyer_id=buyer, reason=DisputeReason.DAMAGED)
-    await market.publish(opened, correlation_id=order_id, idempotency_key=f"open-{dispute_id}")
-    await watcher.wait_for(lambda s: isinstance(s.message, DisputeOpened) and s.message.dispute_id == dispute_id)
-    answer = AnswerDispute(order_id=order_id, dispute_id=dispute_id, seller_id=seller, statement="It left intact")
-    await market.publish(answer, correlation_id=order_id, idempotency_key=f"answer-{dispute_id}")
-    await watcher.wait_for(lambda s: isinstance(s.message, DisputeAnswered) and s.message.dispute_id == dispute_id)
+    order_id, dispute_id = await answered_dispute(market, watcher, onboarding)
     state = ["--state-dir", str(stack.state_dir)]
 
     listed = await cli("orders", "stuck", "--reason", "waiting_on_operator", *state)
