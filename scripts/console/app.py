@@ -32,7 +32,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from scripts.cli.dead_letters import dead_letter_json
-from scripts.cli.timeline import next_deadline
+from scripts.cli.orders import money_text
+from scripts.cli.timeline import next_deadline, utc_text
 from scripts.console.auth import COOKIE, OperatorAccount, Session, Sessions, csrf_ok
 from scripts.console.desk import (
     ORDER_ACTIONS,
@@ -43,7 +44,7 @@ from scripts.console.desk import (
     new_action_id,
     plan,
 )
-from scripts.console.reads import StackReads, Unavailable, money_text
+from scripts.console.reads import StackReads, Unavailable
 from scripts.console.settings import ConsoleSettings
 
 HERE = Path(__file__).parent
@@ -74,8 +75,7 @@ def _when(value: str | datetime | None) -> str:
     """An ISO time (or a datetime) as ``2026-03-01 12:00:05 UTC``."""
     if not value:
         return ""
-    at = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return utc_text(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 class Console:

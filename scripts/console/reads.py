@@ -8,7 +8,7 @@ renders (an order page with the escrow service down still shows the saga's view 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 from aiokafka.errors import KafkaError
 
-from contracts import Money
 from scripts.cli.kafka_io import KafkaUnavailableError, read_dead_letters
 from scripts.cli.model import DeadLetter
 from scripts.cli.timeline import Entry, read_order, what_changed
@@ -32,13 +31,6 @@ BROKER_TROUBLE = (KafkaUnavailableError, KafkaError, BrokerSecurityError, OSErro
 
 class Unavailable(RuntimeError):
     """A service's read API, or the broker, could not say."""
-
-
-def money_text(money: Mapping[str, Any] | None) -> str:
-    """``{"amount_minor": 1533, "currency": "USD"}`` -> ``15.33 USD``; empty for none."""
-    if not money:
-        return ""
-    return str(Money(amount_minor=money["amount_minor"], currency=money["currency"]))
 
 
 @dataclass(frozen=True, slots=True)
