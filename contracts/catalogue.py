@@ -47,7 +47,7 @@ JsonDict = dict[str, Any]
 # 0.6.0: the saga (issue 10) and disputes (issue 9): retries and paying again (attempt numbers on the
 # payment's commands and answers), timers (OrderDeadlineReached), protection reminders and extension,
 # disputes (open, answer, resolve; FreezeFunds/FundsFrozen), operator actions on orders, new statuses.
-CONTRACTS_VERSION = "0.7.0"
+CONTRACTS_VERSION = "0.8.0"
 
 # Who publishes each message type. "marketplace" is the client side (scripts/marketplace.py): its
 # checkout and its app gateway, which sends the account holder's commands; "operator" is the

@@ -92,9 +92,22 @@ def compatibility_problems(directory: Path = CONTRACTS_DIR) -> list[str]:
     if not schemas:
         return [f"{RELEASED}/{version}/ holds no schema"]
     problems = []
+    current = message_schemas()
     if parse_version(CONTRACTS_VERSION) < parse_version(version):
         problems.append(f"CONTRACTS_VERSION {CONTRACTS_VERSION} is older than the latest release {version}")
-    return problems + [f"{version} -> current: {p}" for p in incompatibilities(schemas, message_schemas())]
+    elif CONTRACTS_VERSION == version and (changed := _changed_since(schemas, current)):
+        # The wheel tradeguard-contracts carries this version: one number, one set of schemas.
+        problems.append(
+            f"the schemas changed since release {version} ({', '.join(changed)}) but CONTRACTS_VERSION did not: "
+            "raise it (minor for an addition, major for a break) and run --release"
+        )
+    return problems + [f"{version} -> current: {p}" for p in incompatibilities(schemas, current)]
+
+
+def _changed_since(released: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]]) -> list[str]:
+    """The message schemas added, removed or changed since a release, by ``Type.vN``."""
+    names = sorted(set(released) | set(current))
+    return [name for name in names if released.get(name) != current.get(name)]
 
 
 def release(directory: Path = CONTRACTS_DIR) -> list[str]:

@@ -129,9 +129,10 @@ def test_current_models_accept_what_the_released_schemas_accept() -> None:
     assert not problems, "breaking contract changes (add a new version instead):\n  " + "\n  ".join(problems)
 
 
-def _release_with(tmp_path: Path, name: str, schema: dict[str, Any]) -> Path:
-    """A contracts directory whose latest release is today's schemas with ``name`` replaced by ``schema``."""
-    folder = tmp_path / "released" / CONTRACTS_VERSION
+def _release_with(tmp_path: Path, name: str, schema: dict[str, Any], version: str = "0.0.1") -> Path:
+    """A contracts directory whose latest release (``version``, an older one by default) is today's
+    schemas with ``name`` replaced by ``schema``."""
+    folder = tmp_path / "released" / version
     folder.mkdir(parents=True)
     for other, current in message_schemas().items():
         (folder / f"{other}.json").write_text(render_json(schema if other == name else current), encoding="utf-8")
@@ -143,16 +144,26 @@ def test_the_gate_fails_when_a_released_message_would_no_longer_be_accepted(tmp_
     # released with an optional field the current model no longer has
     released["$defs"]["Checkout"]["properties"]["gift_note"] = {"type": "string"}
     problems = compatibility_problems(_release_with(tmp_path, "Checkout.v1", released))
-    assert problems == [f"{CONTRACTS_VERSION} -> current: Checkout.v1: Checkout.gift_note: property removed"]
+    assert problems == ["0.0.1 -> current: Checkout.v1: Checkout.gift_note: property removed"]
 
 
 def test_the_gate_fails_when_a_released_message_version_is_gone(tmp_path: Path) -> None:
-    folder = _release_with(tmp_path, "Checkout.v1", message_schema(Checkout)) / "released" / CONTRACTS_VERSION
+    folder = _release_with(tmp_path, "Checkout.v1", message_schema(Checkout)) / "released" / "0.0.1"
     (folder / "Checkout.v2.json").write_text(render_json(message_schema(Checkout)), encoding="utf-8")
     problems = compatibility_problems(tmp_path)
-    assert problems == [
-        f"{CONTRACTS_VERSION} -> current: Checkout.v2: message version removed; consumers must keep accepting it"
-    ]
+    assert problems == ["0.0.1 -> current: Checkout.v2: message version removed; consumers must keep accepting it"]
+
+
+def test_the_version_must_rise_with_any_schema_change(tmp_path: Path) -> None:
+    """Issue 20: the wheel tradeguard-contracts carries CONTRACTS_VERSION, so released schemas
+    that differ from today's under the same version fail the gate, even a compatible change."""
+    released = message_schema(Checkout)
+    del released["$defs"]["Checkout"]["properties"]["item"]  # today's Checkout only adds an optional field
+    problems = compatibility_problems(_release_with(tmp_path, "Checkout.v1", released, CONTRACTS_VERSION))
+    assert len(problems) == 1
+    assert problems[0].startswith(f"the schemas changed since release {CONTRACTS_VERSION} (Checkout.v1)")
+    # released under an older version, the same change passes: it is compatible
+    assert compatibility_problems(_release_with(tmp_path / "older", "Checkout.v1", released)) == []
 
 
 def test_the_gate_fails_without_a_baseline(tmp_path: Path) -> None:
@@ -160,7 +171,7 @@ def test_the_gate_fails_without_a_baseline(tmp_path: Path) -> None:
 
 
 def test_the_gate_passes_on_the_current_schemas(tmp_path: Path) -> None:
-    assert compatibility_problems(_release_with(tmp_path, "", {})) == []
+    assert compatibility_problems(_release_with(tmp_path, "", {}, CONTRACTS_VERSION)) == []
 
 
 def test_release_moves_the_baseline_and_never_rewrites_one(tmp_path: Path) -> None:
