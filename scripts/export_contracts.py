@@ -95,7 +95,7 @@ def compatibility_problems(directory: Path = CONTRACTS_DIR) -> list[str]:
     current = message_schemas()
     if parse_version(CONTRACTS_VERSION) < parse_version(version):
         problems.append(f"CONTRACTS_VERSION {CONTRACTS_VERSION} is older than the latest release {version}")
-    elif CONTRACTS_VERSION == version and (changed := _changed_since(schemas, current)):
+    elif version == CONTRACTS_VERSION and (changed := _changed_since(schemas, current)):
         # The wheel tradeguard-contracts carries this version: one number, one set of schemas.
         problems.append(
             f"the schemas changed since release {version} ({', '.join(changed)}) but CONTRACTS_VERSION did not: "

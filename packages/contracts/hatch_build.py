@@ -11,8 +11,8 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 LEFT_OUT = {"released", "__pycache__"}
 
 
-class ContractsPackage(BuildHookInterface):  # type: ignore[type-arg]
-    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+class ContractsPackage(BuildHookInterface):  # type: ignore[misc]  # hatchling is the build's, not the environment's
+    def initialize(self, _version: str, build_data: dict[str, Any]) -> None:
         source = (Path(self.root) / ".." / ".." / "contracts").resolve()
         for path in sorted(source.rglob("*")):
             relative = path.relative_to(source)
