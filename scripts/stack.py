@@ -17,6 +17,7 @@ from pathlib import Path
 
 from contracts import SealingKey
 from scripts.log_rotation import LogWriter
+from shared.broker_security import CREDENTIALS_DIR_VARIABLE
 from shared.clock import CLOCK_FILE_VARIABLE
 from shared.log_files import LogRotation
 from shared.sealing import ensure_key_file, public_path
@@ -373,6 +374,59 @@ class ServiceProcesses:
                 msg = f"services not ready after {timeout:.0f}s; logs in {self.log_dir}"
                 raise TimeoutError(msg)
             await asyncio.sleep(0.1)
+
+
+KAFKA_SH = ROOT / "scripts" / "kafka.sh"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalKafka:
+    """A broker scripts/kafka.sh runs with a data folder and ports of its own (the chaos run's,
+    a sandbox's), so it never meets a `make run` or test broker."""
+
+    data_dir: Path
+    port: int
+    controller_port: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def credentials_dir(self) -> Path:
+        """Where scripts/kafka.sh keeps every principal's SCRAM credentials (``KAFKA_CREDENTIALS_DIR``)."""
+        return self.data_dir / "credentials"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "KAFKA_DATA_DIR": str(self.data_dir),
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            CREDENTIALS_DIR_VARIABLE: str(self.credentials_dir),
+        }
+
+    async def run(self, command: str) -> None:
+        """``scripts/kafka.sh command`` (start, stop, reset), in a session of its own; RuntimeError
+        with the end of its output when it fails."""
+        process = await asyncio.create_subprocess_exec(
+            "bash",
+            str(KAFKA_SH),
+            command,
+            env={**os.environ, **self.env},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        _, errors = await process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"scripts/kafka.sh {command} failed: {errors.decode(errors='replace')[-2000:]}")
+
+    def stop_now(self) -> None:
+        """Stop it, blocking (for a clean-up that a signal must not cut short)."""
+        subprocess.run(
+            ["bash", str(KAFKA_SH), "stop"], env={**os.environ, **self.env}, check=False, capture_output=True
+        )
 
 
 def client_keyring(state_dir: Path = DEFAULT_STATE_DIR) -> Keyring:

@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -32,7 +28,7 @@ from contracts import ALL_TOPICS, MESSAGE_TYPES, CommandRejected
 from contracts.catalogue import OPERATOR
 from contracts.topics import DEAD_LETTER, MESSAGE_TYPE_HEADER, ORDER_COMMANDS
 from scripts.chaos.plan import Copy, Fault, FaultKind, PoisonKind, Schedule, copy_decision
-from scripts.stack import ServiceProcesses
+from scripts.stack import LocalKafka, ServiceProcesses
 from shared.broker import RenewingProducer
 from shared.broker_security import client_options
 from shared.logging import get_logger
@@ -93,30 +89,17 @@ class Supervisor:
 
 
 class BrokerControl:
-    """The run's own broker, through scripts/kafka.sh with the run's data folder and ports."""
+    """The run's own broker (:class:`scripts.stack.LocalKafka`), counted when it restarts."""
 
-    def __init__(self, kafka_sh: Path, env: Mapping[str, str], figures: FaultFigures) -> None:
-        self.kafka_sh, self.env, self.figures = kafka_sh, dict(env), figures
+    def __init__(self, kafka: LocalKafka, figures: FaultFigures) -> None:
+        self.kafka, self.figures = kafka, figures
 
     async def command(self, command: str) -> None:
-        process = await asyncio.create_subprocess_exec(
-            "bash",
-            str(self.kafka_sh),
-            command,
-            env={**os.environ, **self.env},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        _, errors = await process.communicate()
-        if process.returncode != 0:
-            raise RuntimeError(f"scripts/kafka.sh {command} failed: {errors.decode(errors='replace')[-2000:]}")
+        await self.kafka.run(command)
 
     def stop_now(self) -> None:
         """Blocking, for the run's clean-up."""
-        subprocess.run(
-            ["bash", str(self.kafka_sh), "stop"], env={**os.environ, **self.env}, check=False, capture_output=True
-        )
+        self.kafka.stop_now()
 
     async def restart(self) -> None:
         started = time.monotonic()

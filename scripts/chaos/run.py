@@ -55,14 +55,21 @@ from scripts.marketplace import Seen
 from scripts.scenarios.handle import StackClock, StackHandle
 from scripts.scenarios.runner import ScenarioRunner
 from scripts.secrets_scan import all_records, findings, stack_files, stack_secrets
-from scripts.stack import FAST_PASSWORD_HASHING, ROOT, SERVICES, ServiceProcesses, client_keyring, sqlite_urls
+from scripts.stack import (
+    FAST_PASSWORD_HASHING,
+    ROOT,
+    SERVICES,
+    LocalKafka,
+    ServiceProcesses,
+    client_keyring,
+    sqlite_urls,
+)
 from shared.broker import ensure_topics
 from shared.broker_security import ADMIN, CREDENTIALS_DIR_VARIABLE, client_options
 from shared.clock import FileClock
 from shared.retention import PRUNER_OFF
 
 T = TypeVar("T")
-KAFKA_SH = ROOT / "scripts" / "kafka.sh"
 DEFAULT_CONCURRENCY = 200
 
 
@@ -175,13 +182,8 @@ class ChaosRun:
             broker_restart=options.broker_restart,
         )
         self.report = ChaosReport(options, self.schedule, FaultFigures())
-        self.broker_env = {
-            "KAFKA_DATA_DIR": str(options.kafka_data_dir),
-            "KAFKA_PORT": str(options.kafka_port),
-            "KAFKA_CONTROLLER_PORT": str(options.kafka_port + 1),
-            CREDENTIALS_DIR_VARIABLE: str(options.kafka_data_dir / "credentials"),
-        }
-        self.broker = BrokerControl(KAFKA_SH, self.broker_env, self.report.figures)
+        self.kafka = LocalKafka(options.kafka_data_dir, options.kafka_port, options.kafka_port + 1)
+        self.broker = BrokerControl(self.kafka, self.report.figures)
         self.services = ServiceProcesses(
             options.bootstrap,
             sqlite_urls(options.state_dir),
@@ -204,7 +206,7 @@ class ChaosRun:
         # This run's broker's credentials, for its clients and the services it starts; whatever
         # the process used before (a test session's broker) is given back after.
         before = os.environ.get(CREDENTIALS_DIR_VARIABLE)
-        os.environ[CREDENTIALS_DIR_VARIABLE] = self.broker_env[CREDENTIALS_DIR_VARIABLE]
+        os.environ[CREDENTIALS_DIR_VARIABLE] = str(self.kafka.credentials_dir)
         try:
             await self._timed("start", self._start())
             handle = StackHandle.from_services(self.services)

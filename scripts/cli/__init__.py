@@ -17,6 +17,7 @@ tradeguard console                   # the operator console for the running stac
 tradeguard chaos --seed 7 --orders 10000 --minutes 10  # orders under seeded faults, then every invariant (G2)
 tradeguard backup backups/2026-03-01 # each service's database, copied while it runs, with a manifest
 tradeguard restore --service account backups/2026-03-01  # put one back (the service stopped first)
+tradeguard sandbox --state-dir /tmp/sb  # a whole stack in test mode, with test helpers, for a marketplace's tests
 """
 
 from __future__ import annotations
@@ -138,6 +139,34 @@ def chaos(
     report = run_chaos(options, console)
     print_report(console, report)
     raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def sandbox(
+    *,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Its folder, emptied first (default: a new temporary one).", show_default=False)
+    ] = None,
+    profile: Annotated[
+        Path | None, typer.Option(help="Where to write the connection profile (default: <state>/profile.json).")
+    ] = None,
+    stop_on_stdin_eof: Annotated[
+        bool, typer.Option(help="Also stop when standard input closes (the pytest plugin holds it).")
+    ] = False,
+) -> None:
+    """A whole TradeGuard in test mode for a marketplace's tests: its own broker, every service, the
+    funding simulator and test helpers; prints {"ready": profile} once up; runs until SIGINT or SIGTERM."""
+    import tempfile
+
+    from rich.console import Console
+
+    from scripts.sandbox.run import fresh_folder, run_sandbox
+
+    folder = fresh_folder((state_dir or Path(tempfile.mkdtemp(prefix="tradeguard-sandbox-"))).resolve())
+    written = (profile or folder / "profile.json").resolve()
+    # Its own messages on stderr: stdout carries the one "ready" line a program waits for.
+    console = Console(stderr=True)
+    raise typer.Exit(asyncio.run(run_sandbox(folder, written, watch_stdin=stop_on_stdin_eof, console=console)))
 
 
 def main() -> None:

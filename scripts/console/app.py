@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -46,6 +45,7 @@ from scripts.console.desk import (
 )
 from scripts.console.reads import StackReads, Unavailable
 from scripts.console.settings import ConsoleSettings
+from scripts.http_server import serve_app
 
 HERE = Path(__file__).parent
 STUCK_REASONS = ("waiting_on_operator", "compensating", "retrying", "no_progress")
@@ -314,25 +314,5 @@ async def serve(
     settings: ConsoleSettings, bootstrap_servers: str, started: Callable[[str], None] | None = None
 ) -> None:
     """Serve the console until cancelled; ``started`` is told its address once it listens."""
-    config = uvicorn.Config(
-        create_app(settings, bootstrap_servers),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    # Server.serve() would also take over SIGINT and SIGTERM, which belong to whoever runs the
-    # stack (`make run`): its steps, without that (as uvicorn's own _serve takes them).
-    config.load()
-    server.lifespan = config.lifespan_class(config)
-    await server.startup()
-    if server.should_exit:  # the port was taken: uvicorn has said so
-        raise OSError(f"the console could not listen on {settings.host}:{settings.port}")
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    if started is not None:
-        started(f"http://{host}:{port}")
-    try:
-        await server.main_loop()
-    finally:
-        await server.shutdown()
+    app = create_app(settings, bootstrap_servers)
+    await serve_app(app, settings.host, settings.port, started, what="the console")
