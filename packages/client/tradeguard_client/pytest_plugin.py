@@ -27,12 +27,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tradeguard_client.client import TradeGuardClient
-from tradeguard_client.profile import ConnectionProfile
 from tradeguard_client.sandbox import COMMAND_VARIABLE, Sandbox, SandboxProcess, TestBuyer, TestCard, sandbox_command
 
 try:
@@ -75,7 +75,7 @@ def tradeguard_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
     """A whole TradeGuard in test mode for this test run."""
     given = request.config.getoption("--tradeguard-profile")
     if given:
-        yield Sandbox(ConnectionProfile.load(given))
+        yield Sandbox.from_profile(Path(given))
         return
     process = SandboxProcess(
         sandbox_command(request.config.getoption("--tradeguard-command")), _state_dir(tmp_path_factory)
@@ -88,7 +88,7 @@ def tradeguard_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
         process.stop()
 
 
-def _state_dir(factory: pytest.TempPathFactory) -> Any:
+def _state_dir(factory: pytest.TempPathFactory) -> Path:
     return factory.mktemp("tradeguard") / "sandbox"
 
 

@@ -80,7 +80,7 @@ class SandboxProcess:
                 ) from None
         ready = self._ready_line(timeout)
         self.startup_seconds = time.monotonic() - started
-        return Sandbox(ConnectionProfile.load(ready["ready"]), self.startup_seconds)
+        return Sandbox.from_profile(Path(ready["ready"]), self.startup_seconds)
 
     def _ready_line(self, timeout: float) -> dict[str, Any]:
         process = self._process
@@ -183,12 +183,21 @@ class BooksAudit:
 class Sandbox:
     """A running sandbox: its profile and its test helpers (``control_url``)."""
 
-    def __init__(self, profile: ConnectionProfile, startup_seconds: float | None = None) -> None:
+    def __init__(
+        self, profile: ConnectionProfile, startup_seconds: float | None = None, profile_path: Path | None = None
+    ) -> None:
         if profile.control_url is None:
             raise SandboxError("this profile names no test helpers (control_url): it is not a sandbox's")
         self.profile = profile
+        self.profile_path = profile_path
+        """The profile's file, for a client in another language or process (None when given in memory)."""
         self.control_url = profile.control_url
         self.startup_seconds = startup_seconds
+
+    @classmethod
+    def from_profile(cls, path: Path, startup_seconds: float | None = None) -> Sandbox:
+        """The sandbox whose profile is the file ``path``."""
+        return cls(ConnectionProfile.load(path), startup_seconds, path)
 
     def client(self) -> TradeGuardClient:
         """A new client of this sandbox (open it with ``async with``)."""
