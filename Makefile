@@ -6,7 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 UV_RUN = $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup run demo scenarios console audit timeline test test-long test-fast lint format contracts asyncapi-docs bench bench-smoke soak soak-short chaos chaos-short images compose-test test-containers kafka-stop clean
+.PHONY: help setup run demo scenarios console audit timeline test test-long test-fast lint format contracts asyncapi-docs bench bench-smoke soak soak-short chaos chaos-short wheels integrator-test sandbox images compose-test test-containers kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,6 +79,18 @@ chaos: setup  ## 10,000 orders over 65 min of SIGKILLs, a broker restart, duplic
 
 chaos-short: setup  ## a short chaos run (300 orders, 1 minute of faults; make test runs its own, tests/faults/test_chaos.py)
 	@$(UV_RUN) tradeguard chaos --seed $(or $(SEED),1) --orders 300 --minutes 1
+
+wheels:  ## the integrator's wheels, tradeguard-contracts and tradeguard-client, into dist/wheels
+	@rm -rf dist/wheels
+	@$(UV) build --wheel --quiet packages/contracts -o dist/wheels
+	@$(UV) build --wheel --quiet packages/client -o dist/wheels
+	@ls -l dist/wheels
+
+integrator-test: setup  ## the example marketplace suite, from freshly built wheels in a fresh environment (make test runs it)
+	@$(UV_RUN) pytest -v tests/e2e/test_integrator_kit.py -m "not long"
+
+sandbox: setup  ## a stack in test mode for a marketplace's own tests: prints its profile; Ctrl-C stops it
+	@$(UV_RUN) tradeguard sandbox --state-dir .cache/sandbox
 
 images:  ## the container images from docker/ (podman here: a debootstrapped Debian base; Docker: debian:bookworm-slim)
 	@bash scripts/images.sh build
