@@ -59,6 +59,44 @@ async def test_a_declined_card_fails_the_payment_with_its_reason(
 
 
 @pytest.mark.usefixtures("books")
+async def test_a_wallet_short_of_the_price_fails_the_payment(
+    tradeguard_stack: Sandbox, tradeguard_client: TradeGuardClient
+) -> None:
+    buyer = await tradeguard_stack.new_buyer(wallet=usd(1_000))
+    order = await tradeguard_client.checkout(
+        buyer_id=buyer.account_id, seller_id=tradeguard_stack.new_seller_id(), amount=usd(5_000)
+    )
+    failed = await order.wait_for(OrderStatus.PAYMENT_FAILED)
+    assert failed.reason is not None
+    assert failed.reason.startswith("insufficient_funds")
+
+
+@pytest.mark.usefixtures("books")
+async def test_an_unknown_buyer_ends_the_order(tradeguard_stack: Sandbox, tradeguard_client: TradeGuardClient) -> None:
+    order = await tradeguard_client.checkout(
+        buyer_id="buyer-nobody-knows", seller_id=tradeguard_stack.new_seller_id(), amount=usd(500)
+    )
+    with pytest.raises(OrderEnded, match="account_not_found"):
+        await order.wait_for(OrderStatus.IN_ESCROW)
+
+
+@pytest.mark.usefixtures("books")
+async def test_the_same_order_id_for_another_sale_is_refused(
+    tradeguard_stack: Sandbox, tradeguard_client: TradeGuardClient
+) -> None:
+    buyer = await tradeguard_stack.new_buyer(wallet=usd(10_000))
+    seller = tradeguard_stack.new_seller_id()
+    first = await tradeguard_client.checkout(buyer_id=buyer.account_id, seller_id=seller, amount=usd(1_000))
+    await first.wait_for(OrderStatus.IN_ESCROW)
+    again = await tradeguard_client.checkout(
+        buyer_id=buyer.account_id, seller_id=seller, amount=usd(2_000), order_id=first.order_id, idempotency_key="other"
+    )
+    with pytest.raises(CommandRefused) as refused:
+        await again.wait_for(OrderStatus.COMPLETED)
+    assert "already exists" in refused.value.reason
+
+
+@pytest.mark.usefixtures("books")
 async def test_an_issuer_timeout_is_retried_and_the_order_paid(
     tradeguard_stack: Sandbox, tradeguard_client: TradeGuardClient, funding: Funding
 ) -> None:
@@ -79,9 +117,9 @@ async def test_a_payment_above_the_threshold_needs_the_buyers_pin(
     buyer = await tradeguard_stack.new_buyer(wallet=usd(90_000))
     seller = tradeguard_stack.new_seller_id()
     without = await tradeguard_client.checkout(buyer_id=buyer.account_id, seller_id=seller, amount=usd(25_000))
-    with pytest.raises((OrderEnded, CommandRefused)) as refused:
-        await without.wait_for(OrderStatus.IN_ESCROW)
-    assert "security" in str(refused.value)
+    refused = await without.wait_for(OrderStatus.PAYMENT_FAILED)
+    assert refused.reason is not None
+    assert "security" in refused.reason, refused.reason
     with_pin = await tradeguard_client.checkout(
         buyer_id=buyer.account_id, seller_id=seller, amount=usd(25_000), pin=buyer.pin
     )

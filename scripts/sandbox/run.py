@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -97,7 +98,8 @@ async def run_sandbox(state_dir: Path, profile: Path, *, watch_stdin: bool, cons
     try:
         await kafka.run("start")
         await ensure_topics(kafka.bootstrap, ALL_TOPICS)
-        services.start()
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is for the ready line alone
+            services.start()
         await services.wait_ready(120)
         handle = StackHandle.from_services(services)
         async with ScenarioRunner(handle, Console(quiet=True), audit=False) as runner:

@@ -83,33 +83,35 @@ class SandboxProcess:
         return Sandbox.from_profile(Path(ready["ready"]), self.startup_seconds)
 
     def _ready_line(self, timeout: float) -> dict[str, Any]:
+        """The first line of its output that is its ready line (JSON with ``ready``)."""
+        deadline = time.monotonic() + timeout
+        buffer = b""
+        while True:
+            line, newline, rest = buffer.partition(b"\n")
+            if not newline:
+                buffer += self._read(deadline, timeout)
+                continue
+            buffer = rest
+            with contextlib.suppress(ValueError):
+                said = json.loads(line)
+                if isinstance(said, dict) and "ready" in said:
+                    return said
+
+    def _read(self, deadline: float, timeout: float) -> bytes:
         process = self._process
         assert process is not None
         assert process.stdout is not None
-        deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             selector.register(process.stdout, selectors.EVENT_READ)
-            buffer = b""
-            while b"\n" not in buffer:
-                left = deadline - time.monotonic()
-                if left <= 0 or not selector.select(left):
-                    self.stop()
-                    raise SandboxError(f"the sandbox was not ready after {timeout:.0f} s; see {self.log_file}")
-                chunk = os.read(process.stdout.fileno(), 65536)
-                if not chunk:
-                    code = process.wait()
-                    raise SandboxError(f"the sandbox exited with {code} before it was ready; see {self.log_file}")
-                buffer += chunk
-        line = buffer.split(b"\n", 1)[0]
-        try:
-            ready: dict[str, Any] = json.loads(line)
-            _ = ready["ready"]
-        except (ValueError, KeyError, TypeError):
-            self.stop()
-            raise SandboxError(
-                f"the sandbox said {line[:200]!r} instead of its ready line; see {self.log_file}"
-            ) from None
-        return ready
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                self.stop()
+                raise SandboxError(f"the sandbox was not ready after {timeout:.0f} s; see {self.log_file}")
+        chunk = os.read(process.stdout.fileno(), 65536)
+        if not chunk:
+            code = process.wait()
+            raise SandboxError(f"the sandbox exited with {code} before it was ready; see {self.log_file}")
+        return chunk
 
     def stop_quietly(self) -> None:
         """:meth:`stop`, for a clean-up hook."""
