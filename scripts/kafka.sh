@@ -185,7 +185,9 @@ start() {
   # An open port is not enough: it opens before the broker is unfenced and can serve.
   deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-60}))
   until grep -qs 'Kafka Server started' "$DATA/server.log" && port_open "$PORT"; do
-    if ! running_pid >/dev/null || ((SECONDS >= deadline)); then
+    # Our own child, seconds old: alive is enough (running_pid would also want its command line,
+    # which on a loaded machine may still be this shell's, between the fork and nohup's exec).
+    if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
       echo "Kafka failed to start; last log lines:" >&2
       tail -n 40 "$DATA/server.log" "$DATA/kafka.out" >&2 2>/dev/null || true
       stop >/dev/null

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,21 +62,28 @@ class StopRequest:
     def __init__(self, *, watch_stdin: bool) -> None:
         self.event = asyncio.Event()
         self.why = ""
-        loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._set, signum.name)
+            self._loop.add_signal_handler(signum, self._set, signum.name)
         if watch_stdin:
-            threading.Thread(target=self._read_stdin, args=(loop,), daemon=True).start()
+            # On the loop, not in a thread: a thread blocked reading stdin aborts the interpreter's exit.
+            fd = sys.stdin.fileno()
+            os.set_blocking(fd, False)
+            self._loop.add_reader(fd, self._stdin_readable, fd)
 
     def _set(self, why: str) -> None:
         if not self.event.is_set():
             self.why = why
             self.event.set()
 
-    def _read_stdin(self, loop: asyncio.AbstractEventLoop) -> None:
-        while sys.stdin.buffer.read(4096):
-            pass  # what the parent writes means nothing; only the end of it does
-        loop.call_soon_threadsafe(self._set, "standard input closed")
+    def _stdin_readable(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 4096)  # what the parent writes means nothing; only the end of it does
+        except BlockingIOError:
+            return
+        if not data:
+            self._loop.remove_reader(fd)
+            self._set("standard input closed")
 
 
 def fresh_folder(state_dir: Path) -> Path:
