@@ -38,7 +38,9 @@ running_pid() {
   local pid
   [[ -f "$PIDFILE" ]] || return 1
   pid="$(<"$PIDFILE")"
-  [[ -n "$pid" && "$(ps -p "$pid" -o args= 2>/dev/null)" == *" kafka.Kafka "* ]] || return 1
+  # Its whole command line: `ps -o args` cuts it at $COLUMNS when that is set (a caller's terminal
+  # width, 80 for a CLI run under pytest), and the class name comes after a long classpath.
+  [[ -n "$pid" && "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *" kafka.Kafka "* ]] || return 1
   echo "$pid"
 }
 
@@ -185,9 +187,7 @@ start() {
   # An open port is not enough: it opens before the broker is unfenced and can serve.
   deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-60}))
   until grep -qs 'Kafka Server started' "$DATA/server.log" && port_open "$PORT"; do
-    # Our own child, seconds old: alive is enough (running_pid would also want its command line,
-    # which on a loaded machine may still be this shell's, between the fork and nohup's exec).
-    if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+    if ! running_pid >/dev/null || ((SECONDS >= deadline)); then
       echo "Kafka failed to start; last log lines:" >&2
       tail -n 40 "$DATA/server.log" "$DATA/kafka.out" >&2 2>/dev/null || true
       stop >/dev/null

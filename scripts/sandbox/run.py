@@ -120,11 +120,13 @@ async def run_sandbox(state_dir: Path, profile: Path, *, watch_stdin: bool, cons
             await stop.event.wait()
             console.print(f"{stop.why}: stopping the sandbox")
     finally:
-        if server is not None:
-            server.cancel()
-            await asyncio.gather(server, return_exceptions=True)
-        services.stop()
-        kafka.stop_now()
+        try:
+            if server is not None:
+                server.cancel()
+                await asyncio.gather(server, return_exceptions=True)
+            services.stop()
+        finally:
+            kafka.stop_now()  # whatever happened before: a broker left running outlives every test run
     return 0
 
 

@@ -12,6 +12,7 @@ as an integrator's CI would run an installed TradeGuard.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -174,10 +175,8 @@ def test_the_sandbox_goes_when_the_test_run_is_killed(outside: Outside, tmp_path
 
 
 def _profile_in(log: Path) -> Path | None:
-    for line in log.read_text().splitlines():
-        if line.startswith("PROFILE "):
-            return Path(line.split(" ", 1)[1])
-    return None
+    found = re.search(r"PROFILE (\S+)", log.read_text())
+    return Path(found.group(1)) if found else None
 
 
 def _alive(pid: int) -> bool:
