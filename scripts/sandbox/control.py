@@ -8,8 +8,8 @@ in test mode that a real one never lets them, as Stripe's test helpers and test 
     POST /clock/advance     move it forward {"seconds": N}: deadlines fall due, nothing sleeps
     GET  /audit             the books audit (G1) of the whole sandbox: {"ok": ..., "report": ...}
 
-Bodies are JSON; a wrong one is answered 422 naming the field, a step TradeGuard refused 409 with
-its code and reason. The helpers act through the same commands and topics as any client.
+Bodies are JSON; a wrong one is answered 422 naming the field (a wrong query parameter 400), a step
+TradeGuard refused 409 with its code and reason. The helpers act through the same commands and topics as any client.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from scripts.scenarios.outcome import ScenarioFailed
 from scripts.scenarios.runner import ScenarioRunner
 from scripts.scenarios.steps import add_card, top_up
 from services.funding.vault import load_scripted_cards
+from shared.read_api import whole
 
 MAX_ADVANCE = timedelta(days=3650)
 
@@ -109,7 +110,10 @@ class SandboxControl:
         return JSONResponse({"now": now.isoformat()})
 
     async def audit(self, request: Request) -> Response:
-        attempts = min(int(request.query_params.get("attempts", "1") or 1), 30)
+        try:
+            attempts = whole(request.query_params, "attempts", 1, least=1, most=30)
+        except ValueError as error:  # a query parameter: answered as the read APIs answer one
+            return JSONResponse({"error": str(error)}, status_code=400)
         report = await audit_stack(self.state_dir, AuditLimits(), attempts=attempts)
         return JSONResponse({"ok": report.ok, "report": as_json(report)})
 

@@ -254,3 +254,9 @@ def test_the_documented_test_cards_are_the_simulators() -> None:
     page = (ROOT / "docs" / "integrate.md").read_text()
     documented = set(re.findall(r"^\| `(\d{12,19})` \| \w+ \| `(\w+)` \|", page, flags=re.MULTILINE))
     assert documented == {(c.number, c.behaviour.value) for c in load_scripted_cards().values()}
+
+
+def test_a_wrong_audit_parameter_is_answered_400_naming_it(tmp_path: Path) -> None:
+    answer = helpers(tmp_path).get("/audit", params={"attempts": "many"})
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("attempts: a whole number from 1 to 30")
